@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# scripts/test.sh - the whole test suite: unit and driver tests, then integration tests
+# against the real Kafka broker and MariaDB of scripts/stack.sh (started here if needed).
+# Everything builds in the release profile, like scripts/run.sh, so RocksDB's C++ is
+# compiled once for both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+# With Prometheus: it installs Debian's package, which tests/observability.rs runs its own instance of.
+scripts/stack.sh up --with-prometheus
+
+export CREDITSTREAM_TEST_KAFKA=${CREDITSTREAM_TEST_KAFKA:-127.0.0.1:9092}
+export CREDITSTREAM_TEST_MYSQL=${CREDITSTREAM_TEST_MYSQL:-mysql://creditstream:creditstream@127.0.0.1:3306}
+export CREDITSTREAM_STACK=${CREDITSTREAM_STACK:-$PWD/scripts/stack.sh}
+
+cargo build --release --locked --bins
+cargo test --release --locked "$@"

@@ -1,0 +1,122 @@
+//! Wires the components into the subcommands: each runs until its shutdown signal, then
+//! stops in order (ingest stops accepting, the processor commits and leaves its group,
+//! the sink writes and commits what it read).
+
+use crate::config::Config;
+use crate::ingest;
+use crate::metrics;
+use crate::runtime::{admin, seed_bridge, source, stream_thread};
+use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::sink::{self, schema, writer::MySqlWriter};
+use crate::topology::definition::TopologyDefinition;
+use std::net::SocketAddr;
+use tracing::{error, info};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Ingest(#[from] ingest::IngestError),
+    #[error("processor: {0}")]
+    Processor(#[from] stream_thread::RuntimeError),
+    #[error("seed bridge: {0}")]
+    Bridge(rdkafka::error::KafkaError),
+    #[error("sink: {0}")]
+    Sink(#[from] source::SourceError),
+    #[error(transparent)]
+    Db(#[from] sink::DbError),
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
+    #[error("metrics endpoint: {0}")]
+    Metrics(String),
+    #[error("a component thread panicked")]
+    Panicked,
+    #[error("{0}")]
+    Usage(String),
+}
+
+async fn serve_metrics(listen: &str, shutdown: Shutdown) -> Result<(), AppError> {
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| AppError::Metrics(format!("{listen} is not an address")))?;
+    metrics::serve(addr, shutdown.wait())
+        .await
+        .map_err(|e| AppError::Metrics(e.to_string()))
+}
+
+/// `creditstream process`: the stream thread (and the seed bridge when enabled).
+pub async fn process(
+    config: &Config,
+    def: TopologyDefinition,
+    trigger: &ShutdownTrigger,
+    with_metrics: bool,
+) -> Result<(), AppError> {
+    let metrics_task = with_metrics.then(|| {
+        let listen = config.processor.metrics_listen.clone();
+        let shutdown = trigger.subscribe();
+        tokio::spawn(async move { serve_metrics(&listen, shutdown).await })
+    });
+    let bridge = (def.seed_bridge.enabled && config.processor.run_seed_bridge).then(|| {
+        let (kafka, def, shutdown) = (config.kafka.clone(), def.clone(), trigger.subscribe());
+        let timeout = config.processor.transaction_timeout_ms;
+        tokio::task::spawn_blocking(move || seed_bridge::run(&kafka, &def, timeout, shutdown))
+    });
+    let (kafka, cfg, shutdown) = (config.kafka.clone(), config.processor.clone(), trigger.subscribe());
+    let result = tokio::task::spawn_blocking(move || stream_thread::run(kafka, cfg, def, shutdown)).await;
+    trigger.trigger();
+    if let Some(bridge) = bridge {
+        match bridge.await {
+            Ok(Err(e)) => error!(error = %e, "seed bridge failed"),
+            Err(_) => error!("seed bridge panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    result.map_err(|_| AppError::Panicked)?.map_err(AppError::from)
+}
+
+/// `creditstream sink`: schema, then the Kafka-fed MySQL writer.
+pub async fn sink(
+    config: &Config,
+    def: TopologyDefinition,
+    trigger: &ShutdownTrigger,
+    with_metrics: bool,
+) -> Result<(), AppError> {
+    let metrics_task = with_metrics.then(|| {
+        let listen = config.sink.metrics_listen.clone();
+        let shutdown = trigger.subscribe();
+        tokio::spawn(async move { serve_metrics(&listen, shutdown).await })
+    });
+    let pool = sink::pool(&config.mysql)?;
+    let version = schema::apply(&pool).await?;
+    info!(version, "schema ready");
+    let mut writer = MySqlWriter::new(pool.clone());
+    let result = source::run(&config.kafka, &config.sink, &def, &mut writer, trigger.subscribe()).await;
+    trigger.trigger();
+    let _ = pool.disconnect().await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    Ok(result?)
+}
+
+/// `creditstream ingest`: the HTTP endpoint (which also serves /metrics).
+pub async fn ingest(config: &Config, def: TopologyDefinition, trigger: &ShutdownTrigger) -> Result<(), AppError> {
+    let result = ingest::run(config, def, trigger.subscribe(), |addr| info!(%addr, "ingest ready")).await;
+    trigger.trigger();
+    Ok(result?)
+}
+
+/// `creditstream all`: the three in one process; the ingest's port serves every metric.
+pub async fn all(config: &Config, def: TopologyDefinition, trigger: &ShutdownTrigger) -> Result<(), AppError> {
+    admin::ensure_topics(&config.kafka, &def).await?;
+    let (a, b, c) = tokio::join!(
+        ingest(config, def.clone(), trigger),
+        process(config, def.clone(), trigger, false),
+        sink(config, def, trigger, false)
+    );
+    a.and(b).and(c)
+}

@@ -1,0 +1,279 @@
+//! Every Prometheus metric creditstream exports, registered once in one registry, plus
+//! the `/metrics` endpoint the processor and sink serve when run alone (the ingest serves
+//! the same registry on its own port). Labels are bounded: routes, statuses, topics,
+//! partitions and reasons, never a uid or an order id.
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+use warp::Filter;
+
+pub struct Metrics {
+    pub registry: Registry,
+    // ingest
+    pub ingest_requests: IntCounterVec,
+    pub ingest_request_duration: HistogramVec,
+    pub ingest_produce_duration: HistogramVec,
+    pub ingest_produce_errors: IntCounterVec,
+    pub ingest_unavailable: IntCounter,
+    // processor
+    pub records_consumed: IntCounterVec,
+    pub decisions: IntCounterVec,
+    pub end_to_end_latency: Histogram,
+    pub commit_duration: Histogram,
+    pub transactions_aborted: IntCounter,
+    pub rebalances: IntCounterVec,
+    pub assigned_partitions: IntGauge,
+    pub restored_records: IntCounter,
+    pub restore_duration: Histogram,
+    pub store_keys: IntGaugeVec,
+    pub store_size: IntGaugeVec,
+    pub dead_letters: IntCounterVec,
+    pub processor_lag: IntGaugeVec,
+    // sink
+    pub sink_rows: IntCounterVec,
+    pub sink_batch_rows: Histogram,
+    pub sink_batch_duration: Histogram,
+    pub sink_db_errors: IntCounterVec,
+    pub sink_db_retries: IntCounter,
+    pub sink_lag: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric =
+        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    metric
+}
+
+fn plain_histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    metric
+}
+
+fn seconds_buckets() -> Vec<f64> {
+    exponential_buckets(0.0005, 2.0, 16).unwrap_or_default()
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        let pc = prometheus::process_collector::ProcessCollector::for_self();
+        let _ = r.register(Box::new(pc));
+        let secs = seconds_buckets;
+        Self {
+            ingest_requests: counter(
+                &r,
+                "creditstream_ingest_requests_total",
+                "HTTP requests by route and status code.",
+                &["route", "status"],
+            ),
+            ingest_request_duration: histogram(
+                &r,
+                "creditstream_ingest_request_duration_seconds",
+                "HTTP request duration by route.",
+                &["route"],
+                secs(),
+            ),
+            ingest_produce_duration: histogram(
+                &r,
+                "creditstream_ingest_produce_duration_seconds",
+                "Time from produce to broker acknowledgement, by topic.",
+                &["topic"],
+                secs(),
+            ),
+            ingest_produce_errors: counter(
+                &r,
+                "creditstream_ingest_produce_errors_total",
+                "Produces that failed or timed out, by kind.",
+                &["kind"],
+            ),
+            ingest_unavailable: IntCounter::new(
+                "creditstream_ingest_unavailable_total",
+                "Requests answered 503 because Kafka or MySQL was unavailable.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            records_consumed: counter(
+                &r,
+                "creditstream_processor_records_consumed_total",
+                "Input records consumed, by topic.",
+                &["topic"],
+            ),
+            decisions: counter(
+                &r,
+                "creditstream_processor_decisions_total",
+                "Order decisions committed, by status.",
+                &["status"],
+            ),
+            end_to_end_latency: plain_histogram(
+                &r,
+                "creditstream_processor_end_to_end_latency_seconds",
+                "Order timestamp to decision committed.",
+                secs(),
+            ),
+            commit_duration: plain_histogram(
+                &r,
+                "creditstream_processor_commit_duration_seconds",
+                "Duration of a commit (transaction commit under exactly_once_v2).",
+                secs(),
+            ),
+            transactions_aborted: IntCounter::new(
+                "creditstream_processor_transactions_aborted_total",
+                "Transactions aborted and rolled back.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            rebalances: counter(
+                &r,
+                "creditstream_processor_rebalances_total",
+                "Rebalance events, by kind (assign, revoke, lost).",
+                &["kind"],
+            ),
+            assigned_partitions: IntGauge::new(
+                "creditstream_processor_assigned_partitions",
+                "Partitions (tasks) this replica owns.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            restored_records: IntCounter::new(
+                "creditstream_processor_restored_records_total",
+                "Changelog records applied while restoring state.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            restore_duration: plain_histogram(
+                &r,
+                "creditstream_processor_restore_duration_seconds",
+                "Duration of one task's restore.",
+                exponential_buckets(0.001, 2.0, 18).unwrap_or_default(),
+            ),
+            store_keys: gauge(
+                &r,
+                "creditstream_processor_store_keys",
+                "RocksDB's estimate of live keys, by partition.",
+                &["partition"],
+            ),
+            store_size: gauge(
+                &r,
+                "creditstream_processor_store_size_bytes",
+                "RocksDB's SST files plus memtables, by partition.",
+                &["partition"],
+            ),
+            dead_letters: counter(
+                &r,
+                "creditstream_processor_dead_letters_total",
+                "Records sent to the dead-letter topic, by reason.",
+                &["reason"],
+            ),
+            processor_lag: gauge(
+                &r,
+                "creditstream_processor_consumer_lag_records",
+                "Records between the committed position and the log end, by topic and partition.",
+                &["topic", "partition"],
+            ),
+            sink_rows: counter(
+                &r,
+                "creditstream_sink_rows_written_total",
+                "Rows written to MySQL, by table.",
+                &["table"],
+            ),
+            sink_batch_rows: plain_histogram(
+                &r,
+                "creditstream_sink_batch_size_rows",
+                "Records per database transaction.",
+                exponential_buckets(1.0, 2.0, 14).unwrap_or_default(),
+            ),
+            sink_batch_duration: plain_histogram(
+                &r,
+                "creditstream_sink_batch_duration_seconds",
+                "Duration of one batch's database transaction.",
+                secs(),
+            ),
+            sink_db_errors: counter(
+                &r,
+                "creditstream_sink_db_errors_total",
+                "Database errors, by kind (transient, fatal).",
+                &["kind"],
+            ),
+            sink_db_retries: IntCounter::new(
+                "creditstream_sink_db_retries_total",
+                "Batches retried after a transient database error.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            sink_lag: gauge(
+                &r,
+                "creditstream_sink_consumer_lag_records",
+                "Records between the sink's position and the log end, by topic and partition.",
+                &["topic", "partition"],
+            ),
+            registry: r,
+        }
+        .register_plain()
+    }
+
+    fn register_plain(self) -> Self {
+        for c in [
+            &self.ingest_unavailable,
+            &self.transactions_aborted,
+            &self.restored_records,
+            &self.sink_db_retries,
+        ] {
+            let _ = self.registry.register(Box::new(c.clone()));
+        }
+        let _ = self.registry.register(Box::new(self.assigned_partitions.clone()));
+        self
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// The registry in Prometheus' text format.
+pub fn render() -> String {
+    let mut buffer = Vec::new();
+    let _ = TextEncoder::new().encode(&metrics().registry.gather(), &mut buffer);
+    String::from_utf8(buffer).unwrap_or_default()
+}
+
+/// The `/metrics` route.
+pub fn route() -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(|| warp::reply::with_header(render(), "content-type", "text/plain; version=0.0.4"))
+}
+
+/// Serves `/metrics` (and `/healthz`) on `addr` until `shutdown` completes.
+pub async fn serve(addr: SocketAddr, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), warp::Error> {
+    let health = warp::path("healthz").and(warp::path::end()).map(|| "ok");
+    let (_, server) = warp::serve(route().or(health)).try_bind_with_graceful_shutdown(addr, shutdown)?;
+    server.await;
+    Ok(())
+}

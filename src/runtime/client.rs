@@ -1,0 +1,92 @@
+//! librdkafka client configuration, in one place. Users' `[kafka.client]` properties come
+//! first; the properties creditstream's guarantees rest on are set after them and win.
+//! Invariant: every producer uses `partitioner=murmur2_random` (Java clients' placement)
+//! and is idempotent.
+
+use crate::config::KafkaConfig;
+use rdkafka::ClientConfig;
+
+/// The base configuration shared by every client: brokers plus the user's pass-through properties.
+pub fn base(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in &kafka.client {
+        config.set(key, value);
+    }
+    config.set("bootstrap.servers", &kafka.bootstrap_servers);
+    config.set("log_level", "4");
+    config
+}
+
+/// A producer: idempotent, acks=all, murmur2 placement.
+pub fn producer(kafka: &KafkaConfig, linger_ms: u64) -> ClientConfig {
+    let mut config = base(kafka);
+    config
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", linger_ms.to_string())
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576");
+    config
+}
+
+/// A transactional producer for one processor replica.
+pub fn transactional_producer(
+    kafka: &KafkaConfig,
+    transactional_id: &str,
+    transaction_timeout_ms: u64,
+) -> ClientConfig {
+    let mut config = producer(kafka, 5);
+    let message_timeout = transaction_timeout_ms.saturating_sub(2_000).max(5_000);
+    config
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", transaction_timeout_ms.to_string())
+        .set("message.timeout.ms", message_timeout.to_string());
+    config
+}
+
+/// A consumer in `group_id` that commits offsets itself and reads committed data only
+/// when `read_committed` is set.
+pub fn consumer(kafka: &KafkaConfig, group_id: &str, read_committed: bool) -> ClientConfig {
+    let mut config = base(kafka);
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set(
+            "isolation.level",
+            if read_committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        )
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("max.poll.interval.ms", "300000")
+        .set("fetch.wait.max.ms", "50");
+    config
+}
+
+/// A consumer with no group, for restores and verification reads.
+pub fn standalone_consumer(kafka: &KafkaConfig, read_committed: bool) -> ClientConfig {
+    let mut config = base(kafka);
+    config
+        .set("group.id", "creditstream-unused")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "isolation.level",
+            if read_committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        )
+        .set("fetch.wait.max.ms", "50");
+    config
+}

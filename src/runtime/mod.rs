@@ -1,0 +1,20 @@
+//! The runtime: the only code that touches Kafka (rdkafka) and RocksDB. It adapts them to
+//! the pure topology layer and to the ingest and sink.
+//!
+//! - [`client`]: librdkafka settings every client shares (murmur2, idempotence, isolation).
+//! - [`admin`]: creates and verifies the topology's topics.
+//! - [`rocks_store`]: a task's RocksDB store behind the topology's `KeyValueStore`.
+//! - [`stream_thread`]: the processor: consumer group, tasks, restore, transactions.
+//! - [`seed_bridge`]: repartitions the seed's unkeyed topics into the keyed inputs.
+//! - [`publisher`]: the ingest's producer (acknowledged publishes only).
+//! - [`source`]: the sink's consumer (offsets committed after the database commit).
+//! - [`topic_reader`]: reads whole topics to their end (verification).
+
+pub mod admin;
+pub mod client;
+pub mod publisher;
+pub mod rocks_store;
+pub mod seed_bridge;
+pub mod source;
+pub mod stream_thread;
+pub mod topic_reader;

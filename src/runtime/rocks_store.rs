@@ -1,0 +1,228 @@
+//! A task's state store in RocksDB, behind the topology's [`KeyValueStore`] trait.
+//!
+//! Writes made while processing stay in an in-memory overlay until the task's commit has
+//! succeeded on Kafka; only then are they written to RocksDB, in one atomic `WriteBatch`
+//! together with the changelog offset they correspond to (the checkpoint).
+//! Invariant: the local store is never ahead of the committed changelog; it may be behind
+//! (a crash between the Kafka commit and the local write), and restore from the checkpoint
+//! closes that gap.
+
+use crate::topology::store::{KeyValueStore, StoreError};
+use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, DB};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where the next changelog offset to restore from is kept (outside every data prefix).
+const CHECKPOINT_KEY: &[u8] = b"\x00meta/changelog-next-offset";
+
+/// Memory shared by every store of one replica: one block cache, one write-buffer budget.
+#[derive(Clone)]
+pub struct StoreResources {
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+}
+
+impl StoreResources {
+    pub fn new(block_cache_mb: usize, write_buffer_mb: usize) -> Self {
+        let cache = Cache::new_lru_cache(block_cache_mb << 20);
+        let write_buffers =
+            WriteBufferManager::new_write_buffer_manager_with_cache(write_buffer_mb << 20, false, cache.clone());
+        Self { cache, write_buffers }
+    }
+}
+
+fn store_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+    /// Uncommitted writes of the current transaction; `None` is a delete.
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl RocksStore {
+    pub fn open(path: &Path, resources: &StoreResources) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path).map_err(store_error)?;
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&resources.cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.set_block_based_table_factory(&table);
+        options.set_write_buffer_manager(&resources.write_buffers);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let db = DB::open(&options, path).map_err(store_error)?;
+        Ok(Self {
+            db,
+            path: path.to_path_buf(),
+            overlay: BTreeMap::new(),
+        })
+    }
+
+    /// Deletes the store's files (used when local state cannot be trusted).
+    pub fn destroy(path: &Path) -> Result<(), StoreError> {
+        if path.exists() {
+            DB::destroy(&Options::default(), path).map_err(store_error)?;
+            std::fs::remove_dir_all(path).map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The changelog offset restore continues from, if this store was ever written.
+    pub fn checkpoint(&self) -> Result<Option<i64>, StoreError> {
+        match self.db.get(CHECKPOINT_KEY).map_err(store_error)? {
+            None => Ok(None),
+            Some(bytes) => {
+                let array: [u8; 8] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError("checkpoint is not 8 bytes".into()))?;
+                Ok(Some(i64::from_be_bytes(array)))
+            }
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.overlay.is_empty()
+    }
+
+    /// Writes the overlay and the new checkpoint atomically (after the Kafka commit).
+    pub fn commit(&mut self, next_changelog_offset: Option<i64>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (key, value) in std::mem::take(&mut self.overlay) {
+            match value {
+                Some(v) => batch.put(key, v),
+                None => batch.delete(key),
+            }
+        }
+        if let Some(offset) = next_changelog_offset {
+            batch.put(CHECKPOINT_KEY, offset.to_be_bytes());
+        }
+        self.db.write(batch).map_err(store_error)
+    }
+
+    /// Forgets the overlay (after an aborted transaction).
+    pub fn rollback(&mut self) {
+        self.overlay.clear();
+    }
+
+    /// Applies restored changelog records and advances the checkpoint, atomically.
+    pub fn apply_restored(
+        &mut self,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+        next_offset: i64,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (key, value) in records {
+            match value {
+                Some(v) => batch.put(key, v),
+                None => batch.delete(key),
+            }
+        }
+        batch.put(CHECKPOINT_KEY, next_offset.to_be_bytes());
+        self.db.write(batch).map_err(store_error)
+    }
+
+    /// RocksDB's own estimate of the live keys, and the size of its files in bytes.
+    pub fn estimates(&self) -> (u64, u64) {
+        let keys = self
+            .db
+            .property_int_value("rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let size = self
+            .db
+            .property_int_value("rocksdb.total-sst-files-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+            + self
+                .db
+                .property_int_value("rocksdb.cur-size-all-mem-tables")
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+        (keys, size)
+    }
+}
+
+impl KeyValueStore for RocksStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.overlay.get(key) {
+            Some(pending) => Ok(pending.clone()),
+            None => self.db.get(key).map_err(store_error),
+        }
+    }
+
+    fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        self.overlay.insert(key.to_vec(), Some(value));
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.overlay.insert(key.to_vec(), None);
+        Ok(())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for item in self.db.iterator(IteratorMode::From(prefix, Direction::Forward)) {
+            let (key, value) = item.map_err(store_error)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            merged.insert(key.to_vec(), value.to_vec());
+        }
+        for (key, pending) in self
+            .overlay
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
+            match pending {
+                Some(v) => merged.insert(key.clone(), v.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_is_read_back_and_written_only_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let resources = StoreResources::new(8, 8);
+        let mut store = RocksStore::open(dir.path(), &resources).unwrap();
+        store.put(b"u1", b"a".to_vec()).unwrap();
+        store.put(b"u2", b"b".to_vec()).unwrap();
+        assert_eq!(store.get(b"u1").unwrap(), Some(b"a".to_vec()));
+        store.rollback();
+        assert_eq!(store.get(b"u1").unwrap(), None);
+
+        store.put(b"u1", b"a".to_vec()).unwrap();
+        store.put(b"u2", b"b".to_vec()).unwrap();
+        store.commit(Some(42)).unwrap();
+        store.delete(b"u1").unwrap();
+        store.put(b"u3", b"c".to_vec()).unwrap();
+        let keys: Vec<_> = store.scan_prefix(b"u").unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![b"u2".to_vec(), b"u3".to_vec()]);
+        assert_eq!(store.checkpoint().unwrap(), Some(42));
+        drop(store);
+
+        let reopened = RocksStore::open(dir.path(), &resources).unwrap();
+        assert_eq!(reopened.get(b"u1").unwrap(), Some(b"a".to_vec()));
+        assert_eq!(reopened.get(b"u3").unwrap(), None);
+        assert_eq!(reopened.checkpoint().unwrap(), Some(42));
+    }
+}

@@ -1,0 +1,83 @@
+//! Reads whole topics (read_committed) to their end, for the invariant checker and the
+//! benchmark. "The end" is each partition's high watermark at the start; aborted records
+//! and transaction markers are skipped by the consumer, and its position says how far it
+//! really got.
+
+use crate::config::KafkaConfig;
+use crate::runtime::client;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+/// One record of a topic.
+#[derive(Debug, Clone)]
+pub struct TopicRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("topic {topic} was not read to its end within {waited:?}")]
+    Timeout { topic: String, waited: Duration },
+}
+
+/// Every committed record of `topic`, in offset order per partition.
+pub fn read_to_end(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<TopicRecord>, ReadError> {
+    let consumer: BaseConsumer = client::standalone_consumer(kafka, true).create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    let mut ends = Vec::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
+        if high > low {
+            ends.push((*p, high));
+            tpl.add_partition_offset(topic, *p, Offset::Offset(low))?;
+        }
+    }
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut records = Vec::new();
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                records.push(TopicRecord {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                });
+                continue;
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+        let positions = consumer.position()?;
+        let done = ends.iter().all(|(p, high)| {
+            matches!(positions.find_partition(topic, *p).map(|e| e.offset()), Some(Offset::Offset(pos)) if pos >= *high)
+        });
+        if done {
+            return Ok(records);
+        }
+        if started.elapsed() > timeout {
+            return Err(ReadError::Timeout {
+                topic: topic.to_string(),
+                waited: timeout,
+            });
+        }
+    }
+}

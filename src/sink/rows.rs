@@ -1,0 +1,232 @@
+//! Turns a batch of sink records into the rows to write: one `Order_details` row per
+//! order event, and per uid only the newest user change of the batch. Pure (no SQL), so
+//! the batching rules are tested without a database.
+
+use crate::runtime::source::{SinkRecord, SinkTopic};
+use crate::topology::record::{Decision, Order, OrderStatus, UserChange, UserRow, NOTE_INITIALISED};
+use std::collections::BTreeMap;
+
+/// One row of `Order_details`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderEventRow {
+    pub orderid: i64,
+    pub uid: i64,
+    pub status: OrderStatus,
+    pub event_timestamp: String,
+    pub amount: i64,
+    pub notes: String,
+}
+
+/// The newest state of one user in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserWrite {
+    Upsert { version: u64, user: UserRow },
+    Delete { uid: i64, version: u64 },
+}
+
+impl UserWrite {
+    fn version(&self) -> u64 {
+        match self {
+            UserWrite::Upsert { version, .. } | UserWrite::Delete { version, .. } => *version,
+        }
+    }
+}
+
+/// What a batch writes, and how many records could not be read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchRows {
+    pub order_events: Vec<OrderEventRow>,
+    pub users: BTreeMap<i64, UserWrite>,
+    pub undecodable: usize,
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) for ms since the Unix epoch.
+pub fn format_timestamp(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{millis:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Sorts a batch into rows.
+pub fn rows_of(batch: &[SinkRecord]) -> BatchRows {
+    let mut rows = BatchRows::default();
+    for record in batch {
+        let Some(value) = record.value.as_deref() else {
+            rows.undecodable += 1;
+            continue;
+        };
+        match record.topic {
+            SinkTopic::Orders => match serde_json::from_slice::<Order>(value) {
+                Ok(order) => rows.order_events.push(OrderEventRow {
+                    orderid: order.order_id,
+                    uid: order.uid,
+                    status: OrderStatus::Initialised,
+                    event_timestamp: format_timestamp(order.timestamp_ms),
+                    amount: order.amount,
+                    notes: NOTE_INITIALISED.to_string(),
+                }),
+                Err(_) => rows.undecodable += 1,
+            },
+            SinkTopic::Decisions => match serde_json::from_slice::<Decision>(value) {
+                Ok(d) => rows.order_events.push(OrderEventRow {
+                    orderid: d.order_id,
+                    uid: d.uid,
+                    status: d.status,
+                    event_timestamp: format_timestamp(d.decided_at_ms),
+                    amount: d.amount,
+                    notes: d.note,
+                }),
+                Err(_) => rows.undecodable += 1,
+            },
+            SinkTopic::UserChanges => {
+                let write = match serde_json::from_slice::<UserChange>(value) {
+                    Ok(UserChange::Upserted { version, user, .. }) => UserWrite::Upsert { version, user },
+                    Ok(UserChange::Deleted { uid, version, .. }) => UserWrite::Delete { uid, version },
+                    Ok(UserChange::Rejected { .. }) => continue,
+                    Err(_) => {
+                        rows.undecodable += 1;
+                        continue;
+                    }
+                };
+                let uid = match &write {
+                    UserWrite::Upsert { user, .. } => user.uid,
+                    UserWrite::Delete { uid, .. } => *uid,
+                };
+                match rows.users.get(&uid) {
+                    Some(existing) if existing.version() >= write.version() => {}
+                    _ => {
+                        rows.users.insert(uid, write);
+                    }
+                }
+            }
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::codec::to_json;
+    use crate::topology::record::ChangeCause;
+
+    fn user(uid: i64, balance: i64) -> UserRow {
+        UserRow {
+            uid,
+            name: "A".into(),
+            lname: "B".into(),
+            credit_limit: 100,
+            credit_balance: balance,
+        }
+    }
+
+    fn change(change: &UserChange, offset: i64) -> SinkRecord {
+        SinkRecord {
+            topic: SinkTopic::UserChanges,
+            partition: 0,
+            offset,
+            value: Some(to_json(change)),
+        }
+    }
+
+    #[test]
+    fn formats_timestamps_in_utc() {
+        assert_eq!(format_timestamp(0), "1970-01-01 00:00:00.000");
+        assert_eq!(format_timestamp(1_700_000_000_123), "2023-11-14 22:13:20.123");
+        assert_eq!(format_timestamp(951_782_400_000), "2000-02-29 00:00:00.000");
+    }
+
+    #[test]
+    fn keeps_only_the_newest_change_per_uid() {
+        let batch = vec![
+            change(
+                &UserChange::Upserted {
+                    version: 2,
+                    cause: ChangeCause::Updated,
+                    user: user(1, 50),
+                },
+                0,
+            ),
+            change(
+                &UserChange::Upserted {
+                    version: 1,
+                    cause: ChangeCause::Created,
+                    user: user(1, 100),
+                },
+                1,
+            ),
+            change(
+                &UserChange::Deleted {
+                    uid: 1,
+                    version: 3,
+                    command_id: 9,
+                },
+                2,
+            ),
+            change(
+                &UserChange::Upserted {
+                    version: 1,
+                    cause: ChangeCause::Created,
+                    user: user(2, 10),
+                },
+                3,
+            ),
+            change(
+                &UserChange::Rejected {
+                    uid: Some(3),
+                    command_id: 1,
+                    reason: "x".into(),
+                },
+                4,
+            ),
+        ];
+        let rows = rows_of(&batch);
+        assert_eq!(rows.users.len(), 2);
+        assert_eq!(rows.users[&1], UserWrite::Delete { uid: 1, version: 3 });
+        assert_eq!(
+            rows.users[&2],
+            UserWrite::Upsert {
+                version: 1,
+                user: user(2, 10)
+            }
+        );
+    }
+
+    #[test]
+    fn counts_undecodable_records_instead_of_failing() {
+        let batch = vec![
+            SinkRecord {
+                topic: SinkTopic::Orders,
+                partition: 0,
+                offset: 0,
+                value: Some(b"garbage".to_vec()),
+            },
+            SinkRecord {
+                topic: SinkTopic::Decisions,
+                partition: 0,
+                offset: 1,
+                value: None,
+            },
+        ];
+        let rows = rows_of(&batch);
+        assert_eq!(rows.undecodable, 2);
+        assert!(rows.order_events.is_empty());
+    }
+}

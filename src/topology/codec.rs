@@ -1,0 +1,186 @@
+//! Turns raw input records (key and value bytes) into typed inputs, or says precisely
+//! why one cannot be processed. Pure and total: every byte string gets an answer, never
+//! a panic, so a poison pill becomes a dead letter instead of a stuck partition.
+
+use super::partitioner::partition_for;
+use super::processor::RecordMeta;
+use super::record::{Order, UserCommand, BROADCAST_KEY};
+use serde::{Deserialize, Serialize};
+
+/// The two input topics of the credit-check topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InputTopic {
+    UserCommands,
+    Orders,
+}
+
+/// An input record as it came off a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub topic: InputTopic,
+    pub meta: RecordMeta,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A decoded input of the credit-check processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreditInput {
+    Command(UserCommand),
+    Order(Order),
+}
+
+/// Why a record went to the dead-letter topic (a bounded set: it labels a metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterReason {
+    /// No value, or a value that is not JSON.
+    Undecodable,
+    /// JSON, but not the shape of the topic's records.
+    SchemaMismatch,
+    /// No key, or an empty one.
+    MissingKey,
+    /// A key that is neither a uid nor the broadcast key where one is allowed.
+    InvalidKey,
+    /// The key's uid differs from the uid in the value.
+    KeyMismatch,
+    /// The key belongs on another partition than the one the record was read from.
+    WrongPartition,
+    /// Well-formed, but a value out of range (for example a non-positive amount).
+    InvalidValue,
+}
+
+impl DeadLetterReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::Undecodable => "undecodable",
+            DeadLetterReason::SchemaMismatch => "schema_mismatch",
+            DeadLetterReason::MissingKey => "missing_key",
+            DeadLetterReason::InvalidKey => "invalid_key",
+            DeadLetterReason::KeyMismatch => "key_mismatch",
+            DeadLetterReason::WrongPartition => "wrong_partition",
+            DeadLetterReason::InvalidValue => "invalid_value",
+        }
+    }
+}
+
+/// Why one record cannot be processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: DeadLetterReason,
+    pub detail: String,
+}
+
+fn reject(reason: DeadLetterReason, detail: impl Into<String>) -> Rejection {
+    Rejection {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// What a record's key says about where it belongs.
+enum KeyKind {
+    Uid(i64),
+    Broadcast,
+}
+
+fn parse_key(key: Option<&[u8]>) -> Result<KeyKind, Rejection> {
+    let key = match key {
+        None | Some([]) => return Err(reject(DeadLetterReason::MissingKey, "record has no key")),
+        Some(k) => k,
+    };
+    if key == BROADCAST_KEY {
+        return Ok(KeyKind::Broadcast);
+    }
+    std::str::from_utf8(key)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .map(KeyKind::Uid)
+        .ok_or_else(|| {
+            reject(
+                DeadLetterReason::InvalidKey,
+                format!("key {:?} is not a decimal uid", String::from_utf8_lossy(key)),
+            )
+        })
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(value: Option<&[u8]>) -> Result<T, Rejection> {
+    let bytes = value.ok_or_else(|| reject(DeadLetterReason::Undecodable, "record has no value"))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| reject(DeadLetterReason::Undecodable, format!("not JSON: {e}")))?;
+    serde_json::from_value(json).map_err(|e| reject(DeadLetterReason::SchemaMismatch, format!("wrong schema: {e}")))
+}
+
+/// Decodes and checks one record of the credit-check topology's inputs.
+pub fn decode(raw: &RawRecord, partition_count: u32) -> Result<CreditInput, Rejection> {
+    let key = parse_key(raw.key.as_deref())?;
+    let (input, routing_uid) = match raw.topic {
+        InputTopic::Orders => {
+            let order: Order = parse_json(raw.value.as_deref())?;
+            if order.amount <= 0 {
+                return Err(reject(
+                    DeadLetterReason::InvalidValue,
+                    format!("order amount must be positive, got {}", order.amount),
+                ));
+            }
+            let uid = order.uid;
+            (CreditInput::Order(order), Some(uid))
+        }
+        InputTopic::UserCommands => {
+            let command: UserCommand = parse_json(raw.value.as_deref())?;
+            let uid = command.routing_uid();
+            (CreditInput::Command(command), uid)
+        }
+    };
+    match (key, routing_uid) {
+        (KeyKind::Broadcast, None) => Ok(input),
+        (KeyKind::Broadcast, Some(uid)) => Err(reject(
+            DeadLetterReason::KeyMismatch,
+            format!("broadcast key on a record for uid {uid}"),
+        )),
+        (KeyKind::Uid(k), None) => Err(reject(
+            DeadLetterReason::KeyMismatch,
+            format!("key {k} on a condition command, which must use the broadcast key"),
+        )),
+        (KeyKind::Uid(k), Some(uid)) if k != uid => Err(reject(
+            DeadLetterReason::KeyMismatch,
+            format!("key {k} differs from the value's uid {uid}"),
+        )),
+        (KeyKind::Uid(_), Some(_)) => {
+            let key_bytes = raw.key.as_deref().unwrap_or_default();
+            let expected = partition_for(key_bytes, partition_count);
+            if expected != raw.meta.partition {
+                return Err(reject(
+                    DeadLetterReason::WrongPartition,
+                    format!(
+                        "key belongs on partition {expected}, record was on partition {}",
+                        raw.meta.partition
+                    ),
+                ));
+            }
+            Ok(input)
+        }
+    }
+}
+
+/// JSON of a value whose serialization cannot fail (derived structs with string keys).
+pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => bytes,
+        Err(e) => unreachable!("serializing a record type to JSON failed: {e}"),
+    }
+}
+
+/// Key and value of a user command as it goes on the user-commands topic.
+pub fn encode_command(command: &UserCommand) -> (Vec<u8>, Vec<u8>) {
+    let key = match command.routing_uid() {
+        Some(uid) => super::partitioner::uid_key(uid),
+        None => BROADCAST_KEY.to_vec(),
+    };
+    (key, to_json(command))
+}
+
+/// Key and value of an order as it goes on the orders topic.
+pub fn encode_order(order: &Order) -> (Vec<u8>, Vec<u8>) {
+    (super::partitioner::uid_key(order.uid), to_json(order))
+}

@@ -1,0 +1,294 @@
+//! The credit-check processor: user commands maintain per-uid credit state, orders are
+//! joined against it and decided. It keeps the seed's words and adds what a stream needs:
+//! every user change carries a per-uid version, and an order id is decided at most once.
+//! Invariant: 0 <= credit_balance <= credit_limit holds for every stored user, and a
+//! balance only falls by the amount of a `Completed` order.
+
+use super::codec::{decode, CreditInput, DeadLetterReason, InputTopic, RawRecord};
+use super::processor::{Context, ProcessError, Processor, RecordMeta};
+use super::record::{
+    ChangeCause, Column, Decision, Order, OrderStatus, Predicate, Target, Uid, UserChange, UserCommand, UserRow, Value,
+    MAX_NAME_CHARS, NOTE_COMPLETED, NOTE_DECLINED, NOTE_UNKNOWN_USER,
+};
+use super::state::{self, OrderSeen, UserState, USER_PREFIX};
+
+/// A record the processor could not use, with its coordinates, for the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub source: InputTopic,
+    pub meta: RecordMeta,
+    pub reason: DeadLetterReason,
+    pub detail: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Everything the credit-check topology emits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreditOutput {
+    Decision(Decision),
+    UserChange(UserChange),
+    DeadLetter(DeadLetter),
+}
+
+/// The credit-check processor. Stateless itself: all state lives in the context's store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CreditCheck;
+
+impl Processor for CreditCheck {
+    type Input = RawRecord;
+    type Output = CreditOutput;
+
+    fn process(
+        &mut self,
+        ctx: &mut dyn Context<CreditOutput>,
+        meta: RecordMeta,
+        raw: RawRecord,
+    ) -> Result<(), ProcessError> {
+        match decode(&raw, ctx.partition_count()) {
+            Ok(CreditInput::Order(order)) => decide_order(ctx, order),
+            Ok(CreditInput::Command(command)) => apply_command(ctx, command),
+            Err(rejection) => {
+                ctx.forward(CreditOutput::DeadLetter(DeadLetter {
+                    source: raw.topic,
+                    meta,
+                    reason: rejection.reason,
+                    detail: rejection.detail,
+                    key: raw.key,
+                    value: raw.value,
+                }));
+                Ok(())
+            }
+        }
+    }
+}
+
+fn load_user(ctx: &mut dyn Context<CreditOutput>, uid: Uid) -> Result<Option<UserState>, ProcessError> {
+    let key = state::user_key(uid);
+    match ctx.store().get(&key)? {
+        None => Ok(None),
+        Some(bytes) => state::decode(&bytes).map(Some).map_err(|e| ProcessError::CorruptState {
+            key,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn save_user(ctx: &mut dyn Context<CreditOutput>, uid: Uid, state: &UserState) -> Result<(), ProcessError> {
+    ctx.store().put(&state::user_key(uid), state::encode(state))?;
+    Ok(())
+}
+
+fn decide_order(ctx: &mut dyn Context<CreditOutput>, order: Order) -> Result<(), ProcessError> {
+    let seen_key = state::order_key(order.order_id);
+    if ctx.store().get(&seen_key)?.is_some() {
+        // A client retry or a replayed duplicate: it was decided once, and only once.
+        return Ok(());
+    }
+    let current = load_user(ctx, order.uid)?;
+    let (status, note, balance_after) = match current {
+        Some(UserState {
+            version,
+            user: Some(mut user),
+        }) => {
+            if user.credit_balance >= order.amount {
+                user.credit_balance -= order.amount;
+                let balance = user.credit_balance;
+                let next = UserState {
+                    version: version + 1,
+                    user: Some(user.clone()),
+                };
+                save_user(ctx, order.uid, &next)?;
+                ctx.forward(CreditOutput::UserChange(UserChange::Upserted {
+                    version: next.version,
+                    cause: ChangeCause::Order {
+                        order_id: order.order_id,
+                    },
+                    user,
+                }));
+                (OrderStatus::Completed, NOTE_COMPLETED, Some(balance))
+            } else {
+                (OrderStatus::Declined, NOTE_DECLINED, Some(user.credit_balance))
+            }
+        }
+        _ => (OrderStatus::Declined, NOTE_UNKNOWN_USER, None),
+    };
+    ctx.store().put(&seen_key, state::encode(&OrderSeen { status }))?;
+    ctx.forward(CreditOutput::Decision(Decision {
+        order_id: order.order_id,
+        uid: order.uid,
+        amount: order.amount,
+        status,
+        note: note.to_string(),
+        balance_after,
+        order_timestamp_ms: order.timestamp_ms,
+        decided_at_ms: ctx.now_ms(),
+    }));
+    Ok(())
+}
+
+/// Checks the invariants every stored user keeps; the error says which one broke.
+pub fn validate_user(user: &UserRow) -> Result<(), String> {
+    for (column, text) in [("name", &user.name), ("lname", &user.lname)] {
+        let chars = text.chars().count();
+        if chars == 0 {
+            return Err(format!("{column} must not be empty"));
+        }
+        if chars > MAX_NAME_CHARS {
+            return Err(format!(
+                "{column} is {chars} characters long, at most {MAX_NAME_CHARS} allowed"
+            ));
+        }
+    }
+    if user.credit_limit < 0 {
+        return Err(format!("credit_limit {} is negative", user.credit_limit));
+    }
+    if user.credit_balance < 0 || user.credit_balance > user.credit_limit {
+        return Err(format!(
+            "credit_balance {} must lie between 0 and credit_limit {}",
+            user.credit_balance, user.credit_limit
+        ));
+    }
+    Ok(())
+}
+
+/// Applies `set` to a copy of `user`; an error names the column that cannot take the value.
+pub fn apply_assignments(user: &UserRow, set: &[Predicate]) -> Result<UserRow, String> {
+    let mut next = user.clone();
+    for assignment in set {
+        match (assignment.column, &assignment.value) {
+            (Column::Uid, _) => return Err("uid cannot be changed".to_string()),
+            (Column::Name, Value::Text(t)) => next.name = t.clone(),
+            (Column::Lname, Value::Text(t)) => next.lname = t.clone(),
+            (Column::CreditLimit, Value::Int(v)) => next.credit_limit = *v,
+            (Column::CreditBalance, Value::Int(v)) => next.credit_balance = *v,
+            (column, _) => {
+                return Err(format!(
+                    "{} needs a {} value",
+                    column.as_str(),
+                    if column.is_text() { "text" } else { "integer" }
+                ))
+            }
+        }
+    }
+    validate_user(&next)?;
+    Ok(next)
+}
+
+fn reject(ctx: &mut dyn Context<CreditOutput>, uid: Option<Uid>, command_id: i64, reason: String) {
+    ctx.forward(CreditOutput::UserChange(UserChange::Rejected {
+        uid,
+        command_id,
+        reason,
+    }));
+}
+
+/// The live users a command targets on this partition.
+fn targets(ctx: &mut dyn Context<CreditOutput>, target: &Target) -> Result<Vec<(u64, UserRow)>, ProcessError> {
+    match target {
+        Target::Uid(uid) => Ok(match load_user(ctx, *uid)? {
+            Some(UserState {
+                version,
+                user: Some(user),
+            }) => vec![(version, user)],
+            _ => Vec::new(),
+        }),
+        Target::Condition(condition) => {
+            let mut found = Vec::new();
+            for (key, bytes) in ctx.store().scan_prefix(USER_PREFIX)? {
+                let state: UserState = state::decode(&bytes).map_err(|e| ProcessError::CorruptState {
+                    key,
+                    reason: e.to_string(),
+                })?;
+                if let Some(user) = state.user {
+                    if user.matches(condition) {
+                        found.push((state.version, user));
+                    }
+                }
+            }
+            Ok(found)
+        }
+    }
+}
+
+fn apply_command(ctx: &mut dyn Context<CreditOutput>, command: UserCommand) -> Result<(), ProcessError> {
+    match command {
+        UserCommand::Create { command_id, user } => {
+            if let Err(reason) = validate_user(&user) {
+                reject(ctx, Some(user.uid), command_id, reason);
+                return Ok(());
+            }
+            let previous = load_user(ctx, user.uid)?;
+            if matches!(previous, Some(UserState { user: Some(_), .. })) {
+                reject(
+                    ctx,
+                    Some(user.uid),
+                    command_id,
+                    format!("user {} already exists", user.uid),
+                );
+                return Ok(());
+            }
+            let version = previous.map_or(0, |p| p.version) + 1;
+            save_user(
+                ctx,
+                user.uid,
+                &UserState {
+                    version,
+                    user: Some(user.clone()),
+                },
+            )?;
+            ctx.forward(CreditOutput::UserChange(UserChange::Upserted {
+                version,
+                cause: ChangeCause::Created,
+                user,
+            }));
+        }
+        UserCommand::Update {
+            command_id,
+            target,
+            set,
+        } => {
+            let found = targets(ctx, &target)?;
+            if let (Target::Uid(uid), true) = (&target, found.is_empty()) {
+                reject(ctx, Some(*uid), command_id, format!("user {uid} does not exist"));
+            }
+            for (version, user) in found {
+                match apply_assignments(&user, &set) {
+                    Ok(next) => {
+                        let version = version + 1;
+                        save_user(
+                            ctx,
+                            user.uid,
+                            &UserState {
+                                version,
+                                user: Some(next.clone()),
+                            },
+                        )?;
+                        ctx.forward(CreditOutput::UserChange(UserChange::Upserted {
+                            version,
+                            cause: ChangeCause::Updated,
+                            user: next,
+                        }));
+                    }
+                    Err(reason) => reject(ctx, Some(user.uid), command_id, reason),
+                }
+            }
+        }
+        UserCommand::Delete { command_id, target } => {
+            let found = targets(ctx, &target)?;
+            if let (Target::Uid(uid), true) = (&target, found.is_empty()) {
+                reject(ctx, Some(*uid), command_id, format!("user {uid} does not exist"));
+            }
+            for (version, user) in found {
+                let version = version + 1;
+                save_user(ctx, user.uid, &UserState { version, user: None })?;
+                ctx.forward(CreditOutput::UserChange(UserChange::Deleted {
+                    uid: user.uid,
+                    version,
+                    command_id,
+                }));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! How the credit-check processor lays out its state in a byte-keyed store.
+//! Keys: `u` + uid (big-endian) for users, `o` + order id for orders already decided.
+//! Values: one format-version byte, then bincode. A value of an unknown version is an
+//! error, never silently misread.
+
+use super::record::{OrderId, OrderStatus, Uid, UserRow};
+use serde::{Deserialize, Serialize};
+
+/// Version byte written before every state value.
+pub const STATE_FORMAT_VERSION: u8 = 1;
+
+pub const USER_PREFIX: &[u8] = b"u";
+pub const ORDER_PREFIX: &[u8] = b"o";
+
+/// A user as the processor keeps it. `user` is `None` after a delete, so the version
+/// sequence of the uid continues if it is created again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserState {
+    pub version: u64,
+    pub user: Option<UserRow>,
+}
+
+/// The decision already taken for an order id (the dedup record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSeen {
+    pub status: OrderStatus,
+}
+
+pub fn user_key(uid: Uid) -> Vec<u8> {
+    let mut key = USER_PREFIX.to_vec();
+    key.extend_from_slice(&uid.to_be_bytes());
+    key
+}
+
+pub fn order_key(order_id: OrderId) -> Vec<u8> {
+    let mut key = ORDER_PREFIX.to_vec();
+    key.extend_from_slice(&order_id.to_be_bytes());
+    key
+}
+
+/// Why a state value could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StateCodecError {
+    #[error("empty state value")]
+    Empty,
+    #[error("state format version {0} is not supported (expected {STATE_FORMAT_VERSION})")]
+    UnknownVersion(u8),
+    #[error("state value does not decode: {0}")]
+    Decode(String),
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![STATE_FORMAT_VERSION];
+    // Encoding plain structs into a Vec cannot fail; an error here would be a bug.
+    match bincode::serde::encode_to_vec(value, bincode::config::standard()) {
+        Ok(bytes) => out.extend_from_slice(&bytes),
+        Err(e) => unreachable!("bincode encoding into a Vec failed: {e}"),
+    }
+    out
+}
+
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StateCodecError> {
+    let (&version, payload) = bytes.split_first().ok_or(StateCodecError::Empty)?;
+    if version != STATE_FORMAT_VERSION {
+        return Err(StateCodecError::UnknownVersion(version));
+    }
+    let (value, read) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
+        .map_err(|e| StateCodecError::Decode(e.to_string()))?;
+    if read != payload.len() {
+        return Err(StateCodecError::Decode(format!(
+            "{} trailing bytes",
+            payload.len() - read
+        )));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_state_round_trips() {
+        let state = UserState {
+            version: 7,
+            user: Some(UserRow {
+                uid: 42,
+                name: "Ada".into(),
+                lname: "Lovelace".into(),
+                credit_limit: 100,
+                credit_balance: 60,
+            }),
+        };
+        assert_eq!(decode::<UserState>(&encode(&state)).unwrap(), state);
+    }
+
+    #[test]
+    fn unknown_version_and_garbage_are_errors() {
+        assert!(matches!(
+            decode::<UserState>(&[9, 1, 2]),
+            Err(StateCodecError::UnknownVersion(9))
+        ));
+        assert!(decode::<UserState>(&[]).is_err());
+        assert!(decode::<UserState>(&[STATE_FORMAT_VERSION, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn user_keys_sort_by_prefix() {
+        assert!(user_key(5).starts_with(USER_PREFIX));
+        assert!(order_key(5).starts_with(ORDER_PREFIX));
+        assert_ne!(user_key(5), order_key(5));
+    }
+}

@@ -1,0 +1,143 @@
+//! The state-store abstraction a processor sees, an in-memory implementation for the
+//! test driver, and a change-logging wrapper that records every write so the runtime can
+//! put it on the changelog topic (and the driver can show it to tests).
+//! Invariant: a processor reads its own writes, whatever store is underneath.
+
+use std::collections::BTreeMap;
+
+/// A failure of the store underneath (disk, corruption): fatal for the task that owns it.
+#[derive(Debug, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StoreError(pub String);
+
+/// Byte-keyed, ordered key-value state, in the spirit of Kafka Streams' `KeyValueStore`.
+pub trait KeyValueStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError>;
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
+    /// Every live entry whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+}
+
+/// A store held in a `BTreeMap`; what the test driver runs the processor against.
+#[derive(Debug, Default, Clone)]
+pub struct InMemoryStore {
+    entries: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl InMemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl KeyValueStore for InMemoryStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.entries.get(key).cloned())
+    }
+
+    fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        self.entries.insert(key.to_vec(), value);
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.entries.remove(key);
+        Ok(())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(self
+            .entries
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+/// One write to a store: the changelog record it becomes (`None` is a tombstone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreChange {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Wraps a store and remembers every write, in order, for the changelog.
+pub struct ChangeLoggingStore<'a> {
+    inner: &'a mut dyn KeyValueStore,
+    changes: &'a mut Vec<StoreChange>,
+}
+
+impl<'a> ChangeLoggingStore<'a> {
+    pub fn new(inner: &'a mut dyn KeyValueStore, changes: &'a mut Vec<StoreChange>) -> Self {
+        Self { inner, changes }
+    }
+}
+
+impl KeyValueStore for ChangeLoggingStore<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+
+    fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        self.inner.put(key, value.clone())?;
+        self.changes.push(StoreChange {
+            key: key.to_vec(),
+            value: Some(value),
+        });
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.inner.delete(key)?;
+        self.changes.push(StoreChange {
+            key: key.to_vec(),
+            value: None,
+        });
+        Ok(())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.inner.scan_prefix(prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_prefix_returns_only_matching_keys_in_order() {
+        let mut store = InMemoryStore::new();
+        store.put(b"u2", b"b".to_vec()).unwrap();
+        store.put(b"u1", b"a".to_vec()).unwrap();
+        store.put(b"o1", b"x".to_vec()).unwrap();
+        store.put(b"v", b"y".to_vec()).unwrap();
+        let keys: Vec<_> = store.scan_prefix(b"u").unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![b"u1".to_vec(), b"u2".to_vec()]);
+    }
+
+    #[test]
+    fn change_logging_records_puts_and_deletes_in_order() {
+        let mut store = InMemoryStore::new();
+        let mut changes = Vec::new();
+        {
+            let mut logged = ChangeLoggingStore::new(&mut store, &mut changes);
+            logged.put(b"k", b"1".to_vec()).unwrap();
+            logged.delete(b"k").unwrap();
+        }
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes[0].value.as_deref(), Some(&b"1"[..]));
+        assert_eq!(changes[1].value, None);
+        assert!(store.is_empty());
+    }
+}

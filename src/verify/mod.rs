@@ -1,0 +1,118 @@
+//! `creditstream verify`: reads the topics (read_committed), the changelog and the MySQL
+//! tables, and reports every broken invariant ([`checks`]). Used by the fault runner after
+//! the system has gone quiet; it must find nothing.
+
+pub mod checks;
+
+use crate::config::Config;
+use crate::runtime::topic_reader::{read_to_end, ReadError, TopicRecord};
+use crate::sink::{reader, DbError};
+use crate::topology::definition::TopologyDefinition;
+use crate::topology::record::{Decision, Order, OrderId, UserChange};
+use crate::topology::state::{self, UserState, USER_PREFIX};
+use checks::{check, Observed, Violation};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// What a verification found, with the counts it looked at.
+#[derive(Debug)]
+pub struct Report {
+    pub orders: usize,
+    pub decisions: usize,
+    pub user_changes: usize,
+    pub undecodable: usize,
+    pub violations: Vec<Violation>,
+}
+
+fn decode_all<T: DeserializeOwned>(records: &[TopicRecord], undecodable: &mut usize) -> Vec<T> {
+    records
+        .iter()
+        .filter_map(|r| match r.value.as_deref().map(serde_json::from_slice::<T>) {
+            Some(Ok(v)) => Some(v),
+            _ => {
+                *undecodable += 1;
+                None
+            }
+        })
+        .collect()
+}
+
+/// Sorts records by (partition, offset), the order each partition was written in.
+fn in_partition_order(mut records: Vec<TopicRecord>) -> Vec<TopicRecord> {
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records
+}
+
+/// Collects everything and checks it. `acknowledged` are the order ids the load generator got 202s for.
+pub async fn verify(
+    config: &Config,
+    def: &TopologyDefinition,
+    acknowledged: Option<Vec<OrderId>>,
+) -> Result<Report, VerifyError> {
+    let timeout = Duration::from_secs(120);
+    let kafka = config.kafka.clone();
+    let def2 = def.clone();
+    let topics = tokio::task::spawn_blocking(move || -> Result<_, ReadError> {
+        Ok((
+            in_partition_order(read_to_end(&kafka, &def2.inputs.orders, timeout)?),
+            in_partition_order(read_to_end(&kafka, &def2.outputs.decisions, timeout)?),
+            in_partition_order(read_to_end(&kafka, &def2.outputs.user_changes, timeout)?),
+            in_partition_order(read_to_end(&kafka, &def2.store.changelog, timeout)?),
+        ))
+    })
+    .await
+    .map_err(|e| ReadError::Timeout {
+        topic: format!("reader task: {e}"),
+        waited: timeout,
+    })??;
+    let (orders, decisions, changes, changelog) = topics;
+    let mut undecodable = 0;
+    let orders: Vec<Order> = decode_all(&orders, &mut undecodable);
+    let decisions: Vec<Decision> = decode_all(&decisions, &mut undecodable);
+    let user_changes: Vec<UserChange> = decode_all(&changes, &mut undecodable);
+    let mut state_by_uid = std::collections::BTreeMap::new();
+    for record in changelog {
+        let Some(key) = record.key.as_deref() else { continue };
+        if !key.starts_with(USER_PREFIX) || key.len() != 9 {
+            continue;
+        }
+        let uid = i64::from_be_bytes(key[1..9].try_into().unwrap_or_default());
+        match record.value.as_deref().map(state::decode::<UserState>) {
+            Some(Ok(s)) => {
+                state_by_uid.insert(uid, s);
+            }
+            Some(Err(_)) => undecodable += 1,
+            None => {
+                state_by_uid.remove(&uid);
+            }
+        }
+    }
+    let pool = crate::sink::pool(&config.mysql)?;
+    let db_users = reader::find_users_unbounded(&pool).await?;
+    let db_order_events = reader::all_order_events(&pool).await?;
+    let _ = pool.disconnect().await;
+    let observed = Observed {
+        acknowledged,
+        orders,
+        decisions,
+        user_changes,
+        state: state_by_uid,
+        db_users,
+        db_order_events,
+    };
+    Ok(Report {
+        orders: observed.orders.len(),
+        decisions: observed.decisions.len(),
+        user_changes: observed.user_changes.len(),
+        undecodable,
+        violations: check(&observed),
+    })
+}

@@ -1,0 +1,646 @@
+//! The HTTP layer's rules, through warp's test client: every validation rule, both
+//! dict-literal syntaxes, auth, body limits, unknown routes, and the OpenAPI document
+//! agreeing with the routes. Publishing goes to a recorder so each test can check what
+//! was (or was not) produced; the real broker is exercised in tests/ingest_kafka.rs.
+
+use creditstream::config::Config;
+use creditstream::ingest::{self, routes, state::Publish};
+use creditstream::runtime::publisher::{Delivered, PublishError};
+use creditstream::topology::definition::TopologyDefinition;
+use creditstream::topology::partitioner::partition_for;
+use creditstream::topology::record::{Column, Target, UserCommand, Value};
+use futures::future::BoxFuture;
+use serde_json::Value as Json;
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Recorder {
+    records: Mutex<Vec<(String, Option<i32>, Vec<u8>, Vec<u8>)>>,
+    unavailable: bool,
+}
+
+/// The recorder as the ingest holds it (a handle the test keeps a clone of).
+struct Handle(Arc<Recorder>);
+
+impl Publish for Handle {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: Option<i32>,
+        key: &'a [u8],
+        value: &'a [u8],
+    ) -> BoxFuture<'a, Result<Delivered, PublishError>> {
+        Box::pin(async move {
+            if self.0.unavailable {
+                return Err(PublishError::Unavailable("broker down".into()));
+            }
+            let mut records = self.0.records.lock().unwrap();
+            records.push((topic.to_string(), partition, key.to_vec(), value.to_vec()));
+            Ok(Delivered {
+                partition: partition.unwrap_or(0),
+                offset: records.len() as i64,
+            })
+        })
+    }
+
+    fn is_reachable(&self) -> bool {
+        !self.0.unavailable
+    }
+}
+
+struct Harness {
+    recorder: Arc<Recorder>,
+    filter: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    topology: TopologyDefinition,
+}
+
+fn harness_with(overlay: &str, unavailable: bool) -> Harness {
+    let config = Config::from_toml_overlay(overlay).unwrap();
+    let topology = TopologyDefinition::builtin();
+    let recorder = Arc::new(Recorder {
+        unavailable,
+        ..Recorder::default()
+    });
+    // Nothing listens on port 1: reads fail fast with 503, which these tests never rely on.
+    let pool = mysql_async::Pool::new("mysql://nobody:nothing@127.0.0.1:1/none");
+    let state = Arc::new(ingest::state(
+        Handle(recorder.clone()),
+        pool,
+        topology.clone(),
+        &config.ingest,
+    ));
+    use warp::Filter;
+    Harness {
+        recorder,
+        filter: routes::routes(state).boxed(),
+        topology,
+    }
+}
+
+fn harness() -> Harness {
+    harness_with("", false)
+}
+
+impl Harness {
+    async fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, Json, warp::http::HeaderMap) {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> (u16, Json, warp::http::HeaderMap) {
+        let mut request = warp::test::request().method(method).path(path).body(body.to_vec());
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.reply(&self.filter).await;
+        let json = serde_json::from_slice(response.body()).unwrap_or(Json::Null);
+        (response.status().as_u16(), json, response.headers().clone())
+    }
+
+    fn published(&self) -> Vec<(String, Option<i32>, Vec<u8>, Vec<u8>)> {
+        self.recorder.records.lock().unwrap().clone()
+    }
+}
+
+async fn assert_rejected(h: &Harness, method: &str, path: &str, body: &[u8], status: u16, field: Option<&str>) {
+    let (code, json, _) = h.call(method, path, body).await;
+    assert_eq!(code, status, "{method} {path} -> {json}");
+    assert!(
+        json["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{method} {path}: no error text in {json}"
+    );
+    if let Some(field) = field {
+        assert_eq!(json["field"], field, "{method} {path} -> {json}");
+    }
+    assert!(h.published().is_empty(), "{method} {path} published something");
+}
+
+#[tokio::test]
+async fn seed_order_publishes_to_the_uid_partition_and_answers_202() {
+    let h = harness();
+    let (code, json, headers) = h.call("GET", "/order?uid=5&amount=30", b"").await;
+    assert_eq!(code, 202, "{json}");
+    assert_eq!(json["status"], "Initialised");
+    assert!(json["order_id"].as_i64().unwrap() > 0);
+    assert!(headers.get("location").is_some());
+    let published = h.published();
+    assert_eq!(published.len(), 1);
+    let (topic, partition, key, value) = &published[0];
+    assert_eq!(topic, &h.topology.inputs.orders);
+    assert_eq!(key, b"5");
+    assert_eq!(*partition, Some(partition_for(b"5", h.topology.partitions) as i32));
+    let order: creditstream::topology::record::Order = serde_json::from_slice(value).unwrap();
+    assert_eq!((order.uid, order.amount), (5, 30));
+    // POST works the same.
+    assert_eq!(h.call("POST", "/order?uid=5&amount=1", b"").await.0, 202);
+}
+
+#[tokio::test]
+async fn seed_order_rejections() {
+    for (path, field) in [
+        ("/order?uid=5", "amount"),
+        ("/order?amount=5", "uid"),
+        ("/order?uid=5&amount=0", "amount"),
+        ("/order?uid=5&amount=-3", "amount"),
+        ("/order?uid=5&amount=abc", "amount"),
+        ("/order?uid=5&amount=99999999999999999999", "amount"),
+        ("/order?uid=x&amount=5", "uid"),
+        ("/order?uid=5&amount=5&color=red", "color"),
+        ("/order?uid=5&uid=6&amount=5", "uid"),
+        ("/order?uid=5&amount=1%FF", "query"),
+        ("/order?uid=5&amount=%ZZ", "query"),
+    ] {
+        assert_rejected(&harness(), "GET", path, b"", 400, Some(field)).await;
+    }
+}
+
+fn command(h: &Harness, index: usize) -> UserCommand {
+    serde_json::from_slice(&h.published()[index].3).unwrap()
+}
+
+#[tokio::test]
+async fn seed_create_user_publishes_a_create_command() {
+    let h = harness();
+    let (code, json, _) = h
+        .call(
+            "GET",
+            "/user?type=C&lname=Sharma&name=Arpana&credit_limit=100&credit_balance=80",
+            b"",
+        )
+        .await;
+    assert_eq!(code, 202, "{json}");
+    let uid = json["uid"].as_i64().unwrap();
+    match command(&h, 0) {
+        UserCommand::Create { user, .. } => {
+            assert_eq!(user.uid, uid);
+            assert_eq!(
+                (
+                    user.name.as_str(),
+                    user.lname.as_str(),
+                    user.credit_limit,
+                    user.credit_balance
+                ),
+                ("Arpana", "Sharma", 100, 80)
+            );
+        }
+        other => panic!("expected a create, got {other:?}"),
+    }
+    assert_eq!(h.published()[0].0, h.topology.inputs.user_commands);
+}
+
+#[tokio::test]
+async fn seed_create_user_rejections() {
+    let base = "lname=Sharma&name=Arpana&credit_limit=100&credit_balance=80";
+    for (path, field) in [
+        (
+            "/user?type=C&lname=Sharma&credit_limit=100&credit_balance=80".to_string(),
+            "name",
+        ),
+        (format!("/user?type=C&{base}&email=x"), "email"),
+        (
+            "/user?type=C&lname=Sharma&name=Arpana&credit_limit=100&credit_balance=101".to_string(),
+            "credit_balance",
+        ),
+        (
+            "/user?type=C&lname=Sharma&name=Arpana&credit_limit=100&credit_balance=-1".to_string(),
+            "credit_balance",
+        ),
+        (
+            "/user?type=C&lname=Sharma&name=Arpana&credit_limit=-5&credit_balance=0".to_string(),
+            "credit_limit",
+        ),
+        (
+            "/user?type=C&lname=Sharma&name=ABCDEFGHIJKLMNOP&credit_limit=100&credit_balance=1".to_string(),
+            "name",
+        ),
+        (
+            "/user?type=C&lname=&name=Arpana&credit_limit=100&credit_balance=1".to_string(),
+            "lname",
+        ),
+        (
+            "/user?type=C&lname=Sh%00rma&name=Arpana&credit_limit=100&credit_balance=1".to_string(),
+            "lname",
+        ),
+        (
+            "/user?type=C&lname=Sharma&name=Arpana&credit_limit=1e3&credit_balance=1".to_string(),
+            "credit_limit",
+        ),
+        ("/user?type=X&a=b".to_string(), "type"),
+        ("/user?name=x".to_string(), "type"),
+    ] {
+        assert_rejected(&harness(), "GET", &path, b"", 400, Some(field)).await;
+    }
+}
+
+#[tokio::test]
+async fn seed_update_accepts_python_dict_literals_and_json() {
+    for (condition, new_val) in [
+        ("{'uid':7}", "{'name':'Arpana'}"),
+        (r#"{"uid": 7}"#, r#"{"name": "Arpana"}"#),
+        ("{'uid':'7'}", "{\"name\":'Arpana',}"),
+    ] {
+        let h = harness();
+        let path = format!(
+            "/user?type=U&condition={}&new_val={}",
+            urlencode(condition),
+            urlencode(new_val)
+        );
+        let (code, json, _) = h.call("GET", &path, b"").await;
+        assert_eq!(code, 202, "{path} -> {json}");
+        match command(&h, 0) {
+            UserCommand::Update { target, set, .. } => {
+                assert_eq!(target, Target::Uid(7));
+                assert_eq!(set.len(), 1);
+                assert_eq!(set[0].column, Column::Name);
+                assert_eq!(set[0].value, Value::Text("Arpana".into()));
+            }
+            other => panic!("expected an update, got {other:?}"),
+        }
+        let (_, partition, key, _) = &h.published()[0];
+        assert_eq!(key, b"7");
+        assert_eq!(*partition, Some(partition_for(b"7", h.topology.partitions) as i32));
+    }
+}
+
+#[tokio::test]
+async fn a_condition_update_is_broadcast_to_every_partition() {
+    let h = harness();
+    let path = format!(
+        "/user?type=U&condition={}&new_val={}",
+        urlencode("{'lname':'Sharma','credit_limit':100}"),
+        urlencode("{'credit_limit':200}")
+    );
+    let (code, json, _) = h.call("POST", &path, b"").await;
+    assert_eq!(code, 202, "{json}");
+    let published = h.published();
+    assert_eq!(published.len(), h.topology.partitions as usize);
+    let mut partitions: Vec<i32> = published.iter().map(|r| r.1.unwrap()).collect();
+    partitions.sort_unstable();
+    assert_eq!(partitions, (0..h.topology.partitions as i32).collect::<Vec<_>>());
+    assert!(published.iter().all(|r| r.2 == b"*"));
+}
+
+#[tokio::test]
+async fn seed_update_and_delete_rejections() {
+    let enc = urlencode;
+    for (path, field) in [
+        (
+            format!(
+                "/user?type=U&condition={}&new_val={}",
+                enc("{'uid':7"),
+                enc("{'name':'A'}")
+            ),
+            "condition",
+        ),
+        (
+            format!(
+                "/user?type=U&condition={}&new_val={}",
+                enc("{'uid':7}"),
+                enc("{name:'A'}")
+            ),
+            "new_val",
+        ),
+        (
+            format!(
+                "/user?type=U&condition={}&new_val={}",
+                enc("{'email':'x'}"),
+                enc("{'name':'A'}")
+            ),
+            "email",
+        ),
+        (
+            format!(
+                "/user?type=U&condition={}&new_val={}",
+                enc("{'uid':7}"),
+                enc("{'password':'x'}")
+            ),
+            "password",
+        ),
+        (
+            format!(
+                "/user?type=U&condition={}&new_val={}",
+                enc("{'uid':7}"),
+                enc("{'uid':8}")
+            ),
+            "uid",
+        ),
+        (
+            format!("/user?type=U&condition={}&new_val={}", enc("{'uid':7}"), enc("{}")),
+            "new_val",
+        ),
+        (
+            format!("/user?type=U&condition={}&new_val={}", enc("{}"), enc("{'name':'A'}")),
+            "condition",
+        ),
+        (
+            format!(
+                "/user?type=U&condition={}&new_val={}",
+                enc("{'uid':7}"),
+                enc("{'credit_limit':'lots'}")
+            ),
+            "credit_limit",
+        ),
+        (
+            format!(
+                "/user?type=U&condition={}&new_val={}",
+                enc("{'uid':7}"),
+                enc("{'credit_balance':-1}")
+            ),
+            "credit_balance",
+        ),
+        (format!("/user?type=U&condition={}", enc("{'uid':7}")), "new_val"),
+        ("/user?type=D".to_string(), "condition"),
+        ("/user?type=D&password=x".to_string(), "password"),
+        ("/user?type=D&uid=abc".to_string(), "uid"),
+        (
+            format!("/user?type=D&name={}", enc("x' OR '1'='1 ; DROP TABLE User; --")),
+            "name",
+        ),
+    ] {
+        assert_rejected(&harness(), "GET", &path, b"", 400, Some(field)).await;
+    }
+}
+
+#[tokio::test]
+async fn sql_looking_text_is_just_a_value() {
+    let h = harness();
+    let (code, _, _) = h
+        .call("GET", &format!("/user?type=D&name={}", urlencode("x' OR 1=1--")), b"")
+        .await;
+    assert_eq!(code, 202);
+    match command(&h, 0) {
+        UserCommand::Delete {
+            target: Target::Condition(c),
+            ..
+        } => {
+            assert_eq!(c[0].value, Value::Text("x' OR 1=1--".into()));
+        }
+        other => panic!("expected a condition delete, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn rest_orders_with_an_idempotency_key_get_one_id_and_one_publish() {
+    let h = harness();
+    let body = br#"{"uid": 9, "amount": 25, "idempotency_key": "abc-1"}"#;
+    let (code, first, headers) = h.call("POST", "/v1/orders", body).await;
+    assert_eq!(code, 202, "{first}");
+    assert_eq!(
+        headers.get("location").unwrap(),
+        &format!("/v1/orders/{}", first["order_id"])
+    );
+    let (code, second, _) = h.call("POST", "/v1/orders", body).await;
+    assert_eq!(code, 202);
+    assert_eq!(first["order_id"], second["order_id"]);
+    assert_eq!(h.published().len(), 1);
+    // The header form gives the same id, on any replica.
+    let other = harness();
+    let (_, third, _) = other
+        .call_with(
+            "POST",
+            "/v1/orders",
+            br#"{"uid": 9, "amount": 25}"#,
+            &[("idempotency-key", "abc-1")],
+        )
+        .await;
+    assert_eq!(first["order_id"], third["order_id"]);
+    // Without a key, two orders.
+    let (_, a, _) = h.call("POST", "/v1/orders", br#"{"uid": 9, "amount": 25}"#).await;
+    let (_, b, _) = h.call("POST", "/v1/orders", br#"{"uid": 9, "amount": 25}"#).await;
+    assert_ne!(a["order_id"], b["order_id"]);
+}
+
+#[tokio::test]
+async fn rest_body_rejections() {
+    for (method, path, body, field) in [
+        ("POST", "/v1/orders", &b"{"[..], "body"),
+        ("POST", "/v1/orders", &b"[1,2]"[..], "body"),
+        ("POST", "/v1/orders", &b"\xff\xfe"[..], "body"),
+        ("POST", "/v1/orders", &br#"{"uid": "5", "amount": 1}"#[..], "uid"),
+        ("POST", "/v1/orders", &br#"{"uid": 5, "amount": 1.5}"#[..], "amount"),
+        ("POST", "/v1/orders", &br#"{"uid": 5, "amount": 0}"#[..], "amount"),
+        ("POST", "/v1/orders", &br#"{"uid": 5, "amount": -1}"#[..], "amount"),
+        (
+            "POST",
+            "/v1/orders",
+            &br#"{"uid": 5, "amount": 9223372036854775808}"#[..],
+            "amount",
+        ),
+        (
+            "POST",
+            "/v1/orders",
+            &br#"{"uid": 5, "amount": 1, "coupon": "x"}"#[..],
+            "coupon",
+        ),
+        (
+            "POST",
+            "/v1/orders",
+            &br#"{"uid": 5, "amount": 1, "idempotency_key": 7}"#[..],
+            "idempotency_key",
+        ),
+        (
+            "POST",
+            "/v1/users",
+            &br#"{"name": "A", "lname": "B", "credit_limit": 10}"#[..],
+            "credit_balance",
+        ),
+        (
+            "POST",
+            "/v1/users",
+            &br#"{"name": "A", "lname": "B", "credit_limit": 10, "credit_balance": 11}"#[..],
+            "credit_balance",
+        ),
+        (
+            "POST",
+            "/v1/users",
+            &br#"{"name": 5, "lname": "B", "credit_limit": 10, "credit_balance": 1}"#[..],
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/users",
+            &br#"{"name": "A", "lname": "B", "credit_limit": 10, "credit_balance": 1, "role": "admin"}"#[..],
+            "role",
+        ),
+        ("PATCH", "/v1/users/5", &br#"{"uid": 6}"#[..], "uid"),
+        ("PATCH", "/v1/users/5", &br#"{"nickname": "x"}"#[..], "nickname"),
+        ("PATCH", "/v1/users/5", &br#"{}"#[..], "new_val"),
+        ("PATCH", "/v1/users/abc", &br#"{"name": "A"}"#[..], "uid"),
+        ("PATCH", "/v1/users", &br#"{"name": "A"}"#[..], "condition"),
+        ("DELETE", "/v1/users", &b""[..], "condition"),
+        ("DELETE", "/v1/users?color=red", &b""[..], "color"),
+    ] {
+        assert_rejected(&harness(), method, path, body, 400, Some(field)).await;
+    }
+}
+
+#[tokio::test]
+async fn rest_user_writes_publish_commands() {
+    let h = harness();
+    let (code, json, _) = h
+        .call(
+            "POST",
+            "/v1/users",
+            br#"{"name": "Arpana", "lname": "Sharma", "credit_limit": 10, "credit_balance": 10}"#,
+        )
+        .await;
+    assert_eq!(code, 202, "{json}");
+    assert_eq!(
+        h.call("PATCH", "/v1/users/12", br#"{"credit_balance": 3}"#).await.0,
+        202
+    );
+    assert_eq!(h.call("DELETE", "/v1/users/12", b"").await.0, 202);
+    assert_eq!(
+        h.call("PATCH", "/v1/users?lname=Sharma", br#"{"credit_balance": 3}"#)
+            .await
+            .0,
+        202
+    );
+    assert_eq!(h.call("DELETE", "/v1/users?uid=12", b"").await.0, 202);
+    let n = h.topology.partitions as usize;
+    assert_eq!(h.published().len(), 1 + 1 + 1 + n + 1);
+    assert!(matches!(
+        command(&h, 2),
+        UserCommand::Delete {
+            target: Target::Uid(12),
+            ..
+        }
+    ));
+    assert!(matches!(
+        command(&h, 3),
+        UserCommand::Update {
+            target: Target::Condition(_),
+            ..
+        }
+    ));
+    // A condition that is exactly `uid = N` is routed to that uid's partition, not broadcast.
+    assert!(matches!(
+        command(&h, 3 + n),
+        UserCommand::Delete {
+            target: Target::Uid(12),
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_or_without_a_length() {
+    let h = harness_with("[ingest]\nmax_body_bytes = 64", false);
+    let big = vec![b'x'; 65];
+    let (code, json, _) = h.call("POST", "/v1/orders", &big).await;
+    assert_eq!(code, 413, "{json}");
+    assert_eq!(json["field"], "body");
+    assert!(h.published().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let h = harness();
+    for (method, path, status) in [
+        ("GET", "/nope", 404),
+        ("GET", "/v1/orders/1/extra", 404),
+        ("PUT", "/v1/orders", 405),
+        ("DELETE", "/order?uid=1&amount=1", 405),
+        ("GET", "/v1/orders", 405),
+        ("POST", "/v1/users/5", 405),
+    ] {
+        assert_rejected(&h, method, path, b"", status, None).await;
+    }
+    assert_eq!(h.call("GET", "/healthz", b"").await.0, 200);
+}
+
+#[tokio::test]
+async fn kafka_unavailable_is_503_with_retry_after_never_202() {
+    let h = harness_with("", true);
+    let (code, json, headers) = h.call("GET", "/order?uid=1&amount=1", b"").await;
+    assert_eq!(code, 503, "{json}");
+    assert!(headers.get("retry-after").is_some());
+    let (code, _, _) = h
+        .call(
+            "POST",
+            "/v1/users",
+            br#"{"name": "A", "lname": "B", "credit_limit": 1, "credit_balance": 1}"#,
+        )
+        .await;
+    assert_eq!(code, 503);
+}
+
+#[tokio::test]
+async fn the_bearer_token_guards_writes_when_configured() {
+    let h = harness_with("[ingest]\nauth_token = \"s3cret\"", false);
+    let (code, json, _) = h.call("GET", "/order?uid=1&amount=1", b"").await;
+    assert_eq!(code, 401, "{json}");
+    let (code, _, _) = h
+        .call_with(
+            "GET",
+            "/order?uid=1&amount=1",
+            b"",
+            &[("authorization", "Bearer wrong")],
+        )
+        .await;
+    assert_eq!(code, 401);
+    assert!(h.published().is_empty());
+    let (code, _, _) = h
+        .call_with(
+            "GET",
+            "/order?uid=1&amount=1",
+            b"",
+            &[("authorization", "Bearer s3cret")],
+        )
+        .await;
+    assert_eq!(code, 202);
+    // Reads and health need no token.
+    assert_eq!(h.call("GET", "/healthz", b"").await.0, 200);
+    assert_ne!(h.call("GET", "/v1/users/1", b"").await.0, 401);
+}
+
+#[tokio::test]
+async fn the_openapi_document_and_the_routes_agree() {
+    let h = harness();
+    let (code, spec, _) = h.call("GET", "/openapi.json", b"").await;
+    assert_eq!(code, 200);
+    assert_eq!(spec["openapi"].as_str().unwrap().chars().next(), Some('3'));
+    let paths = spec["paths"].as_object().unwrap();
+    let methods = ["GET", "POST", "PATCH", "DELETE", "PUT"];
+    for (path, operations) in paths {
+        let concrete = path.replace("{order_id}", "1").replace("{uid}", "1");
+        for method in methods {
+            let documented = operations.get(method.to_lowercase()).is_some();
+            let (code, json, _) = h.call(method, &concrete, b"").await;
+            if documented {
+                assert!(
+                    code != 404 && code != 405,
+                    "{method} {path} is documented but answers {code}: {json}"
+                );
+            } else {
+                assert!(
+                    code == 404 || code == 405,
+                    "{method} {path} answers {code} but is not documented"
+                );
+            }
+        }
+    }
+    for undocumented in ["/v2/orders", "/users", "/orders", "/v1", "/admin"] {
+        for method in methods {
+            assert_eq!(
+                h.call(method, undocumented, b"").await.0,
+                404,
+                "{method} {undocumented}"
+            );
+        }
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,271 @@
+//! The processor on the real broker: replicas of `creditstream process` sharing one
+//! consumer group, a replica killed with SIGKILL mid-stream, a restart on the same state,
+//! and poison pills. Decisions are read back with read_committed and compared with what
+//! the test driver decides for the same input.
+
+mod common;
+
+use common::*;
+use creditstream::topology::codec::{encode_command, encode_order};
+use creditstream::topology::definition::TopologyDefinition;
+use creditstream::topology::driver::TestDriver;
+use creditstream::topology::partitioner::partition_for;
+use creditstream::topology::record::{Decision, Order, OrderStatus, UserChange, UserCommand, UserRow};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Scenario {
+    def: TopologyDefinition,
+    driver: TestDriver,
+    next_order: i64,
+    orders: usize,
+}
+
+impl Scenario {
+    async fn new(users: i64) -> Self {
+        let def = topology(6).await;
+        let mut scenario = Scenario {
+            driver: TestDriver::new(6),
+            def,
+            next_order: 0,
+            orders: 0,
+        };
+        let commands: Vec<UserCommand> = (1..=users)
+            .map(|uid| UserCommand::Create {
+                command_id: uid,
+                user: UserRow {
+                    uid,
+                    name: format!("N{uid}"),
+                    lname: "L".into(),
+                    credit_limit: 1000,
+                    credit_balance: 300,
+                },
+            })
+            .collect();
+        let records: Vec<_> = commands
+            .iter()
+            .map(|c| {
+                scenario.driver.pipe_command(c).unwrap();
+                let (k, v) = encode_command(c);
+                (Some(partition_for(&k, 6) as i32), Some(k), Some(v))
+            })
+            .collect();
+        produce(&scenario.def.inputs.user_commands, &records);
+        scenario
+    }
+
+    /// Produces `count` orders spread over the users, with amounts that exhaust some balances.
+    fn orders(&mut self, users: i64, count: usize) {
+        let mut records = Vec::new();
+        for _ in 0..count {
+            self.next_order += 1;
+            let uid = self.next_order % users + 1;
+            let order = Order {
+                order_id: self.next_order,
+                uid,
+                amount: (self.next_order * 37) % 90 + 1,
+                timestamp_ms: 0,
+            };
+            self.driver.pipe_order(&order).unwrap();
+            let (k, v) = encode_order(&order);
+            records.push((Some(partition_for(&k, 6) as i32), Some(k), Some(v)));
+        }
+        self.orders += count;
+        produce(&self.def.inputs.orders, &records);
+    }
+
+    fn env(&self, dir: &Path, metrics_port: u16) -> Vec<(String, String)> {
+        let topology = topology_file(&self.def, dir);
+        vec![
+            ("CREDITSTREAM__TOPOLOGY_FILE".into(), topology.display().to_string()),
+            ("CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap()),
+            (
+                "CREDITSTREAM__PROCESSOR__STATE_DIR".into(),
+                dir.join("state").display().to_string(),
+            ),
+            (
+                "CREDITSTREAM__PROCESSOR__METRICS_LISTEN".into(),
+                format!("127.0.0.1:{metrics_port}"),
+            ),
+            ("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE".into(), "false".into()),
+        ]
+    }
+
+    fn replica(&self, dir: &Path) -> Running {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        spawn("process", &self.env(dir, port), port, &dir.join("replica.log"))
+    }
+
+    fn decisions(&self, expected: usize) -> Vec<Decision> {
+        read_until(&self.def.outputs.decisions, 6, WAIT, |r| r.len() >= expected)
+            .into_iter()
+            .map(|r| serde_json::from_slice(&r.value.unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Exactly one decision per order, each the one the driver took, balances consistent.
+    fn check(&self, decisions: &[Decision]) {
+        let mut by_order: HashMap<i64, &Decision> = HashMap::new();
+        for d in decisions {
+            assert!(
+                by_order.insert(d.order_id, d).is_none(),
+                "order {} decided twice",
+                d.order_id
+            );
+        }
+        assert_eq!(by_order.len(), self.orders, "every order decided once");
+        for expected in self.driver.decisions() {
+            let actual = by_order[&expected.order_id];
+            assert_eq!(
+                (actual.status, actual.balance_after),
+                (expected.status, expected.balance_after),
+                "order {}",
+                expected.order_id
+            );
+        }
+        // Balances on the user-changes topic: initial minus the Completed amounts, never negative.
+        let changes = read_until(&self.def.outputs.user_changes, 6, WAIT, |_| true);
+        let mut latest: BTreeMap<i64, (u64, i64)> = BTreeMap::new();
+        for change in changes {
+            if let Ok(UserChange::Upserted { version, user, .. }) = serde_json::from_slice(&change.value.unwrap()) {
+                assert!(user.credit_balance >= 0);
+                let entry = latest.entry(user.uid).or_insert((0, 0));
+                if version > entry.0 {
+                    *entry = (version, user.credit_balance);
+                }
+            }
+        }
+        let mut completed: BTreeMap<i64, i64> = BTreeMap::new();
+        for d in decisions.iter().filter(|d| d.status == OrderStatus::Completed) {
+            *completed.entry(d.uid).or_default() += d.amount;
+        }
+        for (uid, (_, balance)) in latest {
+            assert_eq!(balance, 300 - completed.get(&uid).copied().unwrap_or(0), "uid {uid}");
+        }
+    }
+}
+
+fn assigned(replica: &Running) -> f64 {
+    replica
+        .metric("creditstream_processor_assigned_partitions")
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_the_partitions_and_decide_every_order_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenario = Scenario::new(40).await;
+    let a = scenario.replica(&dir.path().join("a"));
+    let b = scenario.replica(&dir.path().join("b"));
+    assert!(
+        wait_until(WAIT, || assigned(&a) >= 1.0
+            && assigned(&b) >= 1.0
+            && assigned(&a) + assigned(&b) == 6.0),
+        "both replicas own partitions: a={} b={}",
+        assigned(&a),
+        assigned(&b)
+    );
+    scenario.orders(40, 400);
+    let decisions = scenario.decisions(400);
+    scenario.check(&decisions);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_mid_stream_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenario = Scenario::new(30).await;
+    let mut a = scenario.replica(&dir.path().join("a"));
+    let b = scenario.replica(&dir.path().join("b"));
+    assert!(wait_until(WAIT, || assigned(&a) + assigned(&b) == 6.0 && assigned(&a) >= 1.0));
+    scenario.orders(30, 300);
+    // Wait until the stream is under way, then kill one replica without warning.
+    let _ = read_until(&scenario.def.outputs.decisions, 6, WAIT, |r| r.len() >= 50);
+    scenario.orders(30, 300);
+    a.sigkill();
+    scenario.orders(30, 300);
+    assert!(
+        wait_until(WAIT, || assigned(&b) == 6.0),
+        "the survivor takes every partition"
+    );
+    let decisions = scenario.decisions(900);
+    scenario.check(&decisions);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_restarted_on_its_state_resumes_without_replaying() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenario = Scenario::new(20).await;
+    let mut first = scenario.replica(&dir.path().join("r"));
+    scenario.orders(20, 200);
+    let _ = scenario.decisions(200);
+    assert!(first.sigterm().success(), "graceful stop");
+    let second = scenario.replica(&dir.path().join("r"));
+    scenario.orders(20, 200);
+    let decisions = scenario.decisions(400);
+    scenario.check(&decisions);
+    assert!(wait_until(WAIT, || assigned(&second) == 6.0));
+    // Its local state was complete: nothing had to be restored from the changelog.
+    assert_eq!(
+        second.metric("creditstream_processor_restored_records_total"),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_pills_go_to_the_dead_letter_topic_and_processing_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenario = Scenario::new(5).await;
+    let _replica = scenario.replica(&dir.path().join("r"));
+    let p1 = partition_for(b"1", 6) as i32;
+    let wrong = (p1 + 1) % 6;
+    let good = encode_order(&Order {
+        order_id: 999_999,
+        uid: 1,
+        amount: 1,
+        timestamp_ms: 0,
+    })
+    .1;
+    let garbage: Vec<(Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>)> = vec![
+        (Some(p1), Some(b"1".to_vec()), Some(vec![0xde, 0xad, 0xbe, 0xef])),
+        (Some(p1), Some(b"1".to_vec()), Some(br#"{"order":"yes"}"#.to_vec())),
+        (Some(p1), None, Some(good.clone())),
+        (Some(p1), Some(b"abc".to_vec()), Some(good.clone())),
+        (Some(wrong), Some(b"1".to_vec()), Some(good.clone())),
+    ];
+    produce(&scenario.def.inputs.orders, &garbage);
+    produce(
+        &scenario.def.inputs.user_commands,
+        &[(Some(p1), Some(b"1".to_vec()), Some(b"not json".to_vec()))],
+    );
+    scenario.orders(5, 50);
+    let letters = read_until(&scenario.def.outputs.dead_letters, 6, WAIT, |r| r.len() >= 6);
+    assert_eq!(letters.len(), 6);
+    let mut reasons: Vec<&str> = letters.iter().map(|l| l.headers["error.reason"].as_str()).collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        [
+            "invalid_key",
+            "missing_key",
+            "schema_mismatch",
+            "undecodable",
+            "undecodable",
+            "wrong_partition"
+        ]
+    );
+    for letter in &letters {
+        assert!(letter.headers["source.topic"].starts_with('t'));
+        assert!(letter.headers.contains_key("source.offset"));
+        assert!(letter.headers.contains_key("error.detail"));
+    }
+    // The raw bytes travel unchanged.
+    assert!(letters
+        .iter()
+        .any(|l| l.value.as_deref() == Some(&[0xde, 0xad, 0xbe, 0xef][..])));
+    let decisions = scenario.decisions(50);
+    scenario.check(&decisions);
+}
