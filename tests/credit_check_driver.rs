@@ -320,7 +320,9 @@ fn bad_records_become_dead_letters_and_processing_goes_on() {
         amount: 1,
         timestamp_ms: 1,
     });
-    let cases: Vec<(Option<&[u8]>, Option<Vec<u8>>, u32, DeadLetterReason)> = vec![
+    // (key, value, partition it is read from, the reason expected)
+    type Case<'a> = (Option<&'a [u8]>, Option<Vec<u8>>, u32, DeadLetterReason);
+    let cases: Vec<Case> = vec![
         (
             Some(b"42"),
             Some(vec![0xff, 0x00, 0x13]),

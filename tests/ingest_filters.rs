@@ -13,9 +13,12 @@ use futures::future::BoxFuture;
 use serde_json::Value as Json;
 use std::sync::{Arc, Mutex};
 
+/// What was published: topic, partition, key, value.
+type Published = (String, Option<i32>, Vec<u8>, Vec<u8>);
+
 #[derive(Default)]
 struct Recorder {
-    records: Mutex<Vec<(String, Option<i32>, Vec<u8>, Vec<u8>)>>,
+    records: Mutex<Vec<Published>>,
     unavailable: bool,
 }
 
@@ -93,7 +96,7 @@ impl Harness {
         body: &[u8],
         headers: &[(&str, &str)],
     ) -> (u16, Json, warp::http::HeaderMap) {
-        let mut request = warp::test::request().method(method).path(path).body(body.to_vec());
+        let mut request = warp::test::request().method(method).path(path).body(body);
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
@@ -102,7 +105,7 @@ impl Harness {
         (response.status().as_u16(), json, response.headers().clone())
     }
 
-    fn published(&self) -> Vec<(String, Option<i32>, Vec<u8>, Vec<u8>)> {
+    fn published(&self) -> Vec<Published> {
         self.recorder.records.lock().unwrap().clone()
     }
 }

@@ -109,7 +109,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         ),
         ("CREDITSTREAM__SINK__GROUP_ID".to_string(), unique("sink")),
     ];
-    let _app = spawn("all", &env, port, &dir.path().join("all.log"));
+    let app = spawn("all", &env, port, &dir.path().join("all.log"));
     assert!(
         wait_until(Duration::from_secs(60), || http_get(port, "/healthz").is_some()),
         "creditstream all is up"
@@ -142,7 +142,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             &format!("/user?type=C&name=N{i}&lname=L&credit_limit=100&credit_balance=100"),
             "",
         )
-        .unwrap();
+        .unwrap_or_else(|| panic!("no answer; log:\n{}", app.log_tail()));
         assert_eq!(status, 202, "{body}");
         uids.push(serde_json::from_str::<Value>(&body).unwrap()["uid"].as_i64().unwrap());
     }

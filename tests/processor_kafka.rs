@@ -229,7 +229,7 @@ async fn poison_pills_go_to_the_dead_letter_topic_and_processing_continues() {
         timestamp_ms: 0,
     })
     .1;
-    let garbage: Vec<(Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>)> = vec![
+    let garbage: Vec<RawRecord> = vec![
         (Some(p1), Some(b"1".to_vec()), Some(vec![0xde, 0xad, 0xbe, 0xef])),
         (Some(p1), Some(b"1".to_vec()), Some(br#"{"order":"yes"}"#.to_vec())),
         (Some(p1), None, Some(good.clone())),

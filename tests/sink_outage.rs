@@ -23,7 +23,7 @@ async fn the_sink_rides_out_a_database_outage() {
         dir.path(),
         "[sink]\nbatch_size = 200\nlinger_ms = 5\nretry_max_ms = 1000",
     );
-    let orders = |from: i64, to: i64| -> Vec<(Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let orders = |from: i64, to: i64| -> Vec<RawRecord> {
         (from..to)
             .map(|i| {
                 let (k, v) = encode_order(&Order {

@@ -42,20 +42,27 @@ impl Publish for KafkaPublisher {
 #[derive(Debug)]
 pub struct IdempotencyCache {
     capacity: usize,
-    inner: Mutex<(HashSet<(i64, String)>, VecDeque<(i64, String)>)>,
+    inner: Mutex<Remembered>,
+}
+
+/// The keys, and the order they were remembered in (to forget the oldest first).
+#[derive(Debug, Default)]
+struct Remembered {
+    keys: HashSet<(i64, String)>,
+    order: VecDeque<(i64, String)>,
 }
 
 impl IdempotencyCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            inner: Mutex::new((HashSet::new(), VecDeque::new())),
+            inner: Mutex::new(Remembered::default()),
         }
     }
 
     pub fn contains(&self, uid: i64, key: &str) -> bool {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.0.contains(&(uid, key.to_string()))
+        inner.keys.contains(&(uid, key.to_string()))
     }
 
     pub fn remember(&self, uid: i64, key: String) {
@@ -63,11 +70,11 @@ impl IdempotencyCache {
             return;
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.0.insert((uid, key.clone())) {
-            inner.1.push_back((uid, key));
-            while inner.1.len() > self.capacity {
-                if let Some(old) = inner.1.pop_front() {
-                    inner.0.remove(&old);
+        if inner.keys.insert((uid, key.clone())) {
+            inner.order.push_back((uid, key));
+            while inner.order.len() > self.capacity {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.keys.remove(&old);
                 }
             }
         }

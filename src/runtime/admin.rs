@@ -94,12 +94,13 @@ async fn verify(
     options: &AdminOptions,
 ) -> Result<Vec<TopicStatus>, AdminError> {
     let timeout = Duration::from_millis(kafka.admin_timeout_ms);
-    let resources: Vec<_> = specs.iter().map(|s| ResourceSpecifier::Topic(&s.name)).collect();
-    let described = admin.describe_configs(&resources, options).await?;
+    let mut counts = Vec::new();
+    for spec in specs {
+        counts.push(partition_count(admin, &spec.name, timeout)?);
+    }
+    let policies = cleanup_policies(admin, specs, options, timeout).await?;
     let mut statuses = Vec::new();
-    for (spec, config) in specs.iter().zip(described) {
-        let metadata = admin.inner().fetch_metadata(Some(&spec.name), timeout)?;
-        let actual = metadata.topics().first().map_or(0, |t| t.partitions().len());
+    for ((spec, actual), cleanup_policy) in specs.iter().zip(counts).zip(policies) {
         if actual != spec.partitions as usize {
             return Err(AdminError::PartitionMismatch {
                 topic: spec.name.clone(),
@@ -107,10 +108,6 @@ async fn verify(
                 actual,
             });
         }
-        let cleanup_policy = config
-            .ok()
-            .and_then(|c| c.get("cleanup.policy").and_then(|e| e.value.clone()))
-            .unwrap_or_else(|| "unknown".to_string());
         if spec.role == TopicRole::Changelog && !cleanup_policy.contains("compact") {
             return Err(AdminError::NotCompacted {
                 topic: spec.name.clone(),
@@ -125,6 +122,57 @@ async fn verify(
         });
     }
     Ok(statuses)
+}
+
+/// Each topic's `cleanup.policy`, asked again while a just-created topic's configs are not
+/// yet known to the broker that answers.
+async fn cleanup_policies(
+    admin: &AdminClient<DefaultClientContext>,
+    specs: &[TopicSpec],
+    options: &AdminOptions,
+    timeout: Duration,
+) -> Result<Vec<String>, AdminError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let resources: Vec<_> = specs.iter().map(|s| ResourceSpecifier::Topic(&s.name)).collect();
+        let described = admin.describe_configs(&resources, options).await?;
+        let policies: Vec<Option<String>> = described
+            .into_iter()
+            .map(|c| {
+                c.ok()
+                    .and_then(|c| c.get("cleanup.policy").and_then(|e| e.value.clone()))
+            })
+            .collect();
+        if policies.iter().all(Option::is_some) || std::time::Instant::now() >= deadline {
+            return Ok(policies
+                .into_iter()
+                .map(|p| p.unwrap_or_else(|| "unknown".to_string()))
+                .collect());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The topic's partition count. A topic created a moment ago may not be in the metadata
+/// yet (the broker propagates it asynchronously), so an empty answer is asked again.
+fn partition_count(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<usize, AdminError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let metadata = admin.inner().fetch_metadata(Some(topic), timeout)?;
+        let count = metadata
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map_or(0, |t| t.partitions().len());
+        if count > 0 || std::time::Instant::now() >= deadline {
+            return Ok(count);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Deletes the topology's topics (tests clean up after themselves with this).

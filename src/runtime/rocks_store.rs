@@ -7,7 +7,7 @@
 //! (a crash between the Kafka commit and the local write), and restore from the checkpoint
 //! closes that gap.
 
-use crate::topology::store::{KeyValueStore, StoreError};
+use crate::topology::store::{Entries, KeyValueStore, StoreError};
 use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, DB};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -172,7 +172,7 @@ impl KeyValueStore for RocksStore {
         Ok(())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for item in self.db.iterator(IteratorMode::From(prefix, Direction::Forward)) {
             let (key, value) = item.map_err(store_error)?;

@@ -109,7 +109,7 @@ pub async fn run<W: BatchWriter>(
             }
         }
         if !batch.is_empty() {
-            write_with_retry(&consumer, cfg, writer, &mut batch, &shutdown).await?;
+            write_with_retry(&consumer, cfg, writer, &batch, &shutdown).await?;
             commit(&consumer, def, &batch);
             batch.clear();
         }
@@ -128,7 +128,7 @@ async fn write_with_retry<W: BatchWriter>(
     consumer: &StreamConsumer,
     cfg: &SinkConfig,
     writer: &mut W,
-    batch: &mut Vec<SinkRecord>,
+    batch: &[SinkRecord],
     shutdown: &Shutdown,
 ) -> Result<(), SourceError> {
     let mut backoff = Duration::from_millis(cfg.retry_initial_ms);

@@ -292,11 +292,10 @@ impl Engine {
         let partitions: Vec<u32> = self.tasks.keys().copied().collect();
         let partition_count = self.def.partitions;
         for partition in partitions {
-            loop {
+            while let Some(record) = self.tasks.get_mut(&partition).and_then(|t| t.group.pop()) {
                 let Some(task) = self.tasks.get_mut(&partition) else {
                     break;
                 };
-                let Some(record) = task.group.pop() else { break };
                 let topic_slot = slot(record.topic);
                 task.positions[topic_slot] = Some(record.meta.offset + 1);
                 self.pending.consumed[topic_slot] += 1;

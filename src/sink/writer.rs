@@ -10,7 +10,6 @@ use crate::metrics::metrics;
 use crate::runtime::source::{BatchWriter, SinkRecord};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, TxOpts, Value};
-use std::future::Future;
 use tracing::warn;
 
 /// Rows per multi-row statement (well under the server's placeholder limit).
@@ -146,13 +145,11 @@ fn order_events_statement(chunk: &[OrderEventRow]) -> (String, Vec<Value>) {
 impl BatchWriter for MySqlWriter {
     type Error = DbError;
 
-    fn write<'a>(&'a mut self, batch: &'a [SinkRecord]) -> impl Future<Output = Result<(), DbError>> + Send + 'a {
-        async move {
-            let rows = rows_of(batch);
-            if rows.undecodable > 0 {
-                warn!(count = rows.undecodable, "sink skipped records it could not decode");
-            }
-            self.write_rows(&rows).await
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), DbError> {
+        let rows = rows_of(batch);
+        if rows.undecodable > 0 {
+            warn!(count = rows.undecodable, "sink skipped records it could not decode");
         }
+        self.write_rows(&rows).await
     }
 }

@@ -10,13 +10,16 @@ use std::collections::BTreeMap;
 #[error("state store: {0}")]
 pub struct StoreError(pub String);
 
+/// Key-value pairs in key order, as a prefix scan returns them.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Byte-keyed, ordered key-value state, in the spirit of Kafka Streams' `KeyValueStore`.
 pub trait KeyValueStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError>;
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
     /// Every live entry whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError>;
 }
 
 /// A store held in a `BTreeMap`; what the test driver runs the processor against.
@@ -54,7 +57,7 @@ impl KeyValueStore for InMemoryStore {
         Ok(())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         Ok(self
             .entries
             .range(prefix.to_vec()..)
@@ -106,7 +109,7 @@ impl KeyValueStore for ChangeLoggingStore<'_> {
         Ok(())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         self.inner.scan_prefix(prefix)
     }
 }

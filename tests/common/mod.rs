@@ -86,8 +86,11 @@ pub fn producer() -> BaseProducer {
         .expect("producer")
 }
 
-/// Produces records (`partition`, key, value) and waits until all are acknowledged.
-pub fn produce(topic: &str, records: &[(Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>)]) {
+/// A record to produce: (`partition`, key, value); `None` leaves each to the client.
+pub type RawRecord = (Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Produces records and waits until all are acknowledged.
+pub fn produce(topic: &str, records: &[RawRecord]) {
     let producer = producer();
     for (partition, key, value) in records {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
@@ -191,6 +194,7 @@ pub fn topology_file(def: &TopologyDefinition, dir: &Path) -> PathBuf {
 pub struct Running {
     pub child: Child,
     pub metrics_port: u16,
+    pub log: PathBuf,
 }
 
 impl Running {
@@ -203,6 +207,13 @@ impl Running {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         self.child.wait().expect("wait")
+    }
+
+    /// The end of the child's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     pub fn metric(&self, name: &str) -> Option<f64> {
@@ -238,6 +249,7 @@ pub fn spawn(subcommand: &str, env: &[(String, String)], metrics_port: u16, log:
     Running {
         child: command.spawn().expect("spawn creditstream"),
         metrics_port,
+        log: log.to_path_buf(),
     }
 }
 
