@@ -481,6 +481,41 @@ impl Engine {
         Ok(())
     }
 
+    /// After a Kafka failure (broker away, producer fenced): rolls back to the last commit,
+    /// retrying with backoff until that works or shutdown is requested. Failures of local
+    /// state are not Kafka's to cure and are returned.
+    fn recover(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceHandler>,
+        error: RuntimeError,
+        shutdown: &Shutdown,
+    ) -> Result<(), RuntimeError> {
+        let mut cause = match error {
+            RuntimeError::Kafka(_) => error,
+            fatal => return Err(fatal),
+        };
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            warn!(error = %cause, "kafka failure; rolling back to the last commit");
+            // Reopen any task whose restore failed during a rebalance first, so that the
+            // rollback rewinds its partitions too (records fetched meanwhile were dropped).
+            let reopened = consumer
+                .assignment()
+                .map_err(RuntimeError::from)
+                .and_then(|assigned| self.open_tasks(&partitions_of(&assigned)))
+                .and_then(|()| self.rollback(consumer, &cause));
+            match reopened {
+                Ok(()) => return Ok(()),
+                Err(RuntimeError::Kafka(next)) if !shutdown.is_requested() => {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    cause = RuntimeError::Kafka(next);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
     /// Opens and restores the stores of newly assigned partitions.
     fn open_tasks(&mut self, partitions: &[u32]) -> Result<(), RuntimeError> {
         for &partition in partitions {
@@ -768,7 +803,8 @@ fn stream_loop(
     let mut last_housekeeping = Instant::now();
     while !shutdown.is_requested() {
         if let Some(error) = consumer.context().failure.lock().ok().and_then(|mut f| f.take()) {
-            return Err(error);
+            let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());
+            e.recover(consumer, error, shutdown)?;
         }
         let epoch = engine.lock().map(|e| e.epoch).unwrap_or(0);
         let (wait, topics) = {
@@ -823,18 +859,14 @@ fn stream_loop(
             }
         }
         if let Err(error) = e.process_buffered() {
-            match error {
-                RuntimeError::Kafka(_) => {
-                    warn!(%error, "processing failed; rolling back");
-                    e.rollback(consumer, &error)?;
-                }
-                fatal => return Err(fatal),
-            }
+            e.recover(consumer, error, shutdown)?;
         }
         if e.commit_due()
             || (!e.in_transaction && e.last_commit.elapsed() >= Duration::from_millis(e.cfg.commit_interval_ms))
         {
-            e.commit(consumer)?;
+            if let Err(error) = e.commit(consumer) {
+                e.recover(consumer, error, shutdown)?;
+            }
         }
         if last_housekeeping.elapsed() >= Duration::from_secs(10) {
             last_housekeeping = Instant::now();

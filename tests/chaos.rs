@@ -1,0 +1,296 @@
+//! The fault runner: the local stack with three processor replicas, the sink and the
+//! ingest (each its own process) under a bounded load through the HTTP API, while faults
+//! are injected on a schedule: SIGKILL of a replica (and again while it restores), a
+//! graceful scale 3 → 1 → 3, SIGKILL of the sink mid-batch, MariaDB stopped, and SIGKILL
+//! and restart of the Kafka broker. Then the load stops, the system goes quiet, and the
+//! invariant checker must find nothing.
+//!
+//! The short run is part of scripts/test.sh; `scripts/chaos.sh --long` (environment
+//! CREDITSTREAM_CHAOS_LONG=1) repeats the schedule and holds each outage longer.
+//! Its own test binary: it takes the shared broker and database away.
+
+mod common;
+
+use common::*;
+use creditstream::topology::definition::TopologyDefinition;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const USERS: i64 = 60;
+
+struct Stack {
+    dir: PathBuf,
+    def: TopologyDefinition,
+    topology: PathBuf,
+    mysql_url: String,
+    sink_group: String,
+}
+
+impl Stack {
+    fn base_env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "CREDITSTREAM__TOPOLOGY_FILE".into(),
+                self.topology.display().to_string(),
+            ),
+            ("CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap()),
+            ("CREDITSTREAM__MYSQL__URL".into(), self.mysql_url.clone()),
+            ("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE".into(), "false".into()),
+            ("CREDITSTREAM__SINK__GROUP_ID".into(), self.sink_group.clone()),
+        ]
+    }
+
+    fn processor(&self, name: &str) -> Running {
+        let port = free_port();
+        let mut env = self.base_env();
+        env.push((
+            "CREDITSTREAM__PROCESSOR__STATE_DIR".into(),
+            self.dir.join(name).display().to_string(),
+        ));
+        env.push((
+            "CREDITSTREAM__PROCESSOR__METRICS_LISTEN".into(),
+            format!("127.0.0.1:{port}"),
+        ));
+        spawn("process", &env, port, &self.log(name))
+    }
+
+    fn sink(&self) -> Running {
+        let port = free_port();
+        let mut env = self.base_env();
+        env.push(("CREDITSTREAM__SINK__METRICS_LISTEN".into(), format!("127.0.0.1:{port}")));
+        env.push(("CREDITSTREAM__SINK__BATCH_SIZE".into(), "200".into()));
+        env.push(("CREDITSTREAM__SINK__RETRY_MAX_MS".into(), "1000".into()));
+        spawn("sink", &env, port, &self.log("sink"))
+    }
+
+    fn ingest(&self, port: u16) -> Running {
+        let mut env = self.base_env();
+        env.push(("CREDITSTREAM__INGEST__LISTEN".into(), format!("127.0.0.1:{port}")));
+        env.push(("CREDITSTREAM__INGEST__PRODUCE_TIMEOUT_MS".into(), "3000".into()));
+        spawn("ingest", &env, port, &self.log("ingest"))
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        self.dir
+            .join(format!("{name}-{}.log", N.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+/// What the load generator saw.
+#[derive(Default)]
+struct LoadFigures {
+    sent: AtomicU64,
+    unavailable: AtomicU64,
+    failed: AtomicU64,
+    acknowledged: Mutex<Vec<i64>>,
+}
+
+fn load(port: u16, stop: Arc<AtomicBool>, figures: Arc<LoadFigures>, worker: u64) {
+    let mut n: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let uid = ((n * 7 + worker * 13) % USERS as u64) as i64 + 1;
+        let amount = (n * 11 + worker) % 40 + 1;
+        let body = format!(r#"{{"uid": {uid}, "amount": {amount}, "idempotency_key": "w{worker}-{n}"}}"#);
+        figures.sent.fetch_add(1, Ordering::Relaxed);
+        match http(port, "POST", "/v1/orders", &body) {
+            Some((202, text)) => {
+                if let Some(id) = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v["order_id"].as_i64())
+                {
+                    figures.acknowledged.lock().unwrap().push(id);
+                }
+            }
+            Some((503, _)) => {
+                figures.unavailable.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            _ => {
+                figures.failed.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(8));
+    }
+}
+
+fn assigned(replica: &Running) -> f64 {
+    replica
+        .metric("creditstream_processor_assigned_partitions")
+        .unwrap_or(0.0)
+}
+
+fn owned_by(replicas: &[&Running]) -> f64 {
+    replicas.iter().map(|r| assigned(r)).sum()
+}
+
+fn step(started: Instant, what: &str) {
+    eprintln!("[chaos {:>6.1}s] {what}", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_under_load_break_no_invariant() {
+    let long = std::env::var("CREDITSTREAM_CHAOS_LONG").is_ok_and(|v| v == "1");
+    let rounds = if long { 3 } else { 1 };
+    let outage = Duration::from_secs(if long { 10 } else { 4 });
+    let tmp = tempfile::tempdir().unwrap();
+    let def = topology(6).await;
+    let mysql = database().await;
+    let stack = Stack {
+        dir: tmp.path().to_path_buf(),
+        topology: topology_file(&def, tmp.path()),
+        def: def.clone(),
+        mysql_url: mysql.url.clone(),
+        sink_group: unique("sink"),
+    };
+    let started = Instant::now();
+    let mut a = stack.processor("a");
+    let mut b = stack.processor("b");
+    let mut c = stack.processor("c");
+    let mut sink = stack.sink();
+    let ingest_port = free_port();
+    let _ingest = stack.ingest(ingest_port);
+    assert!(
+        wait_until(Duration::from_secs(60), || http_get(ingest_port, "/readyz").is_some()),
+        "ingest ready"
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || owned_by(&[&a, &b, &c]) == 6.0),
+        "replicas own the partitions"
+    );
+    for uid in 1..=USERS {
+        let body = format!(
+            r#"{{"uid": {uid}, "name": "N{uid}", "lname": "L", "credit_limit": 5000, "credit_balance": 2000}}"#
+        );
+        assert_eq!(http(ingest_port, "POST", "/v1/users", &body).map(|r| r.0), Some(202));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let figures = Arc::new(LoadFigures::default());
+    let workers: Vec<_> = (0..2)
+        .map(|w| {
+            let (stop, figures) = (stop.clone(), figures.clone());
+            std::thread::spawn(move || load(ingest_port, stop, figures, w))
+        })
+        .collect();
+    let mut faults = 0;
+    let pause = |d: u64| std::thread::sleep(Duration::from_secs(d));
+
+    for round in 0..rounds {
+        step(started, &format!("round {round}: SIGKILL replica a"));
+        pause(3);
+        a.sigkill();
+        faults += 1;
+        assert!(
+            wait_until(Duration::from_secs(60), || owned_by(&[&b, &c]) == 6.0),
+            "b and c take over"
+        );
+        a = stack.processor("a");
+        if long {
+            // Killed again while it restores its tasks.
+            assert!(wait_until(Duration::from_secs(30), || assigned(&a) > 0.0
+                || a.metric("creditstream_processor_rebalances_total").is_some()));
+            step(started, "SIGKILL replica a during restore");
+            a.sigkill();
+            faults += 1;
+            a = stack.processor("a");
+        }
+        assert!(wait_until(Duration::from_secs(60), || owned_by(&[&a, &b, &c]) == 6.0));
+
+        step(started, "graceful scale 3 -> 1");
+        pause(2);
+        assert!(b.sigterm().success(), "graceful stop of b:\n{}", b.log_tail());
+        assert!(c.sigterm().success(), "graceful stop of c:\n{}", c.log_tail());
+        faults += 1;
+        assert!(
+            wait_until(Duration::from_secs(60), || assigned(&a) == 6.0),
+            "a owns everything"
+        );
+        pause(2);
+        step(started, "scale 1 -> 3");
+        b = stack.processor("b");
+        c = stack.processor("c");
+        assert!(wait_until(Duration::from_secs(60), || owned_by(&[&a, &b, &c]) == 6.0
+            && assigned(&b) > 0.0));
+
+        step(started, "SIGKILL sink mid-batch");
+        pause(2);
+        sink.sigkill();
+        faults += 1;
+        pause(1);
+        sink = stack.sink();
+
+        step(started, "MariaDB stopped");
+        pause(2);
+        stack(&["stop", "mariadb"]);
+        faults += 1;
+        std::thread::sleep(outage);
+        stack(&["start", "mariadb"]);
+        step(started, "MariaDB back");
+
+        pause(2);
+        step(started, "SIGKILL Kafka broker");
+        stack(&["kill", "kafka"]);
+        faults += 1;
+        std::thread::sleep(outage / 2);
+        stack(&["start", "kafka"]);
+        step(started, "Kafka back");
+        pause(5);
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    let last_fault = Instant::now();
+    let acknowledged = figures.acknowledged.lock().unwrap().clone();
+    step(started, &format!("load stopped: {} acknowledged", acknowledged.len()));
+
+    // Quiescence: the invariant checker finds nothing once everything has caught up.
+    let config = config(&def, Some(&mysql), tmp.path(), "");
+    let mut report = None;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while Instant::now() < deadline {
+        match creditstream::verify::verify(&config, &def, Some(acknowledged.clone())).await {
+            Ok(r) if r.violations.is_empty() => {
+                report = Some(r);
+                break;
+            }
+            Ok(r) => report = Some(r),
+            Err(e) => eprintln!("verify: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let report = report.expect("the checker ran");
+    let quiet_after = last_fault.elapsed();
+    eprintln!(
+        "chaos: orders sent {} acknowledged {} (503 {}, failed {}) decided {} faults {} violations {} quiescence {:.1}s",
+        figures.sent.load(Ordering::Relaxed),
+        acknowledged.len(),
+        figures.unavailable.load(Ordering::Relaxed),
+        figures.failed.load(Ordering::Relaxed),
+        report.decisions,
+        faults,
+        report.violations.len(),
+        quiet_after.as_secs_f64()
+    );
+    for v in report.violations.iter().take(20) {
+        eprintln!("VIOLATION [{}] {}", v.invariant, v.detail);
+    }
+    if !report.violations.is_empty() {
+        for (name, r) in [("a", &a), ("b", &b), ("c", &c), ("sink", &sink)] {
+            eprintln!("--- {name} ---\n{}", r.log_tail());
+        }
+    }
+    assert!(
+        report.violations.is_empty(),
+        "{} invariant violations",
+        report.violations.len()
+    );
+    assert!(acknowledged.len() > 100, "the load got through");
+    assert_eq!(report.undecodable, 0);
+}
