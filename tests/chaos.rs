@@ -12,7 +12,6 @@
 mod common;
 
 use common::*;
-use creditstream::topology::definition::TopologyDefinition;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,6 @@ const USERS: i64 = 60;
 
 struct Stack {
     dir: PathBuf,
-    def: TopologyDefinition,
     topology: PathBuf,
     mysql_url: String,
     sink_group: String,
@@ -140,20 +138,19 @@ async fn faults_under_load_break_no_invariant() {
     let tmp = tempfile::tempdir().unwrap();
     let def = topology(6).await;
     let mysql = database().await;
-    let stack = Stack {
+    let system = Stack {
         dir: tmp.path().to_path_buf(),
         topology: topology_file(&def, tmp.path()),
-        def: def.clone(),
         mysql_url: mysql.url.clone(),
         sink_group: unique("sink"),
     };
     let started = Instant::now();
-    let mut a = stack.processor("a");
-    let mut b = stack.processor("b");
-    let mut c = stack.processor("c");
-    let mut sink = stack.sink();
+    let mut a = system.processor("a");
+    let mut b = system.processor("b");
+    let mut c = system.processor("c");
+    let mut sink = system.sink();
     let ingest_port = free_port();
-    let _ingest = stack.ingest(ingest_port);
+    let _ingest = system.ingest(ingest_port);
     assert!(
         wait_until(Duration::from_secs(60), || http_get(ingest_port, "/readyz").is_some()),
         "ingest ready"
@@ -189,7 +186,7 @@ async fn faults_under_load_break_no_invariant() {
             wait_until(Duration::from_secs(60), || owned_by(&[&b, &c]) == 6.0),
             "b and c take over"
         );
-        a = stack.processor("a");
+        a = system.processor("a");
         if long {
             // Killed again while it restores its tasks.
             assert!(wait_until(Duration::from_secs(30), || assigned(&a) > 0.0
@@ -197,7 +194,7 @@ async fn faults_under_load_break_no_invariant() {
             step(started, "SIGKILL replica a during restore");
             a.sigkill();
             faults += 1;
-            a = stack.processor("a");
+            a = system.processor("a");
         }
         assert!(wait_until(Duration::from_secs(60), || owned_by(&[&a, &b, &c]) == 6.0));
 
@@ -212,8 +209,8 @@ async fn faults_under_load_break_no_invariant() {
         );
         pause(2);
         step(started, "scale 1 -> 3");
-        b = stack.processor("b");
-        c = stack.processor("c");
+        b = system.processor("b");
+        c = system.processor("c");
         assert!(wait_until(Duration::from_secs(60), || owned_by(&[&a, &b, &c]) == 6.0
             && assigned(&b) > 0.0));
 
@@ -222,7 +219,7 @@ async fn faults_under_load_break_no_invariant() {
         sink.sigkill();
         faults += 1;
         pause(1);
-        sink = stack.sink();
+        sink = system.sink();
 
         step(started, "MariaDB stopped");
         pause(2);
