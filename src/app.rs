@@ -45,6 +45,12 @@ async fn serve_metrics(listen: &str, shutdown: Shutdown) -> Result<(), AppError>
         .map_err(|e| AppError::Metrics(e.to_string()))
 }
 
+/// Serves `/metrics` on `listen` until shutdown, on its own task.
+fn spawn_metrics(listen: &str, trigger: &ShutdownTrigger) -> tokio::task::JoinHandle<Result<(), AppError>> {
+    let (listen, shutdown) = (listen.to_string(), trigger.subscribe());
+    tokio::spawn(async move { serve_metrics(&listen, shutdown).await })
+}
+
 /// `creditstream process`: the stream thread (and the seed bridge when enabled).
 pub async fn process(
     config: &Config,
@@ -52,11 +58,7 @@ pub async fn process(
     trigger: &ShutdownTrigger,
     with_metrics: bool,
 ) -> Result<(), AppError> {
-    let metrics_task = with_metrics.then(|| {
-        let listen = config.processor.metrics_listen.clone();
-        let shutdown = trigger.subscribe();
-        tokio::spawn(async move { serve_metrics(&listen, shutdown).await })
-    });
+    let metrics_task = with_metrics.then(|| spawn_metrics(&config.processor.metrics_listen, trigger));
     let bridge = (def.seed_bridge.enabled && config.processor.run_seed_bridge).then(|| {
         let (kafka, def, shutdown) = (config.kafka.clone(), def.clone(), trigger.subscribe());
         let timeout = config.processor.transaction_timeout_ms;
@@ -85,11 +87,7 @@ pub async fn sink(
     trigger: &ShutdownTrigger,
     with_metrics: bool,
 ) -> Result<(), AppError> {
-    let metrics_task = with_metrics.then(|| {
-        let listen = config.sink.metrics_listen.clone();
-        let shutdown = trigger.subscribe();
-        tokio::spawn(async move { serve_metrics(&listen, shutdown).await })
-    });
+    let metrics_task = with_metrics.then(|| spawn_metrics(&config.sink.metrics_listen, trigger));
     let pool = sink::pool(&config.mysql)?;
     let version = schema::apply(&pool).await?;
     info!(version, "schema ready");

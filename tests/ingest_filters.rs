@@ -121,6 +121,11 @@ async fn assert_rejected(h: &Harness, method: &str, path: &str, body: &[u8], sta
         assert_eq!(json["field"], field, "{method} {path} -> {json}");
     }
     assert!(h.published().is_empty(), "{method} {path} published something");
+    assert_eq!(
+        h.call("GET", "/healthz", b"").await.0,
+        200,
+        "still healthy after {method} {path}"
+    );
 }
 
 #[tokio::test]
@@ -367,6 +372,32 @@ async fn seed_update_and_delete_rejections() {
     ] {
         assert_rejected(&harness(), "GET", &path, b"", 400, Some(field)).await;
     }
+}
+
+#[tokio::test]
+async fn very_long_values_are_refused() {
+    let long = "x".repeat(10_000);
+    assert_rejected(
+        &harness(),
+        "GET",
+        &format!("/user?type=R&name={long}"),
+        b"",
+        400,
+        Some("name"),
+    )
+    .await;
+    assert_rejected(
+        &harness(),
+        "GET",
+        &format!("/order?uid={}&amount=1", "9".repeat(5000)),
+        b"",
+        400,
+        Some("uid"),
+    )
+    .await;
+    let body = format!(r#"{{"name": "{long}", "lname": "B", "credit_limit": 1, "credit_balance": 1}}"#);
+    let h = harness_with("[ingest]\nmax_body_bytes = 1000000", false);
+    assert_rejected(&h, "POST", "/v1/users", body.as_bytes(), 400, Some("name")).await;
 }
 
 #[tokio::test]

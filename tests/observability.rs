@@ -139,7 +139,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         let (status, body) = http(
             port,
             "GET",
-            &format!("/user?type=C&name=N{i}&lname=L&credit_limit=100&credit_balance=100"),
+            &format!("/user?type=C&name=Zebulon{i}&lname=Quixote&credit_limit=100&credit_balance=100"),
             "",
         )
         .unwrap_or_else(|| panic!("no answer; log:\n{}", app.log_tail()));
@@ -209,5 +209,15 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Security: no uid, name or account data in metrics or logs.
     assert!(!metrics.contains(&format!("{}", uids[0])), "no uid in any metric");
+    assert!(
+        !metrics.contains("Zebulon") && !metrics.contains("Quixote"),
+        "no name in any metric"
+    );
+    let log = std::fs::read_to_string(&app.log).unwrap();
+    assert!(
+        !log.contains("Zebulon") && !log.contains("Quixote"),
+        "no name in the logs"
+    );
 }

@@ -235,6 +235,19 @@ async fn poison_pills_go_to_the_dead_letter_topic_and_processing_continues() {
         (Some(p1), None, Some(good.clone())),
         (Some(p1), Some(b"abc".to_vec()), Some(good.clone())),
         (Some(wrong), Some(b"1".to_vec()), Some(good.clone())),
+        (
+            Some(p1),
+            Some(b"1".to_vec()),
+            Some(
+                encode_order(&Order {
+                    order_id: 999_998,
+                    uid: 2,
+                    amount: 1,
+                    timestamp_ms: 0,
+                })
+                .1,
+            ),
+        ),
     ];
     produce(&scenario.def.inputs.orders, &garbage);
     produce(
@@ -242,14 +255,15 @@ async fn poison_pills_go_to_the_dead_letter_topic_and_processing_continues() {
         &[(Some(p1), Some(b"1".to_vec()), Some(b"not json".to_vec()))],
     );
     scenario.orders(5, 50);
-    let letters = read_until(&scenario.def.outputs.dead_letters, 6, WAIT, |r| r.len() >= 6);
-    assert_eq!(letters.len(), 6);
+    let letters = read_until(&scenario.def.outputs.dead_letters, 6, WAIT, |r| r.len() >= 7);
+    assert_eq!(letters.len(), 7);
     let mut reasons: Vec<&str> = letters.iter().map(|l| l.headers["error.reason"].as_str()).collect();
     reasons.sort_unstable();
     assert_eq!(
         reasons,
         [
             "invalid_key",
+            "key_mismatch",
             "missing_key",
             "schema_mismatch",
             "undecodable",

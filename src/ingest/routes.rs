@@ -9,7 +9,7 @@ use crate::metrics::{self, metrics};
 use crate::sink::reader;
 use crate::topology::codec::{encode_command, encode_order};
 use crate::topology::partitioner::partition_for;
-use crate::topology::record::{Order, Target, UserCommand, BROADCAST_KEY};
+use crate::topology::record::{Column, Order, Predicate, Target, UserCommand, Value, BROADCAST_KEY};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
@@ -135,11 +135,8 @@ async fn place_order<P: Publish>(
     Ok(order_accepted(&order))
 }
 
-async fn read_users<P: Publish>(
-    state: &IngestState<P>,
-    condition: &[crate::topology::record::Predicate],
-) -> Result<Response, ApiError> {
-    let users = reader::find_users(&state.pool, condition)
+async fn read_users<P: Publish>(state: &IngestState<P>, condition: &[Predicate]) -> Result<Response, ApiError> {
+    let users = reader::find_users(&state.pool, condition, Some(reader::MAX_ROWS))
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     Ok(eventual(json_reply(StatusCode::OK, &users)))
@@ -224,11 +221,11 @@ async fn handle<P: Publish>(state: Arc<IngestState<P>>, req: Request) -> Result<
         }
         ("/v1/users/{uid}", &Method::GET) => {
             let uid = parse_id(&req.tail[0], "uid")?;
-            let condition = [crate::topology::record::Predicate {
-                column: crate::topology::record::Column::Uid,
-                value: crate::topology::record::Value::Int(uid),
+            let condition = [Predicate {
+                column: Column::Uid,
+                value: Value::Int(uid),
             }];
-            let users = reader::find_users(&state.pool, &condition)
+            let users = reader::find_users(&state.pool, &condition, Some(1))
                 .await
                 .map_err(|e| unavailable(e.to_string()))?;
             match users.first() {
@@ -338,7 +335,7 @@ fn app_route<P: Publish>(
         .and(with_state)
         .and_then(
             move |tail, method, query: String, body, authorization, idempotency_key, state| async move {
-                let params = match parse_query(&query) {
+                let params = match requests::parse_query(&query) {
                     Ok(p) => p,
                     Err(error) => return Ok::<Response, Infallible>(error_reply(&error)),
                 };
@@ -403,41 +400,6 @@ where
 #[derive(Debug)]
 struct BodyUnreadable;
 impl warp::reject::Reject for BodyUnreadable {}
-
-/// Decodes a query string into pairs; bad percent-encoding or non-UTF-8 is a 400.
-pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
-    let mut pairs = Vec::new();
-    for part in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = part.split_once('=').unwrap_or((part, ""));
-        pairs.push((percent_decode(key)?, percent_decode(value)?));
-    }
-    Ok(pairs)
-}
-
-fn percent_decode(text: &str) -> Result<String, ApiError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(byte) => out.push(byte),
-                    None => return Err(ApiError::bad_request("query", "malformed percent-encoding")),
-                }
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| ApiError::bad_request("query", "query string is not UTF-8"))
-}
 
 fn exact(segments: &'static [&'static str]) -> warp::filters::BoxedFilter<(Vec<String>,)> {
     let mut filter = warp::any().boxed();

@@ -96,7 +96,7 @@ async fn verify(
     let timeout = Duration::from_millis(kafka.admin_timeout_ms);
     let mut counts = Vec::new();
     for spec in specs {
-        counts.push(partition_count(admin, &spec.name, timeout)?);
+        counts.push(partition_count(admin, &spec.name, timeout).await?);
     }
     let policies = cleanup_policies(admin, specs, options, timeout).await?;
     let mut statuses = Vec::new();
@@ -155,7 +155,7 @@ async fn cleanup_policies(
 
 /// The topic's partition count. A topic created a moment ago may not be in the metadata
 /// yet (the broker propagates it asynchronously), so an empty answer is asked again.
-fn partition_count(
+async fn partition_count(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
     timeout: Duration,
@@ -171,7 +171,7 @@ fn partition_count(
         if count > 0 || std::time::Instant::now() >= deadline {
             return Ok(count);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -46,47 +46,38 @@ pub fn transactional_producer(
     config
 }
 
-/// A consumer in `group_id` that commits offsets itself and reads committed data only
-/// when `read_committed` is set.
-pub fn consumer(kafka: &KafkaConfig, group_id: &str, read_committed: bool) -> ClientConfig {
+/// What every consumer shares: no automatic commits, reading from the start, and the
+/// isolation level (`read_committed` sees only committed transactions).
+fn reader(kafka: &KafkaConfig, group_id: &str, read_committed: bool) -> ClientConfig {
     let mut config = base(kafka);
+    let isolation = if read_committed {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    };
     config
         .set("group.id", group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set(
-            "isolation.level",
-            if read_committed {
-                "read_committed"
-            } else {
-                "read_uncommitted"
-            },
-        )
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("max.poll.interval.ms", "300000")
+        .set("isolation.level", isolation)
         .set("fetch.wait.max.ms", "50");
     config
 }
 
-/// A consumer with no group, for restores and verification reads.
+/// A member of consumer group `group_id` that commits offsets itself.
+pub fn consumer(kafka: &KafkaConfig, group_id: &str, read_committed: bool) -> ClientConfig {
+    let mut config = reader(kafka, group_id, read_committed);
+    config
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("max.poll.interval.ms", "300000");
+    config
+}
+
+/// A consumer that assigns partitions itself (no group membership), for restores and
+/// verification reads.
 pub fn standalone_consumer(kafka: &KafkaConfig, read_committed: bool) -> ClientConfig {
-    let mut config = base(kafka);
-    config
-        .set("group.id", "creditstream-unused")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set(
-            "isolation.level",
-            if read_committed {
-                "read_committed"
-            } else {
-                "read_uncommitted"
-            },
-        )
-        .set("fetch.wait.max.ms", "50");
-    config
+    reader(kafka, "creditstream-standalone", read_committed)
 }

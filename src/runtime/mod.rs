@@ -3,6 +3,7 @@
 //!
 //! - [`client`]: librdkafka settings every client shares (murmur2, idempotence, isolation).
 //! - [`admin`]: creates and verifies the topology's topics.
+//! - [`dead_letter`], [`lag`]: dead-letter headers and consumer lag, shared by the loops.
 //! - [`rocks_store`]: a task's RocksDB store behind the topology's `KeyValueStore`.
 //! - [`stream_thread`]: the processor: consumer group, tasks, restore, transactions.
 //! - [`seed_bridge`]: repartitions the seed's unkeyed topics into the keyed inputs.
@@ -12,6 +13,8 @@
 
 pub mod admin;
 pub mod client;
+pub mod dead_letter;
+pub mod lag;
 pub mod publisher;
 pub mod rocks_store;
 pub mod seed_bridge;

@@ -8,7 +8,7 @@
 //! Records that cannot be translated go to the dead-letter topic in the same transaction.
 
 use crate::config::KafkaConfig;
-use crate::runtime::client;
+use crate::runtime::{client, dead_letter};
 use crate::shutdown::Shutdown;
 use crate::topology::codec::{encode_command, encode_order};
 use crate::topology::definition::TopologyDefinition;
@@ -16,7 +16,7 @@ use crate::topology::partitioner::partition_for;
 use crate::topology::seed::{decode_seed_order, decode_seed_user, derived_id, SeedInput};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
@@ -87,30 +87,13 @@ fn translate(
         }
         Ok(SeedInput::Ignored) => Vec::new(),
         Err(error) => {
-            let partition_text = partition.to_string();
-            let offset_text = offset.to_string();
-            let detail = error.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "source.topic",
-                    value: Some(topic),
-                })
-                .insert(Header {
-                    key: "source.partition",
-                    value: Some(partition_text.as_str()),
-                })
-                .insert(Header {
-                    key: "source.offset",
-                    value: Some(offset_text.as_str()),
-                })
-                .insert(Header {
-                    key: "error.reason",
-                    value: Some("seed_schema_mismatch"),
-                })
-                .insert(Header {
-                    key: "error.detail",
-                    value: Some(detail.as_str()),
-                });
+            let headers = dead_letter::headers(
+                topic,
+                i64::from(partition),
+                offset,
+                "seed_schema_mismatch",
+                &error.to_string(),
+            );
             vec![Outgoing {
                 topic: def.outputs.dead_letters.clone(),
                 partition: partition % def.partitions as i32,

@@ -10,6 +10,7 @@
 use crate::config::{KafkaConfig, SinkConfig};
 use crate::metrics::metrics;
 use crate::runtime::client;
+use crate::runtime::lag::consumer_lag;
 use crate::shutdown::Shutdown;
 use crate::topology::definition::TopologyDefinition;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -199,21 +200,10 @@ fn commit(consumer: &StreamConsumer, def: &TopologyDefinition, batch: &[SinkReco
 }
 
 fn update_lag(consumer: &StreamConsumer) {
-    let Ok(assignment) = consumer.assignment() else { return };
-    let Ok(positions) = consumer.position() else { return };
-    for element in assignment.elements() {
-        let Ok((_, high)) = consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(1))
-        else {
-            continue;
-        };
-        if let Some(Offset::Offset(position)) = positions
-            .find_partition(element.topic(), element.partition())
-            .map(|e| e.offset())
-        {
-            metrics()
-                .sink_lag
-                .with_label_values(&[element.topic(), &element.partition().to_string()])
-                .set((high - position).max(0));
-        }
+    for (topic, partition, lag) in consumer_lag(consumer) {
+        metrics()
+            .sink_lag
+            .with_label_values(&[topic.as_str(), &partition.to_string()])
+            .set(lag);
     }
 }

@@ -20,8 +20,9 @@
 
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::metrics::metrics;
-use crate::runtime::client;
+use crate::runtime::lag::consumer_lag;
 use crate::runtime::rocks_store::{RocksStore, StoreResources};
+use crate::runtime::{client, dead_letter};
 use crate::shutdown::Shutdown;
 use crate::topology::codec::{to_json, InputTopic, RawRecord};
 use crate::topology::credit_check::{CreditCheck, CreditOutput, DeadLetter};
@@ -34,7 +35,7 @@ use crate::topology::store::{ChangeLoggingStore, StoreChange, StoreError};
 use crate::topology::task_context::TaskContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
@@ -242,30 +243,13 @@ impl Engine {
 
     fn produce_dead_letter(&mut self, partition: i32, letter: DeadLetter) -> Result<(), RuntimeError> {
         self.pending.dead_letters.push(letter.reason.as_str());
-        let source = self.topic_name(letter.source).to_string();
-        let partition_text = letter.meta.partition.to_string();
-        let offset_text = letter.meta.offset.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "source.topic",
-                value: Some(source.as_str()),
-            })
-            .insert(Header {
-                key: "source.partition",
-                value: Some(partition_text.as_str()),
-            })
-            .insert(Header {
-                key: "source.offset",
-                value: Some(offset_text.as_str()),
-            })
-            .insert(Header {
-                key: "error.reason",
-                value: Some(letter.reason.as_str()),
-            })
-            .insert(Header {
-                key: "error.detail",
-                value: Some(letter.detail.as_str()),
-            });
+        let headers = dead_letter::headers(
+            self.topic_name(letter.source),
+            i64::from(letter.meta.partition),
+            letter.meta.offset,
+            letter.reason.as_str(),
+            &letter.detail,
+        );
         let topic = self.def.outputs.dead_letters.clone();
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).partition(partition).headers(headers);
         if let Some(key) = letter.key.as_deref() {
@@ -879,24 +863,10 @@ fn stream_loop(
 }
 
 fn update_lag(consumer: &BaseConsumer<RebalanceHandler>) {
-    let Ok(assignment) = consumer.assignment() else { return };
-    let Ok(positions) = consumer.position() else { return };
-    for element in assignment.elements() {
-        let Ok((_, high)) = consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(1))
-        else {
-            continue;
-        };
-        let position = positions
-            .find_partition(element.topic(), element.partition())
-            .and_then(|e| match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            });
-        if let Some(position) = position {
-            metrics()
-                .processor_lag
-                .with_label_values(&[element.topic(), &element.partition().to_string()])
-                .set((high - position).max(0));
-        }
+    for (topic, partition, lag) in consumer_lag(consumer) {
+        metrics()
+            .processor_lag
+            .with_label_values(&[topic.as_str(), &partition.to_string()])
+            .set(lag);
     }
 }

@@ -30,8 +30,9 @@ fn param(value: &ColumnValue) -> Value {
     }
 }
 
-/// The users matching every predicate (all users when there are none), by uid.
-pub async fn find_users(pool: &Pool, condition: &[Predicate]) -> Result<Vec<UserRow>, DbError> {
+/// The users matching every predicate (all users when there are none), by uid, at most
+/// `limit` of them when a limit is given.
+pub async fn find_users(pool: &Pool, condition: &[Predicate], limit: Option<usize>) -> Result<Vec<UserRow>, DbError> {
     let mut sql = String::from("SELECT `uid`, `name`, `lname`, `credit_limit`, `credit_balance` FROM `User`");
     for (i, predicate) in condition.iter().enumerate() {
         sql.push_str(if i == 0 { " WHERE " } else { " AND " });
@@ -39,7 +40,10 @@ pub async fn find_users(pool: &Pool, condition: &[Predicate]) -> Result<Vec<User
         sql.push_str(predicate.column.as_str());
         sql.push_str("` = ?");
     }
-    sql.push_str(&format!(" ORDER BY `uid` LIMIT {MAX_ROWS}"));
+    sql.push_str(" ORDER BY `uid`");
+    if let Some(limit) = limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
     let params: Vec<Value> = condition.iter().map(|p| param(&p.value)).collect();
     let mut conn = pool.get_conn().await?;
     let rows: Vec<(i64, String, String, i64, i64)> = conn.exec(sql, params).await?;
@@ -87,24 +91,6 @@ pub async fn ping(pool: &Pool) -> bool {
         Ok(mut conn) => conn.ping().await.is_ok(),
         Err(_) => false,
     }
-}
-
-/// Every user, for the invariant checker.
-pub async fn find_users_unbounded(pool: &Pool) -> Result<Vec<UserRow>, DbError> {
-    let mut conn = pool.get_conn().await?;
-    let rows: Vec<(i64, String, String, i64, i64)> = conn
-        .query("SELECT `uid`, `name`, `lname`, `credit_limit`, `credit_balance` FROM `User` ORDER BY `uid`")
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(uid, name, lname, credit_limit, credit_balance)| UserRow {
-            uid,
-            name,
-            lname,
-            credit_limit,
-            credit_balance,
-        })
-        .collect())
 }
 
 /// `(orderid, order_status)` of every order event, for the invariant checker.

@@ -96,7 +96,7 @@ pub async fn verify(
         }
     }
     let pool = crate::sink::pool(&config.mysql)?;
-    let db_users = reader::find_users_unbounded(&pool).await?;
+    let db_users = reader::find_users(&pool, &[], None).await?;
     let db_order_events = reader::all_order_events(&pool).await?;
     let _ = pool.disconnect().await;
     let observed = Observed {

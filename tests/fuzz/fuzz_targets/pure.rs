@@ -1,0 +1,15 @@
+// The crate's pure modules, compiled from its own sources; `include!`d at the root of
+// each fuzz target, so `crate::topology` resolves as it does in creditstream.
+#[allow(dead_code)]
+#[path = "../../../src/topology/mod.rs"]
+mod topology;
+
+#[allow(dead_code)]
+mod ingest {
+    #[path = "../../../../src/ingest/dict_literal.rs"]
+    pub mod dict_literal;
+    #[path = "../../../../src/ingest/ids.rs"]
+    pub mod ids;
+    #[path = "../../../../src/ingest/requests.rs"]
+    pub mod requests;
+}
