@@ -9,6 +9,14 @@ use serde::{Deserialize, Serialize};
 /// Version byte written before every state value.
 pub const STATE_FORMAT_VERSION: u8 = 1;
 
+/// Largest state value decoded, bytes: a corrupt length prefix must not make decoding
+/// allocate without bound (found by fuzzing).
+const MAX_STATE_VALUE_BYTES: usize = 1 << 20;
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_STATE_VALUE_BYTES>()
+}
+
 pub const USER_PREFIX: &[u8] = b"u";
 pub const ORDER_PREFIX: &[u8] = b"o";
 
@@ -52,7 +60,7 @@ pub enum StateCodecError {
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![STATE_FORMAT_VERSION];
     // Encoding plain structs into a Vec cannot fail; an error here would be a bug.
-    match bincode::serde::encode_to_vec(value, bincode::config::standard()) {
+    match bincode::serde::encode_to_vec(value, bincode_config()) {
         Ok(bytes) => out.extend_from_slice(&bytes),
         Err(e) => unreachable!("bincode encoding into a Vec failed: {e}"),
     }
@@ -64,7 +72,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StateCode
     if version != STATE_FORMAT_VERSION {
         return Err(StateCodecError::UnknownVersion(version));
     }
-    let (value, read) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
+    let (value, read) = bincode::serde::decode_from_slice(payload, bincode_config())
         .map_err(|e| StateCodecError::Decode(e.to_string()))?;
     if read != payload.len() {
         return Err(StateCodecError::Decode(format!(
@@ -102,6 +110,12 @@ mod tests {
         ));
         assert!(decode::<UserState>(&[]).is_err());
         assert!(decode::<UserState>(&[STATE_FORMAT_VERSION, 0xff, 0xff, 0xff]).is_err());
+        // A huge length prefix is refused, not allocated (the fuzzer's find).
+        let mut huge = vec![STATE_FORMAT_VERSION, 1, 1, 42, 0xfd];
+        huge.extend_from_slice(&0x5858_5858_0000_0003_u64.to_le_bytes());
+        assert!(decode::<UserState>(&huge).is_err());
+        let found = include_bytes!("../../tests/fuzz/regressions/state_values-huge-length.bin");
+        assert!(decode::<UserState>(found).is_err());
     }
 
     #[test]

@@ -5,11 +5,4 @@
 mod topology;
 
 #[allow(dead_code)]
-mod ingest {
-    #[path = "../../../../src/ingest/dict_literal.rs"]
-    pub mod dict_literal;
-    #[path = "../../../../src/ingest/ids.rs"]
-    pub mod ids;
-    #[path = "../../../../src/ingest/requests.rs"]
-    pub mod requests;
-}
+mod ingest;
