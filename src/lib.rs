@@ -17,9 +17,11 @@
 //! - [`config`]: layered configuration with unknown keys rejected.
 //! - [`shutdown`]: the signal passed down to every component.
 //! - [`verify`]: the invariant checker (topics, changelog and tables agree).
+//! - [`bench`]: the benchmark (creditstream against a raw pass-through peer).
 //! - [`app`]: wiring of the subcommands.
 
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod ingest;
 pub mod metrics;

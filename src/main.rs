@@ -51,6 +51,33 @@ enum Command {
     },
     /// Create or migrate the MySQL tables (idempotent).
     Schema,
+    /// Measure throughput, latency and resources against the raw pass-through peer (see scripts/bench.sh).
+    Bench {
+        /// Users created before the orders.
+        #[arg(long, default_value_t = 100_000)]
+        users: u64,
+        /// Orders in the backlog that measures throughput.
+        #[arg(long, default_value_t = 1_000_000)]
+        orders: u64,
+        /// Orders sent afterwards at half the measured throughput, for latency.
+        #[arg(long, default_value_t = 50_000)]
+        latency_orders: u64,
+        /// Replica counts to measure (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        replicas: Vec<u32>,
+        /// Skip the at_least_once runs.
+        #[arg(long)]
+        exactly_once_only: bool,
+        /// Skip the raw pass-through peer.
+        #[arg(long)]
+        no_passthrough: bool,
+        /// Where to write the JSON results (a Markdown table goes beside it).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The benchmark's raw pass-through peer: orders topic → decisions topic, no logic.
+    #[command(hide = true)]
+    Passthrough,
     /// Check every invariant across the topics, the changelog and the tables; exit 1 on any violation.
     Verify {
         /// File of order ids the ingest acknowledged (one per line), checked to be on the orders topic.
@@ -103,6 +130,60 @@ async fn run(cli: Cli, config: Config) -> Result<(), AppError> {
                 );
             }
             Ok(())
+        }
+        Command::Passthrough => {
+            let (kafka, shutdown) = (config.kafka.clone(), trigger.subscribe());
+            let interval = std::time::Duration::from_millis(config.processor.commit_interval_ms);
+            tokio::task::spawn_blocking(move || {
+                creditstream::runtime::passthrough::run(&kafka, &def, interval, shutdown)
+            })
+            .await
+            .map_err(|_| AppError::Panicked)?
+            .map_err(|e| AppError::Usage(e.to_string()))
+        }
+        Command::Bench {
+            users,
+            orders,
+            latency_orders,
+            replicas,
+            exactly_once_only,
+            no_passthrough,
+            out,
+        } => {
+            use creditstream::topology::definition::ProcessingGuarantee;
+            let mut guarantees = vec![ProcessingGuarantee::ExactlyOnceV2];
+            if !exactly_once_only {
+                guarantees.push(ProcessingGuarantee::AtLeastOnce);
+            }
+            let work_dir = std::env::temp_dir().join(format!("creditstream-bench-{}", std::process::id()));
+            let opts = creditstream::bench::BenchOptions {
+                users,
+                orders,
+                latency_orders,
+                replicas,
+                guarantees,
+                passthrough: !no_passthrough,
+                work_dir: work_dir.clone(),
+            };
+            let cfg = config.clone();
+            let results = tokio::task::spawn_blocking(move || creditstream::bench::run(&cfg, &def, &opts))
+                .await
+                .map_err(|_| AppError::Panicked)?
+                .map_err(|e| AppError::Usage(e.to_string()))?;
+            let _ = std::fs::remove_dir_all(&work_dir);
+            let table = creditstream::bench::markdown(&results);
+            println!("{table}");
+            if let Some(path) = out {
+                let json = serde_json::to_string_pretty(&results).map_err(|e| AppError::Usage(e.to_string()))?;
+                std::fs::write(&path, json).map_err(|e| AppError::Usage(format!("{}: {e}", path.display())))?;
+                std::fs::write(path.with_extension("md"), &table)
+                    .map_err(|e| AppError::Usage(format!("{}: {e}", path.display())))?;
+            }
+            if results.iter().all(|r| r.correct) {
+                Ok(())
+            } else {
+                Err(AppError::Usage("a benchmark run failed its correctness check".into()))
+            }
         }
         Command::Verify { acknowledged } => {
             let acked = match acknowledged {

@@ -323,10 +323,18 @@ impl Engine {
         Ok(tpl)
     }
 
-    fn commit_due(&self) -> bool {
+    /// Whether to commit now. Every `commit_interval_ms` while records trickle in (so a
+    /// decision is visible within about one interval). While a backlog is being worked off
+    /// (the last poll filled a whole batch), each commit would stall processing for its
+    /// round trips, so commits are spaced by `commit_max_records` records instead, at
+    /// most ten intervals apart: throughput when behind, latency when caught up.
+    fn commit_due(&self, backlog: bool) -> bool {
+        let interval = Duration::from_millis(self.cfg.commit_interval_ms);
+        let elapsed = self.last_commit.elapsed();
         self.in_transaction
             && (self.processed_since_commit >= self.cfg.commit_max_records
-                || self.last_commit.elapsed() >= Duration::from_millis(self.cfg.commit_interval_ms))
+                || (elapsed >= interval && !backlog)
+                || elapsed >= interval * 10)
     }
 
     /// Commits the open work; on failure rolls back to the last commit and carries on.
@@ -830,6 +838,7 @@ fn stream_loop(
                 None => break,
             }
         }
+        let backlog = batch.len() >= MAX_POLL_BATCH;
         let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());
         if e.epoch != epoch {
             // A rebalance or rollback happened while polling: these records will be fetched again.
@@ -845,7 +854,7 @@ fn stream_loop(
         if let Err(error) = e.process_buffered() {
             e.recover(consumer, error, shutdown)?;
         }
-        if e.commit_due()
+        if e.commit_due(backlog)
             || (!e.in_transaction && e.last_commit.elapsed() >= Duration::from_millis(e.cfg.commit_interval_ms))
         {
             if let Err(error) = e.commit(consumer) {

@@ -1,0 +1,93 @@
+//! The benchmark's Kafka side: produce prepared records as fast as the client allows (or
+//! at a fixed rate), and watch an output topic (read_committed), noting when each record
+//! became visible.
+
+use crate::config::KafkaConfig;
+use crate::runtime::client;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A record to produce.
+pub struct Outgoing {
+    pub partition: i32,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Produces `records` to `topic`; `make` builds each value at send time (so it can carry
+/// the send timestamp); with `per_second`, paces the sends. Returns when all are acknowledged.
+pub fn produce(
+    kafka: &KafkaConfig,
+    topic: &str,
+    count: usize,
+    per_second: Option<u64>,
+    mut make: impl FnMut(usize) -> Outgoing,
+) -> Result<(), KafkaError> {
+    let mut config = client::producer(kafka, 5);
+    config.set("batch.size", "1000000");
+    let producer: BaseProducer = config.create()?;
+    let started = Instant::now();
+    for i in 0..count {
+        if let Some(rate) = per_second {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let out = make(i);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+            .partition(out.partition)
+            .key(&out.key[..])
+            .payload(&out.value[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    producer.poll(Duration::from_millis(1));
+                    record = back;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(120))
+}
+
+/// Reads `topic` from the start (read_committed) until `expected` records were seen or
+/// `timeout` passed; calls `seen` with each value and the time it became visible.
+pub fn watch(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partitions: u32,
+    expected: usize,
+    timeout: Duration,
+    mut seen: impl FnMut(&[u8], i64),
+) -> Result<usize, KafkaError> {
+    let consumer: BaseConsumer = client::standalone_consumer(kafka, true).create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut count = 0;
+    while count < expected && started.elapsed() < timeout {
+        if let Some(result) = consumer.poll(Duration::from_millis(50)) {
+            let message = result?;
+            seen(message.payload().unwrap_or_default(), now_ms());
+            count += 1;
+        }
+    }
+    Ok(count)
+}
