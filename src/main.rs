@@ -203,9 +203,10 @@ async fn run(cli: Cli, config: Config) -> Result<(), AppError> {
                 .await
                 .map_err(|e| AppError::Usage(e.to_string()))?;
             println!(
-                "orders {}  decisions {}  user changes {}  undecodable {}  violations {}",
+                "orders {}  decisions {} (answered 503 but decided: {})  user changes {}  undecodable {}  violations {}",
                 report.orders,
                 report.decisions,
+                report.decided_unacknowledged,
                 report.user_changes,
                 report.undecodable,
                 report.violations.len()

@@ -265,12 +265,13 @@ async fn faults_under_load_break_no_invariant() {
     let report = report.expect("the checker ran");
     let quiet_after = last_fault.elapsed();
     eprintln!(
-        "chaos: orders sent {} acknowledged {} (503 {}, failed {}) decided {} faults {} violations {} quiescence {:.1}s",
+        "chaos: orders sent {} acknowledged {} (503 {}, failed {}) decided {} (of them answered 503: {}) faults {} violations {} quiescence {:.1}s",
         figures.sent.load(Ordering::Relaxed),
         acknowledged.len(),
         figures.unavailable.load(Ordering::Relaxed),
         figures.failed.load(Ordering::Relaxed),
         report.decisions,
+        report.decided_unacknowledged,
         faults,
         report.violations.len(),
         quiet_after.as_secs_f64()

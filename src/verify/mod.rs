@@ -10,7 +10,7 @@ use crate::sink::{reader, DbError};
 use crate::topology::definition::TopologyDefinition;
 use crate::topology::record::{Decision, Order, OrderId, UserChange};
 use crate::topology::state::{self, UserState, USER_PREFIX};
-use checks::{check, Observed, Violation};
+use checks::{check, decided_without_acknowledgement, Observed, Violation};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ pub struct Report {
     pub decisions: usize,
     pub user_changes: usize,
     pub undecodable: usize,
+    /// Decided orders the ingest had answered 503 for (see [`decided_without_acknowledgement`]).
+    pub decided_unacknowledged: usize,
     pub violations: Vec<Violation>,
 }
 
@@ -113,6 +115,7 @@ pub async fn verify(
         decisions: observed.decisions.len(),
         user_changes: observed.user_changes.len(),
         undecodable,
+        decided_unacknowledged: decided_without_acknowledgement(&observed),
         violations: check(&observed),
     })
 }
