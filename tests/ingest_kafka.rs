@@ -172,29 +172,21 @@ async fn the_seed_calls_work_end_to_end_and_reads_return_what_the_sink_wrote() {
         "Insufficient Balance!! Order Declined"
     );
 
-    let update = format!("/user?type=U&condition={}&new_val={}", "%7B%27uid%27%3A", "");
-    let _ = update;
     let path = format!("/user?type=U&condition=%7B%27uid%27%3A{uid}%7D&new_val=%7B%27name%27%3A%27Asha%27%7D");
     assert_eq!(call(addr, "GET", &path, "").await.0, 202);
-    let mut read = Value::Null;
-    assert!(
-        wait_until(WAIT, || {
-            read = futures::executor::block_on(call(addr, "GET", &format!("/user?type=R&uid={uid}"), "")).1;
-            read[0]["name"] == "Asha"
-        }),
-        "{read}"
-    );
+    let read_path = format!("/user?type=R&uid={uid}");
+    let renamed = eventually(WAIT, || async {
+        call(addr, "GET", &read_path, "").await.1[0]["name"] == "Asha"
+    })
+    .await;
+    let (_, read) = call(addr, "GET", &read_path, "").await;
+    assert!(renamed, "{read}");
     assert_eq!(read[0]["credit_balance"], 40);
-    let (_, one) = call(addr, "GET", &format!("/v1/users/{uid}"), "").await;
+    let user_path = format!("/v1/users/{uid}");
+    let (_, one) = call(addr, "GET", &user_path, "").await;
     assert_eq!(one["lname"], "Sharma");
     assert_eq!(call(addr, "GET", &format!("/user?type=D&uid={uid}"), "").await.0, 202);
-    assert!(wait_until(WAIT, || futures::executor::block_on(call(
-        addr,
-        "GET",
-        &format!("/v1/users/{uid}"),
-        ""
-    ))
-    .0 == 404));
+    assert!(eventually(WAIT, || async { call(addr, "GET", &user_path, "").await.0 == 404 }).await);
 
     trigger.trigger();
     ingest.await.unwrap().unwrap();

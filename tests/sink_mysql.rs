@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use creditstream::app;
 use creditstream::shutdown;
-use creditstream::topology::codec::{encode_command, encode_order, to_json};
+use creditstream::topology::codec::{encode_order, to_json};
 use creditstream::topology::credit_check::CreditOutput;
 use creditstream::topology::definition::TopologyDefinition;
 use creditstream::topology::driver::TestDriver;
@@ -70,7 +70,6 @@ fn publish_fixture(def: &TopologyDefinition, users: i64, orders: i64, order_offs
             target: Target::Uid(2),
         })
         .unwrap();
-    let _ = encode_command;
     let mut decisions = Vec::new();
     let mut changes = Vec::new();
     for output in driver.outputs() {

@@ -4,7 +4,10 @@
 //! and is idempotent.
 
 use crate::config::KafkaConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, ProducerContext};
 use rdkafka::ClientConfig;
+use std::time::Duration;
 
 /// The base configuration shared by every client: brokers plus the user's pass-through properties.
 pub fn base(kafka: &KafkaConfig) -> ClientConfig {
@@ -80,4 +83,22 @@ pub fn consumer(kafka: &KafkaConfig, group_id: &str, read_committed: bool) -> Cl
 /// verification reads.
 pub fn standalone_consumer(kafka: &KafkaConfig, read_committed: bool) -> ClientConfig {
     reader(kafka, "creditstream-standalone", read_committed)
+}
+
+/// Sends a record without waiting for its delivery. When librdkafka's local queue is full,
+/// serves the producer (delivery reports free the queue) and tries again instead of failing.
+pub fn send_waiting<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                producer.poll(Duration::from_millis(5));
+                record = returned;
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use crate::config::KafkaConfig;
 use crate::runtime::client;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -45,20 +45,11 @@ pub fn produce(
             }
         }
         let out = make(i);
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+        let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
             .partition(out.partition)
             .key(&out.key[..])
             .payload(&out.value[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    producer.poll(Duration::from_millis(1));
-                    record = back;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        client::send_waiting(&producer, record)?;
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(120))

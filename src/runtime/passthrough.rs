@@ -57,16 +57,7 @@ pub fn run(
             if let Some(value) = message.payload() {
                 record = record.payload(value);
             }
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        producer.poll(Duration::from_millis(5));
-                        record = back;
-                    }
-                    Err((e, _)) => return Err(e),
-                }
-            }
+            client::send_waiting(&producer, record)?;
             next.insert(message.partition(), message.offset() + 1);
         }
         producer.poll(Duration::ZERO);

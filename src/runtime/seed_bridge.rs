@@ -192,16 +192,7 @@ fn publish(
         if let Some(headers) = &out.headers {
             record = record.headers(headers.clone());
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    producer.poll(Duration::from_millis(5));
-                    record = back;
-                }
-                Err((error, _)) => return Err(error),
-            }
-        }
+        client::send_waiting(producer, record)?;
     }
     let mut offsets = TopicPartitionList::new();
     for ((topic, partition), offset) in next_offsets {

@@ -188,17 +188,8 @@ impl Engine {
     }
 
     /// Sends one record, waiting on a full local queue rather than failing.
-    fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), RuntimeError> {
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    self.producer.poll(Duration::from_millis(5));
-                    record = returned;
-                }
-                Err((error, _)) => return Err(error.into()),
-            }
-        }
+    fn send(&self, record: BaseRecord<'_, [u8], [u8]>) -> Result<(), RuntimeError> {
+        Ok(client::send_waiting(&self.producer, record)?)
     }
 
     fn begin_if_needed(&mut self) -> Result<(), RuntimeError> {

@@ -321,6 +321,24 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     condition()
 }
 
+/// Awaits `check` every 100 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if started.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn stack(args: &[&str]) {
     let script = std::env::var("CREDITSTREAM_STACK")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh").into());
