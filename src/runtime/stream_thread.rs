@@ -209,9 +209,8 @@ impl Engine {
                 self.pending
                     .decisions
                     .push((decision.status, decision.order_timestamp_ms));
-                let topic = self.def.outputs.decisions.clone();
                 self.send(
-                    BaseRecord::to(&topic)
+                    BaseRecord::to(&self.def.outputs.decisions)
                         .partition(partition)
                         .key(&key[..])
                         .payload(&value[..]),
@@ -220,9 +219,8 @@ impl Engine {
             CreditOutput::UserChange(change) => {
                 let key = change.uid().map(uid_key).unwrap_or_default();
                 let value = to_json(&change);
-                let topic = self.def.outputs.user_changes.clone();
                 self.send(
-                    BaseRecord::to(&topic)
+                    BaseRecord::to(&self.def.outputs.user_changes)
                         .partition(partition)
                         .key(&key[..])
                         .payload(&value[..]),
@@ -241,8 +239,9 @@ impl Engine {
             letter.reason.as_str(),
             &letter.detail,
         );
-        let topic = self.def.outputs.dead_letters.clone();
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).partition(partition).headers(headers);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.def.outputs.dead_letters)
+            .partition(partition)
+            .headers(headers);
         if let Some(key) = letter.key.as_deref() {
             record = record.key(key);
         }
