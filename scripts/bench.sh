@@ -6,12 +6,7 @@
 # shrink with e.g. `scripts/bench.sh --users 10000 --orders 100000`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-if [ -z "${CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS:-}" ]; then
-  scripts/stack.sh up
-fi
-cargo build --release --locked --bin creditstream
-bin="${CARGO_TARGET_DIR:-target}/release/creditstream"
+bin=$(scripts/release-binary.sh)
 out="benches/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit).json"
 mkdir -p benches/results
 echo "bench: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; results in $out"

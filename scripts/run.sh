@@ -6,13 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
-if [ -z "${CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS:-}" ]; then
-  scripts/stack.sh up
-fi
-
-cargo build --release --locked --bin creditstream
-bin="${CARGO_TARGET_DIR:-target}/release/creditstream"
+bin=$(scripts/release-binary.sh)
 
 "$bin" topics
 "$bin" schema
