@@ -12,6 +12,7 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v perl >/dev/null 2>&1 || need+=(perl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || need+=(libclang-dev clang)
+command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || need+=(golang-go) # tests/grafana_schema (Go >= 1.21)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian's packages"

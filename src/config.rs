@@ -63,6 +63,7 @@ pub struct ProcessorConfig {
     pub replica_id: String,
     pub state_dir: PathBuf,
     pub commit_interval_ms: u64,
+    pub commit_min_interval_ms: u64,
     pub commit_max_records: usize,
     pub transaction_timeout_ms: u64,
     pub block_cache_mb: usize,
@@ -246,6 +247,12 @@ impl Config {
             if value == 0 {
                 return bad(key, "must be greater than 0".into());
             }
+        }
+        if self.processor.commit_min_interval_ms > self.processor.commit_interval_ms {
+            return bad(
+                "processor.commit_min_interval_ms",
+                "must not exceed processor.commit_interval_ms".into(),
+            );
         }
         if self.processor.transaction_timeout_ms < 7_000 {
             return bad(

@@ -1,7 +1,8 @@
 //! Metrics checked for real: `creditstream all` runs under a short load with a real
 //! Prometheus scraping it, every PromQL expression of the Grafana dashboard must return
 //! data through Prometheus' HTTP API, `promtool check config` passes on
-//! config/prometheus.yml, and the scraped /metrics pass `promtool check metrics`.
+//! config/prometheus.yml, and the scraped /metrics pass `promtool check metrics`. The
+//! dashboard also passes Grafana's own schema, strictly (tests/grafana_schema, in Go).
 
 mod common;
 
@@ -65,6 +66,96 @@ fn the_dashboard_is_provisionable_and_references_the_datasource_by_uid() {
     ))
     .unwrap();
     assert!(datasource.contains("uid: creditstream-prometheus"));
+}
+
+/// `go` for tests/grafana_schema: from PATH, else where Go's own tarball installs it. Fails
+/// (never skips) without it, or with a Go older than the 1.21 that the Grafana SDK needs.
+fn go() -> String {
+    let on_path = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("go"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let go = on_path
+        .into_iter()
+        .chain([std::path::PathBuf::from("/usr/local/go/bin/go")])
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!("go is not installed: tests/grafana_schema needs Go >= 1.21 (scripts/setup.sh installs Debian's golang-go when go is missing)")
+        });
+    let go = go.display().to_string();
+    let version = Command::new(&go)
+        .args(["env", "GOVERSION"])
+        .output()
+        .expect("run go env");
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let minor: u32 = version
+        .strip_prefix("go1.")
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|minor| minor.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        minor >= 21,
+        "{go} is {version:?}; tests/grafana_schema needs Go >= 1.21"
+    );
+    go
+}
+
+/// Runs tests/grafana_schema (Grafana's schema, strictly, via the Grafana Foundation SDK) on
+/// one dashboard file: (passed, stdout and stderr). One run at a time, so that a cold Go
+/// build cache compiles the SDK once.
+fn grafana_schema_check(dashboard: &std::path::Path) -> (bool, String) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let out = Command::new(go())
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grafana_schema"))
+        .args(["run", "-mod=readonly", "."])
+        .arg(dashboard)
+        .output()
+        .expect("go run tests/grafana_schema");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_dashboard_passes_grafanas_strict_schema() {
+    let path = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/grafana/dashboards/creditstream.json"
+    ));
+    let (passed, out) = grafana_schema_check(path);
+    assert!(
+        passed,
+        "grafana/dashboards/creditstream.json fails Grafana's schema:\n{out}"
+    );
+    let dashboard: Value = serde_json::from_str(DASHBOARD).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap().len();
+    assert!(out.contains(&format!(": ok ({panels} panels, ")), "{out}");
+}
+
+#[test]
+fn the_grafana_schema_check_rejects_a_broken_dashboard() {
+    let mut dashboard: Value = serde_json::from_str(DASHBOARD).unwrap();
+    dashboard["creditstreamBroken"] = Value::Bool(true);
+    dashboard["panels"][0]["fieldConfig"]["defaults"]["unit"] = Value::from(42);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&dashboard).unwrap()).unwrap();
+
+    let (passed, out) = grafana_schema_check(&path);
+    assert!(!passed, "the broken dashboard passed:\n{out}");
+    assert!(out.contains("creditstreamBroken: unexpected field"), "{out}");
+    assert!(
+        out.contains("panels[0].fieldConfig.defaults.unit: json: cannot unmarshal number"),
+        "{out}"
+    );
+    assert!(out.contains("FAILED with 2 problem(s)"), "{out}");
 }
 
 #[test]

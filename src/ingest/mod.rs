@@ -3,6 +3,7 @@
 //! publishes through the runtime's producer and answers 202 only once Kafka acknowledged;
 //! reads come from the tables the sink maintains.
 
+pub mod ceiling;
 pub mod dict_literal;
 pub mod ids;
 pub mod requests;

@@ -5,9 +5,9 @@
 
 use crate::config::KafkaConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::ClientConfig;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The base configuration shared by every client: brokers plus the user's pass-through properties.
 pub fn base(kafka: &KafkaConfig) -> ClientConfig {
@@ -83,6 +83,23 @@ pub fn consumer(kafka: &KafkaConfig, group_id: &str, read_committed: bool) -> Cl
 /// verification reads.
 pub fn standalone_consumer(kafka: &KafkaConfig, read_committed: bool) -> ClientConfig {
     reader(kafka, "creditstream-standalone", read_committed)
+}
+
+/// Waits until every record sent so far is acknowledged, serving delivery reports as they
+/// arrive. rust-rdkafka's `flush` polls in fixed 100 ms steps (its `poll` returns only at
+/// its deadline), which would stall every commit for 100 ms.
+pub fn flush<C: ProducerContext>(producer: &BaseProducer<C>, timeout: Duration) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+        }
+        producer.poll(Duration::from_millis(1));
+    }
 }
 
 /// Sends a record without waiting for its delivery. When librdkafka's local queue is full,

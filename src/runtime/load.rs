@@ -7,7 +7,7 @@ use crate::runtime::client;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,35 +24,50 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Produces `records` to `topic`; `make` builds each value at send time (so it can carry
-/// the send timestamp); with `per_second`, paces the sends. Returns when all are acknowledged.
-pub fn produce(
-    kafka: &KafkaConfig,
-    topic: &str,
-    count: usize,
-    per_second: Option<u64>,
-    mut make: impl FnMut(usize) -> Outgoing,
-) -> Result<(), KafkaError> {
-    let mut config = client::producer(kafka, 5);
-    config.set("batch.size", "1000000");
-    let producer: BaseProducer = config.create()?;
-    let started = Instant::now();
-    for i in 0..count {
-        if let Some(rate) = per_second {
-            let due = Duration::from_secs_f64(i as f64 / rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        let out = make(i);
-        let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
-            .partition(out.partition)
-            .key(&out.key[..])
-            .payload(&out.value[..]);
-        client::send_waiting(&producer, record)?;
-        producer.poll(Duration::ZERO);
+/// The benchmark's producer. One is made per run and kept for every batch, so a paced
+/// batch never waits for a new producer's connections and producer id (which would show
+/// up as latency of its first records).
+pub struct Loader {
+    producer: BaseProducer,
+}
+
+impl Loader {
+    pub fn new(kafka: &KafkaConfig) -> Result<Self, KafkaError> {
+        let mut config = client::producer(kafka, 5);
+        config.set("batch.size", "1000000");
+        Ok(Self {
+            producer: config.create()?,
+        })
     }
-    producer.flush(Duration::from_secs(120))
+
+    /// Produces `count` records to `topic`; `make` builds each at send time (so it can carry
+    /// the send timestamp); with `per_second`, paces the sends. Returns when all are
+    /// acknowledged.
+    pub fn produce(
+        &self,
+        topic: &str,
+        count: usize,
+        per_second: Option<u64>,
+        mut make: impl FnMut(usize) -> Outgoing,
+    ) -> Result<(), KafkaError> {
+        let started = Instant::now();
+        for i in 0..count {
+            if let Some(rate) = per_second {
+                let due = Duration::from_secs_f64(i as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let out = make(i);
+            let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+                .partition(out.partition)
+                .key(&out.key[..])
+                .payload(&out.value[..]);
+            client::send_waiting(&self.producer, record)?;
+            self.producer.poll(Duration::ZERO);
+        }
+        client::flush(&self.producer, Duration::from_secs(120))
+    }
 }
 
 /// Reads `topic` from the start (read_committed) until `expected` records were seen or

@@ -73,7 +73,7 @@ pub fn run(
                 producer.send_offsets_to_transaction(&offsets, &metadata, TIMEOUT)?;
                 producer.commit_transaction(TIMEOUT)?;
             } else {
-                producer.flush(TIMEOUT)?;
+                client::flush(&producer, TIMEOUT)?;
                 consumer.commit(&offsets, CommitMode::Sync)?;
             }
             open = false;

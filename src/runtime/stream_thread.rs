@@ -313,8 +313,8 @@ impl Engine {
         Ok(tpl)
     }
 
-    /// Whether to commit now. Every `commit_interval_ms` while records trickle in (so a
-    /// decision is visible within about one interval). While a backlog is being worked off
+    /// Whether to commit now. Once the last poll drained the input, after
+    /// [`Self::caught_up_interval`] (so a decision is visible soon after it is made). While a backlog is worked off
     /// (the last poll filled a whole batch), each commit would stall processing for its
     /// round trips, so commits are spaced by `commit_max_records` records instead, at
     /// most ten intervals apart: throughput when behind, latency when caught up.
@@ -323,8 +323,20 @@ impl Engine {
         let elapsed = self.last_commit.elapsed();
         self.in_transaction
             && (self.processed_since_commit >= self.cfg.commit_max_records
-                || (elapsed >= interval && !backlog)
+                || (elapsed >= self.caught_up_interval() && !backlog)
                 || elapsed >= interval * 10)
+    }
+
+    /// How long a caught-up replica lets a transaction stay open: under exactly_once_v2
+    /// decisions are invisible until the commit, so it commits as soon as the input is
+    /// drained (at most every `commit_min_interval_ms`); under at_least_once they are
+    /// visible once delivered, and commits keep to `commit_interval_ms`.
+    fn caught_up_interval(&self) -> Duration {
+        Duration::from_millis(if exactly_once(&self.def) {
+            self.cfg.commit_min_interval_ms
+        } else {
+            self.cfg.commit_interval_ms
+        })
     }
 
     /// Commits the open work; on failure rolls back to the last commit and carries on.
@@ -360,7 +372,7 @@ impl Engine {
     }
 
     fn try_commit(&mut self, consumer: &BaseConsumer<RebalanceHandler>) -> Result<(), RuntimeError> {
-        self.producer.flush(KAFKA_CALL_TIMEOUT)?;
+        client::flush(&self.producer, KAFKA_CALL_TIMEOUT)?;
         if self.producer.context().failures.swap(0, Ordering::Relaxed) > 0 {
             return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail).into());
         }
@@ -791,7 +803,12 @@ fn stream_loop(
         let epoch = engine.lock().map(|e| e.epoch).unwrap_or(0);
         let (wait, topics) = {
             let e = engine.lock().unwrap_or_else(|p| p.into_inner());
-            let wait = Duration::from_millis(e.cfg.commit_interval_ms).saturating_sub(e.last_commit.elapsed());
+            let due_after = if e.in_transaction {
+                e.caught_up_interval()
+            } else {
+                Duration::from_millis(e.cfg.commit_interval_ms)
+            };
+            let wait = due_after.saturating_sub(e.last_commit.elapsed());
             (
                 wait.max(Duration::from_millis(1)),
                 (e.def.inputs.user_commands.clone(), e.def.inputs.orders.clone()),

@@ -106,9 +106,16 @@ fn parse_key(key: Option<&[u8]>) -> Result<KeyKind, Rejection> {
 
 fn parse_json<T: for<'de> Deserialize<'de>>(value: Option<&[u8]>) -> Result<T, Rejection> {
     let bytes = value.ok_or_else(|| reject(DeadLetterReason::Undecodable, "record has no value"))?;
-    let json: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| reject(DeadLetterReason::Undecodable, format!("not JSON: {e}")))?;
-    serde_json::from_value(json).map_err(|e| reject(DeadLetterReason::SchemaMismatch, format!("wrong schema: {e}")))
+    // One pass straight into `T`; only a failure pays for telling bad JSON from a wrong shape.
+    serde_json::from_slice(bytes).map_err(|e| {
+        let is_json = e.classify() == serde_json::error::Category::Data
+            && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        if is_json {
+            reject(DeadLetterReason::SchemaMismatch, format!("wrong schema: {e}"))
+        } else {
+            reject(DeadLetterReason::Undecodable, format!("not JSON: {e}"))
+        }
+    })
 }
 
 /// Decodes and checks one record of the credit-check topology's inputs.
