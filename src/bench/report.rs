@@ -263,3 +263,92 @@ impl BenchReport {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::uids::UidDistribution;
+
+    fn result(peer: Peer, guarantee: &'static str, replicas: u32, users: u64, throughput: f64) -> ProcessorResult {
+        ProcessorResult {
+            peer,
+            guarantee,
+            replicas,
+            users,
+            orders: 1000,
+            uids: "uniform".into(),
+            correct: true,
+            unknown_user_declines: 0,
+            problem: None,
+            throughput_per_s: Some(throughput),
+            latency_rate_per_s: Some(throughput / 2.0),
+            latency_ms_p50: Some(10.0),
+            latency_ms_p95: Some(20.0),
+            latency_ms_p99: Some(30.0),
+            latency_ms_max: Some(40.0),
+            peak_rss_mb: Some(100.0),
+            cpu_seconds: Some(1.0),
+        }
+    }
+
+    fn report() -> BenchReport {
+        let opts = BenchOptions {
+            users: 1000,
+            orders: 1000,
+            latency_orders: 10,
+            latency_rate: None,
+            uids: UidDistribution::Uniform,
+            replicas: vec![1],
+            guarantees: Vec::new(),
+            peers: Vec::new(),
+            kafka_streams_classpath: None,
+            scaling_users: Vec::new(),
+            sink_orders: 0,
+            ingest_seconds: 0,
+            wrk: None,
+            work_dir: std::env::temp_dir(),
+            label: "test".into(),
+        };
+        BenchReport::new(&opts, 0)
+    }
+
+    #[test]
+    fn ratios_compare_peers_measured_at_the_same_guarantee_and_replicas() {
+        let mut r = report();
+        r.processor = vec![
+            result(Peer::Creditstream, "exactly_once_v2", 1, 1000, 300.0),
+            result(Peer::KafkaStreams, "exactly_once_v2", 1, 1000, 100.0),
+            result(Peer::Passthrough, "exactly_once_v2", 1, 1000, 600.0),
+            result(Peer::KafkaStreams, "at_least_once", 1, 1000, 100.0),
+        ];
+        r.scaling = vec![
+            result(Peer::Creditstream, "exactly_once_v2", 1, 10, 200.0),
+            result(Peer::Creditstream, "exactly_once_v2", 1, 1000, 150.0),
+        ];
+        let ratios = r.ratios();
+        let find = |what: &str| {
+            ratios
+                .iter()
+                .find(|(w, ..)| w.starts_with(what))
+                .and_then(|(_, v, _)| *v)
+        };
+        assert_eq!(find("creditstream / Kafka Streams, exactly_once_v2, 1"), Some(3.0));
+        assert_eq!(find("creditstream / raw pass-through, exactly_once_v2"), Some(0.5));
+        assert_eq!(find("throughput at 1000 users / at 10 users"), Some(0.75));
+        // No creditstream figure at at_least_once: no ratio rather than a made-up one.
+        assert!(ratios.iter().all(|(w, ..)| !w.contains("at_least_once")));
+        assert!(r.correct());
+    }
+
+    #[test]
+    fn a_failed_run_makes_the_report_fail_and_shows_its_problem() {
+        let mut r = report();
+        let mut failed = result(Peer::Creditstream, "exactly_once_v2", 1, 1000, 0.0);
+        failed.correct = false;
+        failed.problem = Some("3 orders have more than one output".into());
+        failed.throughput_per_s = None;
+        r.processor = vec![failed];
+        assert!(!r.correct());
+        assert!(r.markdown().contains("NO: 3 orders have more than one output"));
+    }
+}
