@@ -65,6 +65,7 @@ pub struct ProcessorConfig {
     pub commit_interval_ms: u64,
     pub commit_min_interval_ms: u64,
     pub commit_max_records: usize,
+    pub commands_catch_up_max_ms: u64,
     pub transaction_timeout_ms: u64,
     pub block_cache_mb: usize,
     pub write_buffer_mb: usize,

@@ -77,6 +77,25 @@ impl Scenario {
         produce(&self.def.inputs.orders, &records);
     }
 
+    /// Produces one order for each of `uids`.
+    fn orders_for(&mut self, uids: impl Iterator<Item = i64>) {
+        let mut records = Vec::new();
+        for uid in uids {
+            self.next_order += 1;
+            let order = Order {
+                order_id: self.next_order,
+                uid,
+                amount: 10,
+                timestamp_ms: 0,
+            };
+            self.driver.pipe_order(&order).unwrap();
+            let (k, v) = encode_order(&order);
+            records.push((Some(partition_for(&k, 6) as i32), Some(k), Some(v)));
+            self.orders += 1;
+        }
+        produce(&self.def.inputs.orders, &records);
+    }
+
     fn env(&self, dir: &Path, metrics_port: u16) -> Vec<(String, String)> {
         let topology = topology_file(&self.def, dir);
         vec![
@@ -213,6 +232,26 @@ async fn a_replica_restarted_on_its_state_resumes_without_replaying() {
         second.metric("creditstream_processor_restored_records_total"),
         Some(0.0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_wait_for_the_user_commands_that_were_on_the_broker_before_them() {
+    // A replica that starts behind (after downtime, or a new deployment) finds a backlog on
+    // both inputs. More user commands are waiting on each partition than one fetch brings;
+    // the orders are for the users created last. None may be declined as unknown.
+    let dir = tempfile::tempdir().unwrap();
+    let users = 60_000;
+    let mut scenario = Scenario::new(users).await;
+    scenario.orders_for(users - 3_000 + 1..=users);
+    let replica = scenario.replica(&dir.path().join("r"));
+    let decisions = scenario.decisions(3_000);
+    let unknown = decisions.iter().filter(|d| d.balance_after.is_none()).count();
+    assert_eq!(
+        unknown, 0,
+        "orders declined as unknown user although created before them"
+    );
+    scenario.check(&decisions);
+    drop(replica);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -108,6 +108,15 @@ struct Task {
     group: PartitionGroup,
     /// Next offset to commit, per input topic (user commands, orders).
     positions: [Option<i64>; 2],
+    /// Set while the task catches up on user commands: its orders wait.
+    catch_up: Option<CatchUp>,
+}
+
+/// The user commands a newly assigned task must see before its first order: those on the
+/// broker when it was assigned (up to `commands_end`).
+struct CatchUp {
+    commands_end: i64,
+    since: Instant,
 }
 
 fn slot(topic: InputTopic) -> usize {
@@ -266,7 +275,14 @@ impl Engine {
         let partitions: Vec<u32> = self.tasks.keys().copied().collect();
         let partition_count = self.def.partitions;
         for partition in partitions {
-            while let Some(record) = self.tasks.get_mut(&partition).and_then(|t| t.group.pop()) {
+            let next = |task: &mut Task| {
+                if task.catch_up.is_some() {
+                    task.group.pop_command()
+                } else {
+                    task.group.pop()
+                }
+            };
+            while let Some(record) = self.tasks.get_mut(&partition).and_then(next) {
                 let Some(task) = self.tasks.get_mut(&partition) else {
                     break;
                 };
@@ -532,11 +548,86 @@ impl Engine {
                     store,
                     group: PartitionGroup::new(),
                     positions: [None, None],
+                    catch_up: None,
                 },
             );
         }
         metrics().assigned_partitions.set(self.tasks.len() as i64);
         Ok(())
+    }
+
+    /// Marks the newly assigned tasks whose user-commands partition holds commands not yet
+    /// processed (committed offset below the end): their orders wait for those commands.
+    /// Best effort: if the broker cannot say, the task does not wait.
+    fn start_catch_up(&mut self, consumer: &BaseConsumer<RebalanceHandler>, partitions: &[u32]) {
+        let topic = self.def.inputs.user_commands.clone();
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            tpl.add_partition(&topic, p as i32);
+        }
+        let committed = match consumer.committed_offsets(tpl, KAFKA_CALL_TIMEOUT) {
+            Ok(committed) => committed,
+            Err(error) => {
+                warn!(%error, "cannot read committed offsets; orders will not wait for user commands");
+                return;
+            }
+        };
+        for &p in partitions {
+            let Ok((low, high)) = consumer.fetch_watermarks(&topic, p as i32, KAFKA_CALL_TIMEOUT) else {
+                continue;
+            };
+            let start = match committed.find_partition(&topic, p as i32).map(|e| e.offset()) {
+                Some(Offset::Offset(offset)) => offset.max(low),
+                _ => low,
+            };
+            if let (true, Some(task)) = (start < high, self.tasks.get_mut(&p)) {
+                debug!(
+                    partition = p,
+                    commands = high - start,
+                    "catching up on user commands first"
+                );
+                task.catch_up = Some(CatchUp {
+                    commands_end: high,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+
+    /// Ends the catch-up of every task that has polled its user commands up to the end
+    /// noted at assignment (the partition group then orders them by timestamp), or that
+    /// waited `commands_catch_up_max_ms`.
+    fn update_catch_up(&mut self, consumer: &BaseConsumer<RebalanceHandler>) {
+        if self.tasks.values().all(|t| t.catch_up.is_none()) {
+            return;
+        }
+        let positions = consumer.position().ok();
+        let topic = &self.def.inputs.user_commands;
+        let limit = Duration::from_millis(self.cfg.commands_catch_up_max_ms);
+        for task in self.tasks.values_mut() {
+            let Some(catch_up) = &task.catch_up else {
+                continue;
+            };
+            let polled = positions
+                .as_ref()
+                .and_then(|tpl| tpl.find_partition(topic, task.partition as i32))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                });
+            let caught_up = polled.is_some_and(|offset| offset >= catch_up.commands_end);
+            if !caught_up && catch_up.since.elapsed() < limit {
+                continue;
+            }
+            if !caught_up {
+                warn!(
+                    partition = task.partition,
+                    waited_ms = catch_up.since.elapsed().as_millis() as u64,
+                    "stopped waiting for user commands; orders go ahead"
+                );
+            }
+            task.catch_up = None;
+        }
     }
 
     fn close_tasks(&mut self, partitions: &[u32]) {
@@ -699,7 +790,7 @@ impl ConsumerContext for RebalanceHandler {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 metrics().rebalances.with_label_values(&["assign"]).inc();
@@ -707,8 +798,9 @@ impl ConsumerContext for RebalanceHandler {
                 info!(?partitions, "partitions assigned; restoring state");
                 let mut engine = self.lock();
                 engine.epoch += 1;
-                if let Err(error) = engine.open_tasks(&partitions) {
-                    self.fail(error);
+                match engine.open_tasks(&partitions) {
+                    Ok(()) => engine.start_catch_up(consumer, &partitions),
+                    Err(error) => self.fail(error),
                 }
             }
             Rebalance::Error(error) => warn!(%error, "rebalance error"),
@@ -858,6 +950,7 @@ fn stream_loop(
                 None => debug!(partition, "record for a partition without a task; dropped"),
             }
         }
+        e.update_catch_up(consumer);
         if let Err(error) = e.process_buffered() {
             e.recover(consumer, error, shutdown)?;
         }

@@ -48,9 +48,75 @@ impl PartitionGroup {
         }
     }
 
+    /// The next user command, leaving the orders buffered: what a task takes while it
+    /// catches up on the commands that were on the broker before it could see them.
+    pub fn pop_command(&mut self) -> Option<RawRecord> {
+        self.commands.pop_front()
+    }
+
     /// Drops everything buffered (after an aborted transaction the records are re-fetched).
     pub fn clear(&mut self) {
         self.commands.clear();
         self.orders.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::processor::RecordMeta;
+
+    fn record(topic: InputTopic, offset: i64, timestamp_ms: i64) -> RawRecord {
+        RawRecord {
+            topic,
+            meta: RecordMeta {
+                partition: 0,
+                offset,
+                timestamp_ms,
+            },
+            key: None,
+            value: None,
+        }
+    }
+
+    fn popped(
+        group: &mut PartitionGroup,
+        next: fn(&mut PartitionGroup) -> Option<RawRecord>,
+    ) -> Vec<(InputTopic, i64)> {
+        std::iter::from_fn(|| next(group))
+            .map(|r| (r.topic, r.meta.offset))
+            .collect()
+    }
+
+    #[test]
+    fn merges_by_timestamp_with_commands_first_on_a_tie() {
+        let mut group = PartitionGroup::new();
+        group.push(record(InputTopic::Orders, 0, 10));
+        group.push(record(InputTopic::Orders, 1, 30));
+        group.push(record(InputTopic::UserCommands, 0, 10));
+        group.push(record(InputTopic::UserCommands, 1, 20));
+        assert_eq!(
+            popped(&mut group, PartitionGroup::pop),
+            [
+                (InputTopic::UserCommands, 0),
+                (InputTopic::Orders, 0),
+                (InputTopic::UserCommands, 1),
+                (InputTopic::Orders, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn catching_up_takes_commands_and_leaves_orders_buffered() {
+        let mut group = PartitionGroup::new();
+        group.push(record(InputTopic::Orders, 0, 1));
+        group.push(record(InputTopic::UserCommands, 0, 5));
+        assert_eq!(
+            popped(&mut group, PartitionGroup::pop_command),
+            [(InputTopic::UserCommands, 0)]
+        );
+        assert_eq!(group.len(), 1);
+        assert_eq!(popped(&mut group, PartitionGroup::pop), [(InputTopic::Orders, 0)]);
+        assert!(group.is_empty());
     }
 }
