@@ -40,8 +40,8 @@ pub struct ProcessorResult {
     pub orders: u64,
     pub uids: String,
     pub correct: bool,
-    /// Orders declined because their user was not (yet) known: every bench user is
-    /// created before the orders, so a peer that reads its inputs in time order has none.
+    /// Orders declined because their user was not (yet) known. Every bench user is created
+    /// before the orders, so any such decline fails the run.
     pub unknown_user_declines: u64,
     pub problem: Option<String>,
     pub throughput_per_s: Option<f64>,
@@ -173,6 +173,9 @@ fn start_replicas(
                 command
                     .env("CREDITSTREAM__PROCESSOR__STATE_DIR", &state)
                     .env("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE", "false")
+                    // Every order waits for its user, however many users came first (the
+                    // scaling runs create up to 10 M of them before the orders).
+                    .env("CREDITSTREAM__PROCESSOR__COMMANDS_CATCH_UP_MAX_MS", "3600000")
                     .env("CREDITSTREAM__PROCESSOR__METRICS_LISTEN", "127.0.0.1:0");
                 command
             }
@@ -421,6 +424,12 @@ pub fn run_one(
         .and_then(|()| check(peer, &outputs, duplicates, opts.orders + opts.latency_orders));
     latencies.sort_by(f64::total_cmp);
     let unknown_user_declines = outputs.values().flatten().filter(|d| d.balance_after.is_none()).count() as u64;
+    let verdict = verdict.and_then(|()| match unknown_user_declines {
+        0 => Ok(()),
+        n => Err(format!(
+            "{n} orders declined as unknown user although every user was created before them"
+        )),
+    });
     let ok = verdict.is_ok();
     let when = |v: Option<f64>| if ok { v } else { None };
     Ok(ProcessorResult {
