@@ -5,7 +5,7 @@
 //! duration for each. Checked: the ingest answered only 2xx, and the orders topic holds at
 //! least one record per 202.
 
-use super::processor::{own_command, Children};
+use super::processor::{self, own_command, Children};
 use super::{BenchError, BenchOptions};
 use crate::config::Config;
 use crate::runtime::{admin, topic_reader};
@@ -134,15 +134,8 @@ pub fn run(
         return Err(BenchError::Setup("wrk is not installed".into()));
     };
     let runtime = tokio::runtime::Handle::current();
-    let def = base.with_topic_prefix(&format!("{tag}-"));
-    runtime.block_on(admin::ensure_topics(&config.kafka, &def))?;
-    let dir = opts.work_dir.join(tag);
-    std::fs::create_dir_all(&dir)?;
+    let (def, dir) = processor::prepare(config, base, opts, tag, base.processing_guarantee)?;
     let topology = dir.join("topology.toml");
-    std::fs::write(
-        &topology,
-        toml::to_string(&def).map_err(|e| BenchError::Setup(e.to_string()))?,
-    )?;
     let script = dir.join("post.lua");
     std::fs::write(&script, WRK_SCRIPT)?;
 

@@ -20,7 +20,7 @@ use crate::topology::partitioner::partition_for;
 use crate::topology::record::{Decision, Order, OrderStatus, UserCommand, UserRow};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -291,6 +291,26 @@ fn produce_users(loader: &load::Loader, def: &TopologyDefinition, users: u64) ->
     Ok(())
 }
 
+/// Creates a run's own topics (`base` with the tag as prefix) and writes its topology file
+/// into the run's folder, for the child processes. Returns the topology and the folder.
+pub fn prepare(
+    config: &Config,
+    base: &TopologyDefinition,
+    opts: &BenchOptions,
+    tag: &str,
+    guarantee: ProcessingGuarantee,
+) -> Result<(TopologyDefinition, PathBuf), BenchError> {
+    let mut def = base.with_topic_prefix(&format!("{tag}-"));
+    def.processing_guarantee = guarantee;
+    def.seed_bridge.enabled = false;
+    tokio::runtime::Handle::current().block_on(admin::ensure_topics(&config.kafka, &def))?;
+    let dir = opts.work_dir.join(tag);
+    std::fs::create_dir_all(&dir)?;
+    let topology = toml::to_string(&def).map_err(|e| BenchError::Setup(e.to_string()))?;
+    std::fs::write(dir.join("topology.toml"), topology)?;
+    Ok((def, dir))
+}
+
 /// Measures one configuration.
 pub fn run_one(
     config: &Config,
@@ -298,18 +318,9 @@ pub fn run_one(
     opts: &BenchOptions,
     spec: &RunSpec,
 ) -> Result<ProcessorResult, BenchError> {
-    let mut def = base.with_topic_prefix(&format!("{}-", spec.tag));
-    def.processing_guarantee = spec.guarantee;
-    def.seed_bridge.enabled = false;
-    let runtime = tokio::runtime::Handle::current();
-    runtime.block_on(admin::ensure_topics(&config.kafka, &def))?;
-    let dir = opts.work_dir.join(&spec.tag);
-    std::fs::create_dir_all(&dir)?;
+    let (def, dir) = prepare(config, base, opts, &spec.tag, spec.guarantee)?;
     let topology = dir.join("topology.toml");
-    std::fs::write(
-        &topology,
-        toml::to_string(&def).map_err(|e| BenchError::Setup(e.to_string()))?,
-    )?;
+    let runtime = tokio::runtime::Handle::current();
     let partitions = def.partitions;
     let users = spec.users.max(1);
     let loader = load::Loader::new(&config.kafka)?;

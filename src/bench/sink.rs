@@ -5,12 +5,13 @@
 //! writes the same rows from memory with plain multi-row INSERTs, one transaction per
 //! sink-sized batch, into a second database: no Kafka, no idempotence guards.
 
-use super::processor::{own_command, Children};
+use super::processor::{self, own_command, Children};
 use super::{BenchError, BenchOptions};
 use crate::config::{Config, MysqlConfig};
 use crate::runtime::source::{SinkRecord, SinkTopic};
 use crate::runtime::{admin, load};
-use crate::sink::rows::{rows_of, OrderEventRow};
+use crate::sink::rows::rows_of;
+use crate::sink::writer::order_events_statement;
 use crate::sink::{schema, DbError};
 use crate::topology::codec::to_json;
 use crate::topology::definition::TopologyDefinition;
@@ -148,27 +149,6 @@ async fn count_rows(pool: &Pool) -> Result<u64, DbError> {
     Ok(events.unwrap_or(0) + users.unwrap_or(0))
 }
 
-fn insert_events(chunk: &[OrderEventRow]) -> (String, Vec<Value>) {
-    let placeholders = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-    let params = chunk
-        .iter()
-        .flat_map(|r| {
-            [
-                Value::from(r.orderid),
-                Value::from(r.uid),
-                Value::from(r.status.as_str()),
-                Value::from(r.event_timestamp.as_str()),
-                Value::from(r.amount),
-                Value::from(r.notes.as_str()),
-            ]
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO `Order_details` (`orderid`, `uid`, `order_status`, `event_timestamp`, `order_amount`, `order_notes`) VALUES {placeholders}"
-    );
-    (sql, params)
-}
-
 /// The plain loader: the same rows, batch by batch, plain INSERTs.
 async fn load_plainly(pool: &Pool, records: &[SinkRecord], batch_size: usize) -> Result<Duration, DbError> {
     let started = Instant::now();
@@ -177,7 +157,7 @@ async fn load_plainly(pool: &Pool, records: &[SinkRecord], batch_size: usize) ->
         let rows = rows_of(batch);
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         for chunk in rows.order_events.chunks(ROWS_PER_STATEMENT) {
-            let (sql, params) = insert_events(chunk);
+            let (sql, params) = order_events_statement("INSERT", chunk);
             tx.exec_drop(sql, params).await?;
         }
         let users: Vec<&UserRow> = rows
@@ -245,15 +225,8 @@ pub fn run(
     tag: &str,
 ) -> Result<SinkResult, BenchError> {
     let runtime = tokio::runtime::Handle::current();
-    let def = base.with_topic_prefix(&format!("{tag}-"));
-    runtime.block_on(admin::ensure_topics(&config.kafka, &def))?;
-    let dir = opts.work_dir.join(tag);
-    std::fs::create_dir_all(&dir)?;
+    let (def, dir) = processor::prepare(config, base, opts, tag, base.processing_guarantee)?;
     let topology = dir.join("topology.toml");
-    std::fs::write(
-        &topology,
-        toml::to_string(&def).map_err(|e| BenchError::Setup(e.to_string()))?,
-    )?;
     let records = records(opts.sink_orders, opts.users);
     let users = opts.users.clamp(1, opts.sink_orders.max(1));
     let expected = 2 * opts.sink_orders + users;

@@ -28,7 +28,7 @@ impl MySqlWriter {
         let mut conn = self.pool.get_conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         for chunk in rows.order_events.chunks(ROWS_PER_STATEMENT) {
-            let (sql, params) = order_events_statement(chunk);
+            let (sql, params) = order_events_statement("INSERT IGNORE", chunk);
             tx.exec_drop(sql, params).await?;
         }
         let upserts: Vec<_> = rows
@@ -118,7 +118,9 @@ impl MySqlWriter {
     }
 }
 
-fn order_events_statement(chunk: &[OrderEventRow]) -> (String, Vec<Value>) {
+/// One multi-row insert of `chunk` into `Order_details`. The sink uses `INSERT IGNORE`
+/// (idempotent under the unique key); the benchmark's plain loader, a bare `INSERT`.
+pub fn order_events_statement(verb: &str, chunk: &[OrderEventRow]) -> (String, Vec<Value>) {
     let placeholders = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
     let params = chunk
         .iter()
@@ -135,7 +137,7 @@ fn order_events_statement(chunk: &[OrderEventRow]) -> (String, Vec<Value>) {
         .collect();
     (
         format!(
-            "INSERT IGNORE INTO `Order_details` \
+            "{verb} INTO `Order_details` \
              (`orderid`, `uid`, `order_status`, `event_timestamp`, `order_amount`, `order_notes`) VALUES {placeholders}"
         ),
         params,
