@@ -119,6 +119,17 @@ struct CatchUp {
     since: Instant,
 }
 
+impl Task {
+    /// The next buffered record to process: while catching up on user commands, only those.
+    fn next_record(&mut self) -> Option<RawRecord> {
+        if self.catch_up.is_some() {
+            self.group.pop_command()
+        } else {
+            self.group.pop()
+        }
+    }
+}
+
 fn slot(topic: InputTopic) -> usize {
     match topic {
         InputTopic::UserCommands => 0,
@@ -275,14 +286,7 @@ impl Engine {
         let partitions: Vec<u32> = self.tasks.keys().copied().collect();
         let partition_count = self.def.partitions;
         for partition in partitions {
-            let next = |task: &mut Task| {
-                if task.catch_up.is_some() {
-                    task.group.pop_command()
-                } else {
-                    task.group.pop()
-                }
-            };
-            while let Some(record) = self.tasks.get_mut(&partition).and_then(next) {
+            while let Some(record) = self.tasks.get_mut(&partition).and_then(Task::next_record) {
                 let Some(task) = self.tasks.get_mut(&partition) else {
                     break;
                 };
@@ -330,10 +334,10 @@ impl Engine {
     }
 
     /// Whether to commit now. Once the last poll drained the input, after
-    /// [`Self::caught_up_interval`] (so a decision is visible soon after it is made). While a backlog is worked off
-    /// (the last poll filled a whole batch), each commit would stall processing for its
-    /// round trips, so commits are spaced by `commit_max_records` records instead, at
-    /// most ten intervals apart: throughput when behind, latency when caught up.
+    /// [`Self::caught_up_interval`], so a decision is visible soon after it is made. While a
+    /// backlog is worked off (the last poll filled a whole batch), each commit would stall
+    /// processing for its round trips, so commits are spaced by `commit_max_records` records
+    /// instead, at most ten intervals apart: throughput when behind, latency when caught up.
     fn commit_due(&self, backlog: bool) -> bool {
         let interval = Duration::from_millis(self.cfg.commit_interval_ms);
         let elapsed = self.last_commit.elapsed();
