@@ -461,6 +461,12 @@ impl Engine {
         if let Ok(mut offsets) = self.producer.context().changelog_offsets.lock() {
             offsets.clear();
         }
+        self.rewind_to_committed(consumer)
+    }
+
+    /// Forgets every buffered record and moves the consumer back to the committed offsets
+    /// of every task, so whatever was not committed is fetched again.
+    fn rewind_to_committed(&mut self, consumer: &BaseConsumer<RebalanceHandler>) -> Result<(), RuntimeError> {
         let mut rewind = TopicPartitionList::new();
         for task in self.tasks.values_mut() {
             task.store.rollback();
@@ -944,8 +950,16 @@ fn stream_loop(
         let backlog = batch.len() >= MAX_POLL_BATCH;
         let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());
         if e.epoch != epoch {
-            // A rebalance or rollback happened while polling: these records will be fetched again.
+            // A rebalance or rollback happened while polling. The batch may hold records
+            // polled after it, which the consumer would not fetch again: drop them and
+            // rewind to the committed offsets, so everything uncommitted is fetched again.
+            // With a transaction still open a failure is pending, and its rollback rewinds.
             batch.clear();
+            if !e.in_transaction {
+                if let Err(error) = e.rewind_to_committed(consumer) {
+                    e.recover(consumer, error, shutdown)?;
+                }
+            }
         }
         for record in batch.drain(..) {
             let partition = record.meta.partition;
