@@ -16,6 +16,8 @@
 #   scripts/stack.sh start NAME               start one service and wait until it is ready
 #   scripts/stack.sh stop NAME                stop one service gracefully (SIGTERM)
 #   scripts/stack.sh kill NAME                SIGKILL one service (fault tests)
+#   scripts/stack.sh freeze NAME              SIGSTOP one service: alive, sockets open, silent (fault tests)
+#   scripts/stack.sh thaw NAME                SIGCONT a frozen service
 #   scripts/stack.sh tool CLASS [ARGS...]     run a Kafka tool class on the broker's classpath, e.g.
 #                                             tool org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
 #   NAME is one of kafka | mariadb | prometheus. Every command is idempotent.
@@ -564,6 +566,14 @@ stop_service() {
   say "$name: stopped"
 }
 
+# Send SIGNAL to a running service without waiting for anything (freeze and thaw).
+signal_service() {
+  local name=$1 signal=$2 pid
+  pid=$(service_pid "$name") || die "$name: not running"
+  kill "-$signal" "$pid"
+  say "$name: sent SIG$signal to pid $pid"
+}
+
 # ---------------------------------------------------------------- commands
 
 # Serialise commands that change state (parallel test jobs may call start/stop).
@@ -657,6 +667,8 @@ main() {
     start) check_name "${1:-}"; take_lock; start_service "$1" ;;
     stop) check_name "${1:-}"; take_lock; stop_service "$1" TERM ;;
     kill) check_name "${1:-}"; take_lock; stop_service "$1" KILL ;;
+    freeze) check_name "${1:-}"; signal_service "$1" STOP ;;
+    thaw) check_name "${1:-}"; signal_service "$1" CONT ;;
     tool)
       [[ $# -gt 0 ]] || die "usage: $0 tool CLASS [ARGS...]"
       compgen -G "$KAFKA_LIBS/*.jar" >/dev/null || die "kafka jars not resolved yet; run '$0 up' first"

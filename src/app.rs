@@ -5,9 +5,11 @@
 use crate::config::Config;
 use crate::ingest;
 use crate::metrics;
-use crate::runtime::{admin, seed_bridge, source, stream_thread};
+use crate::runtime::{admin, seed_bridge, streams};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::sink::consumer as source;
 use crate::sink::{self, schema, writer::MySqlWriter};
+use crate::topology::credit_check::CreditCheck;
 use crate::topology::definition::TopologyDefinition;
 use std::net::SocketAddr;
 use tracing::{error, info};
@@ -19,7 +21,7 @@ pub enum AppError {
     #[error(transparent)]
     Ingest(#[from] ingest::IngestError),
     #[error("processor: {0}")]
-    Processor(#[from] stream_thread::RuntimeError),
+    Processor(#[from] streams::StreamsError),
     #[error("seed bridge: {0}")]
     Bridge(rdkafka::error::KafkaError),
     #[error("sink: {0}")]
@@ -51,7 +53,9 @@ fn spawn_metrics(listen: &str, trigger: &ShutdownTrigger) -> tokio::task::JoinHa
     tokio::spawn(async move { serve_metrics(&listen, shutdown).await })
 }
 
-/// `creditstream process`: the stream thread (and the seed bridge when enabled).
+/// `creditstream process`: the stream thread (and the seed bridge when enabled). If
+/// either stops with an error, the other is stopped too and the replica exits with it:
+/// a replica never runs on without the part it was started with.
 pub async fn process(
     config: &Config,
     def: TopologyDefinition,
@@ -59,25 +63,35 @@ pub async fn process(
     with_metrics: bool,
 ) -> Result<(), AppError> {
     let metrics_task = with_metrics.then(|| spawn_metrics(&config.processor.metrics_listen, trigger));
-    let bridge = (def.seed_bridge.enabled && config.processor.run_seed_bridge).then(|| {
+    let bridge = if def.seed_bridge.enabled && config.processor.run_seed_bridge {
+        std::fs::create_dir_all(&config.processor.state_dir)
+            .map_err(|e| streams::StreamsError::StateDir(format!("{}: {e}", config.processor.state_dir.display())))?;
+        let id = streams::stream_thread::transactional_id(&def, &config.processor, "seed-bridge")?;
         let (kafka, def, shutdown) = (config.kafka.clone(), def.clone(), trigger.subscribe());
-        let timeout = config.processor.transaction_timeout_ms;
-        tokio::task::spawn_blocking(move || seed_bridge::run(&kafka, &def, timeout, shutdown))
-    });
+        let (timeout, stop_all) = (config.processor.transaction_timeout_ms, trigger.clone());
+        Some(tokio::task::spawn_blocking(move || {
+            let result = seed_bridge::run(&kafka, &def, &id, timeout, shutdown);
+            if let Err(e) = &result {
+                error!(error = %e, "seed bridge failed; stopping the replica");
+                stop_all.trigger();
+            }
+            result
+        }))
+    } else {
+        None
+    };
     let (kafka, cfg, shutdown) = (config.kafka.clone(), config.processor.clone(), trigger.subscribe());
-    let result = tokio::task::spawn_blocking(move || stream_thread::run(kafka, cfg, def, shutdown)).await;
+    let result = tokio::task::spawn_blocking(move || streams::run(kafka, cfg, def, CreditCheck, shutdown)).await;
     trigger.trigger();
-    if let Some(bridge) = bridge {
-        match bridge.await {
-            Ok(Err(e)) => error!(error = %e, "seed bridge failed"),
-            Err(_) => error!("seed bridge panicked"),
-            Ok(Ok(())) => {}
-        }
-    }
+    let bridged = match bridge {
+        Some(bridge) => bridge.await.map_err(|_| AppError::Panicked)?.map_err(AppError::Bridge),
+        None => Ok(()),
+    };
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
-    result.map_err(|_| AppError::Panicked)?.map_err(AppError::from)
+    result.map_err(|_| AppError::Panicked)?.map_err(AppError::from)?;
+    bridged
 }
 
 /// `creditstream sink`: schema, then the Kafka-fed MySQL writer.

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub transactions_aborted: IntCounter,
     pub rebalances: IntCounterVec,
     pub assigned_partitions: IntGauge,
+    pub processor_state: IntGauge,
     pub restored_records: IntCounter,
     pub restore_duration: Histogram,
     pub store_keys: IntGaugeVec,
@@ -160,6 +161,11 @@ impl Metrics {
                 "Partitions (tasks) this replica owns.",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
+            processor_state: IntGauge::new(
+                "creditstream_processor_state",
+                "The stream thread's state: 0 running, 1 recovering from a retriable failure, 2 stopped on a fatal error.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
             restored_records: IntCounter::new(
                 "creditstream_processor_restored_records_total",
                 "Changelog records applied while restoring state.",
@@ -245,6 +251,7 @@ impl Metrics {
             let _ = self.registry.register(Box::new(c.clone()));
         }
         let _ = self.registry.register(Box::new(self.assigned_partitions.clone()));
+        let _ = self.registry.register(Box::new(self.processor_state.clone()));
         self
     }
 }
@@ -270,10 +277,20 @@ pub fn route() -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejec
         .map(|| warp::reply::with_header(render(), "content-type", "text/plain; version=0.0.4"))
 }
 
-/// Serves `/metrics` (and `/healthz`) on `addr` until `shutdown` completes.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `shutdown` completes.
+/// `/readyz` answers 503 while a stream thread recovers from a failure or after it
+/// stopped on a fatal one (`creditstream_processor_state` above 0).
 pub async fn serve(addr: SocketAddr, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), warp::Error> {
     let health = warp::path("healthz").and(warp::path::end()).map(|| "ok");
-    let (_, server) = warp::serve(route().or(health)).try_bind_with_graceful_shutdown(addr, shutdown)?;
+    let ready = warp::path("readyz").and(warp::path::end()).map(|| {
+        let (status, text) = match metrics().processor_state.get() {
+            0 => (warp::http::StatusCode::OK, "ok"),
+            1 => (warp::http::StatusCode::SERVICE_UNAVAILABLE, "recovering"),
+            _ => (warp::http::StatusCode::SERVICE_UNAVAILABLE, "failed"),
+        };
+        warp::reply::with_status(text, status)
+    });
+    let (_, server) = warp::serve(route().or(health).or(ready)).try_bind_with_graceful_shutdown(addr, shutdown)?;
     server.await;
     Ok(())
 }

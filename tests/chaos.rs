@@ -1,9 +1,13 @@
 //! The fault runner: the local stack with three processor replicas, the sink and the
 //! ingest (each its own process) under a bounded load through the HTTP API, while faults
 //! are injected on a schedule: SIGKILL of a replica (and again while it restores), a
-//! graceful scale 3 → 1 → 3, SIGKILL of the sink mid-batch, MariaDB stopped, and SIGKILL
-//! and restart of the Kafka broker. Then the load stops, the system goes quiet, and the
-//! invariant checker must find nothing.
+//! graceful scale 3 → 1 → 3, SIGKILL of the sink mid-batch, MariaDB stopped, SIGKILL
+//! and restart of the Kafka broker, the broker frozen (SIGSTOP) past the transaction
+//! timeout, and a replica frozen past its session timeout. Bad records go straight onto
+//! the orders topic all along (garbage, a negative amount, a key that is not the uid, the
+//! wrong partition, about 1 MB of bytes). Then the load stops, the system goes quiet, and
+//! the invariant checker must find nothing: every good order decided once, every bad one
+//! dead-lettered once and nowhere in MySQL.
 //!
 //! The short run is part of scripts/test.sh; `scripts/chaos.sh --long` (environment
 //! CREDITSTREAM_CHAOS_LONG=1) repeats the schedule and holds each outage longer.
@@ -12,6 +16,7 @@
 mod common;
 
 use common::*;
+use creditstream::topology::partitioner::partition_for;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,6 +121,37 @@ fn load(port: u16, stop: Arc<AtomicBool>, figures: Arc<LoadFigures>, worker: u64
     }
 }
 
+/// Puts bad records straight onto the orders topic, one every 1.5 s, cycling through the
+/// kinds the processor must reject; the first is about 1 MB. Returns how many it wrote.
+fn poison(topic: String, partitions: u32, stop: Arc<AtomicBool>) -> u64 {
+    let big = producer_with(&[("message.max.bytes", "2000000")]);
+    let mut written = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let uid = (written as i64 % USERS) + 1;
+        let key = uid.to_string().into_bytes();
+        let p = partition_for(&key, partitions) as i32;
+        let order = |amount: i64| {
+            format!(
+                r#"{{"order_id":{},"uid":{uid},"amount":{amount},"timestamp_ms":0}}"#,
+                written + 1
+            )
+            .into_bytes()
+        };
+        let record: RawRecord = match written % 5 {
+            0 if written == 0 => (Some(p), Some(key), Some(vec![b'x'; 1_040_000])),
+            0 => (Some(p), Some(key), Some(vec![0xde, 0xad])),
+            1 => (Some(p), Some(key), Some(order(-5))),
+            2 => (Some(p), Some(b"999999".to_vec()), Some(order(5))),
+            3 => (Some((p + 1) % partitions as i32), Some(key), Some(order(5))),
+            _ => (Some(p), None, Some(order(5))),
+        };
+        produce_through(&big, &topic, &[record]);
+        written += 1;
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    written
+}
+
 fn assigned(replica: &Running) -> f64 {
     replica
         .metric("creditstream_processor_assigned_partitions")
@@ -174,8 +210,15 @@ async fn faults_under_load_break_no_invariant() {
             std::thread::spawn(move || load(ingest_port, stop, figures, w))
         })
         .collect();
+    let poisoner = {
+        let (topic, stop) = (def.inputs.orders.clone(), stop.clone());
+        std::thread::spawn(move || poison(topic, 6, stop))
+    };
     let mut faults = 0;
     let pause = |d: u64| std::thread::sleep(Duration::from_secs(d));
+    // Frozen past the transaction timeout (10 s); the long run also outlasts the commit
+    // path's 30 s call timeout, so a commit's answer is lost while the broker may apply it.
+    let freeze = Duration::from_secs(if long { 35 } else { 12 });
 
     for round in 0..rounds {
         step(started, &format!("round {round}: SIGKILL replica a"));
@@ -237,12 +280,33 @@ async fn faults_under_load_break_no_invariant() {
         stack(&["start", "kafka"]);
         step(started, "Kafka back");
         pause(5);
+
+        step(started, "Kafka broker frozen (SIGSTOP)");
+        stack(&["freeze", "kafka"]);
+        faults += 1;
+        std::thread::sleep(freeze);
+        stack(&["thaw", "kafka"]);
+        step(started, "Kafka thawed");
+        pause(5);
+
+        step(started, "replica b frozen past its session timeout");
+        b.freeze();
+        faults += 1;
+        assert!(
+            wait_until(Duration::from_secs(60), || owned_by(&[&a, &c]) == 6.0),
+            "a and c take over from the frozen b"
+        );
+        b.thaw();
+        step(started, "replica b thawed");
+        assert!(wait_until(Duration::from_secs(60), || owned_by(&[&a, &b, &c]) == 6.0));
+        pause(3);
     }
 
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.join();
     }
+    let bad_records = poisoner.join().unwrap_or(0);
     let last_fault = Instant::now();
     let acknowledged = figures.acknowledged.lock().unwrap().clone();
     step(started, &format!("load stopped: {} acknowledged", acknowledged.len()));
@@ -265,7 +329,7 @@ async fn faults_under_load_break_no_invariant() {
     let report = report.expect("the checker ran");
     let quiet_after = last_fault.elapsed();
     eprintln!(
-        "chaos: orders sent {} acknowledged {} (503 {}, failed {}) decided {} (of them answered 503: {}) faults {} violations {} quiescence {:.1}s",
+        "chaos: orders sent {} acknowledged {} (503 {}, failed {}) decided {} (of them answered 503: {}) bad records {bad_records} faults {} violations {} quiescence {:.1}s",
         figures.sent.load(Ordering::Relaxed),
         acknowledged.len(),
         figures.unavailable.load(Ordering::Relaxed),

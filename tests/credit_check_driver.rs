@@ -5,6 +5,7 @@ use creditstream::topology::codec::{to_json, InputTopic};
 use creditstream::topology::driver::TestDriver;
 use creditstream::topology::partitioner::{partition_for, uid_key};
 use creditstream::topology::record::*;
+use creditstream::topology::store::KeyValueStore;
 
 const PARTITIONS: u32 = 6;
 
@@ -281,6 +282,54 @@ fn condition_commands_reach_every_partition_and_touch_only_matching_users() {
 }
 
 #[test]
+fn a_condition_command_over_many_users_is_applied_to_each_once_in_bounded_parts() {
+    use creditstream::topology::credit_check::CONDITION_CHUNK;
+    let mut d = TestDriver::new(1);
+    let users = 2 * CONDITION_CHUNK as i64 + 500;
+    for uid in 1..=users {
+        create(&mut d, uid, 100, 100);
+    }
+    let changes_before = d.user_changes().len();
+    let changelog_before = d.changelog(0).len();
+    d.pipe_command(&UserCommand::Update {
+        command_id: 7,
+        target: Target::Condition(vec![Predicate {
+            column: Column::CreditLimit,
+            value: Value::Int(100),
+        }]),
+        set: vec![Predicate {
+            column: Column::CreditBalance,
+            value: Value::Int(40),
+        }],
+    })
+    .unwrap();
+    // Three parts: two full chunks handed in again after their commit, then the rest.
+    assert_eq!(d.resumptions(), 2);
+    assert_eq!(
+        d.user_changes().len() - changes_before,
+        users as usize,
+        "one change per user"
+    );
+    for uid in 1..=users {
+        let state = d.user_state(uid).unwrap();
+        assert_eq!(
+            (state.version, state.user.unwrap().credit_balance),
+            (2, 40),
+            "uid {uid}"
+        );
+    }
+    // The cursor was saved after each full chunk and removed at the end.
+    let changelog = &d.changelog(0)[changelog_before..];
+    let cursor_writes: Vec<bool> = changelog
+        .iter()
+        .filter(|c| c.key.first() == Some(&b'c'))
+        .map(|c| c.value.is_some())
+        .collect();
+    assert_eq!(cursor_writes, [true, true, false]);
+    assert!(d.restored_store(0).scan_prefix(b"c").unwrap().is_empty());
+}
+
+#[test]
 fn records_of_a_partition_are_processed_in_timestamp_order_across_topics() {
     let mut d = TestDriver::new(PARTITIONS);
     let uid = 77;
@@ -401,7 +450,6 @@ fn a_store_rebuilt_from_its_changelog_equals_the_store() {
     for p in 0..PARTITIONS {
         let restored = d.restored_store(p);
         let live = d.store(p).unwrap();
-        use creditstream::topology::store::KeyValueStore;
         assert_eq!(
             restored.scan_prefix(b"").unwrap(),
             live.scan_prefix(b"").unwrap(),

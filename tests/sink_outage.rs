@@ -7,9 +7,9 @@ mod common;
 use common::*;
 use creditstream::app;
 use creditstream::shutdown;
-use creditstream::topology::codec::encode_order;
-use creditstream::topology::partitioner::partition_for;
-use creditstream::topology::record::Order;
+use creditstream::topology::codec::to_json;
+use creditstream::topology::partitioner::{partition_for, uid_key};
+use creditstream::topology::record::{Decision, OrderStatus, NOTE_COMPLETED};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -23,16 +23,22 @@ async fn the_sink_rides_out_a_database_outage() {
         dir.path(),
         "[sink]\nbatch_size = 200\nlinger_ms = 5\nretry_max_ms = 1000",
     );
-    let orders = |from: i64, to: i64| -> Vec<RawRecord> {
+    // Decisions as the processor writes them; each becomes two rows (Initialised, outcome).
+    let decisions = |from: i64, to: i64| -> Vec<RawRecord> {
         (from..to)
             .map(|i| {
-                let (k, v) = encode_order(&Order {
+                let decision = Decision {
                     order_id: i,
                     uid: i % 17,
                     amount: 1 + i % 9,
-                    timestamp_ms: 1_700_000_000_000 + i,
-                });
-                (Some(partition_for(&k, 3) as i32), Some(k), Some(v))
+                    status: OrderStatus::Completed,
+                    note: NOTE_COMPLETED.to_string(),
+                    balance_after: Some(0),
+                    order_timestamp_ms: 1_700_000_000_000 + i,
+                    decided_at_ms: 1_700_000_000_000 + i,
+                };
+                let key = uid_key(decision.uid);
+                (Some(partition_for(&key, 3) as i32), Some(key), Some(to_json(&decision)))
             })
             .collect()
     };
@@ -41,23 +47,23 @@ async fn the_sink_rides_out_a_database_outage() {
     let (c, d) = (config.clone(), def.clone());
     let sink = tokio::spawn(async move { app::sink(&c, d, &trigger, false).await });
 
-    produce(&def.inputs.orders, &orders(0, 1000));
-    let first = snapshot_until(&mysql, Duration::from_secs(60), |(_, o)| o.len() >= 1000).await;
-    assert_eq!(first.1.len(), 1000);
+    produce(&def.outputs.decisions, &decisions(0, 1000));
+    let first = snapshot_until(&mysql, Duration::from_secs(60), |(_, o)| o.len() >= 2000).await;
+    assert_eq!(first.1.len(), 2000);
 
     stack(&["stop", "mariadb"]);
-    produce(&def.inputs.orders, &orders(1000, 3000));
+    produce(&def.outputs.decisions, &decisions(1000, 3000));
     // The outage itself: the database stays away while records keep arriving.
     std::thread::sleep(Duration::from_secs(4));
-    produce(&def.inputs.orders, &orders(3000, 4000));
+    produce(&def.outputs.decisions, &decisions(3000, 4000));
     stack(&["start", "mariadb"]);
 
-    let done = snapshot_until(&mysql, Duration::from_secs(120), |(_, o)| o.len() >= 4000).await;
+    let done = snapshot_until(&mysql, Duration::from_secs(120), |(_, o)| o.len() >= 8000).await;
     stopper.trigger();
     sink.await.expect("sink task").expect("the sink survived the outage");
     let mut ids: Vec<i64> = done.1.iter().map(|r| r.1).collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(done.1.len(), 4000, "no row missing, none duplicated");
+    assert_eq!(done.1.len(), 8000, "no row missing, none duplicated");
     assert_eq!(ids, (0..4000).collect::<Vec<_>>());
 }

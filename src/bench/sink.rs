@@ -1,6 +1,6 @@
 //! The sink, measured against a plain loader on the same MariaDB server and the same rows.
-//! The rows: per order an `Initialised` and a decision event (`Order_details`), and one
-//! `User` row per user. The sink (a child process, its own group and database) reads them
+//! The rows: per order an `Initialised` and a decision event (`Order_details`, both from
+//! the order's decision record), and one `User` row per user. The sink (a child process, its own group and database) reads them
 //! from fresh topics; its rate runs from the first row visible to the last. The loader
 //! writes the same rows from memory with plain multi-row INSERTs, one transaction per
 //! sink-sized batch, into a second database: no Kafka, no idempotence guards.
@@ -8,15 +8,15 @@
 use super::processor::{self, own_command, Children};
 use super::{BenchError, BenchOptions};
 use crate::config::{Config, MysqlConfig};
-use crate::runtime::source::{SinkRecord, SinkTopic};
 use crate::runtime::{admin, load};
+use crate::sink::consumer::{SinkRecord, SinkTopic};
 use crate::sink::rows::rows_of;
 use crate::sink::writer::order_events_statement;
 use crate::sink::{schema, DbError};
 use crate::topology::codec::to_json;
 use crate::topology::definition::TopologyDefinition;
 use crate::topology::partitioner::{partition_for, uid_key};
-use crate::topology::record::{ChangeCause, Decision, Order, OrderStatus, UserChange, UserRow, NOTE_COMPLETED};
+use crate::topology::record::{ChangeCause, Decision, OrderStatus, UserChange, UserRow, NOTE_COMPLETED};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, TxOpts, Value};
 use serde::Serialize;
@@ -66,12 +66,6 @@ fn records(orders: u64, users: u64) -> Vec<SinkRecord> {
     }
     for n in 0..orders as i64 {
         let uid = n % users as i64 + 1;
-        let order = Order {
-            order_id: n + 1,
-            uid,
-            amount: 1,
-            timestamp_ms: now,
-        };
         let decision = Decision {
             order_id: n + 1,
             uid,
@@ -82,7 +76,6 @@ fn records(orders: u64, users: u64) -> Vec<SinkRecord> {
             order_timestamp_ms: now,
             decided_at_ms: now,
         };
-        out.push(record(SinkTopic::Orders, to_json(&order)));
         out.push(record(SinkTopic::Decisions, to_json(&decision)));
     }
     out
@@ -95,7 +88,7 @@ fn uid_of(record: &SinkRecord) -> i64 {
             .ok()
             .and_then(|c| c.uid())
             .unwrap_or(0),
-        SinkTopic::Orders | SinkTopic::Decisions => serde_json::from_slice::<serde_json::Value>(value)
+        SinkTopic::Decisions => serde_json::from_slice::<serde_json::Value>(value)
             .ok()
             .and_then(|v| v.get("uid")?.as_i64())
             .unwrap_or(0),
@@ -106,7 +99,6 @@ fn produce(config: &Config, def: &TopologyDefinition, records: &[SinkRecord]) ->
     let loader = load::Loader::new(&config.kafka)?;
     for (topic, name) in [
         (SinkTopic::UserChanges, &def.outputs.user_changes),
-        (SinkTopic::Orders, &def.inputs.orders),
         (SinkTopic::Decisions, &def.outputs.decisions),
     ] {
         let of_topic: Vec<&SinkRecord> = records.iter().filter(|r| r.topic == topic).collect();

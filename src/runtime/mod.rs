@@ -5,10 +5,9 @@
 //! - [`admin`]: creates and verifies the topology's topics.
 //! - [`dead_letter`], [`lag`]: dead-letter headers and consumer lag, shared by the loops.
 //! - [`rocks_store`]: a task's RocksDB store behind the topology's `KeyValueStore`.
-//! - [`stream_thread`]: the processor: consumer group, tasks, restore, transactions.
+//! - [`streams`]: the processor runtime: stream thread, tasks, restore, transactions.
 //! - [`seed_bridge`]: repartitions the seed's unkeyed topics into the keyed inputs.
 //! - [`publisher`]: the ingest's producer (acknowledged publishes only).
-//! - [`source`]: the sink's consumer (offsets committed after the database commit).
 //! - [`topic_reader`]: reads whole topics to their end (verification).
 //! - [`load`], [`passthrough`]: the benchmark's load generator and its raw pass-through peer.
 
@@ -21,6 +20,5 @@ pub mod passthrough;
 pub mod publisher;
 pub mod rocks_store;
 pub mod seed_bridge;
-pub mod source;
-pub mod stream_thread;
+pub mod streams;
 pub mod topic_reader;

@@ -7,7 +7,7 @@
 //! (a crash between the Kafka commit and the local write), and restore from the checkpoint
 //! closes that gap.
 
-use crate::topology::store::{Entries, KeyValueStore, StoreError};
+use crate::topology::store::{scan_start, Entries, KeyValueStore, StoreError};
 use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, DB};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,7 +66,11 @@ impl RocksStore {
     pub fn destroy(path: &Path) -> Result<(), StoreError> {
         if path.exists() {
             DB::destroy(&Options::default(), path).map_err(store_error)?;
-            std::fs::remove_dir_all(path).map_err(store_error)?;
+            // RocksDB may already have removed the directory with the files.
+            match std::fs::remove_dir_all(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(store_error(e)),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -172,32 +176,68 @@ impl KeyValueStore for RocksStore {
         Ok(())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for item in self.db.iterator(IteratorMode::From(prefix, Direction::Forward)) {
-            let (key, value) = item.map_err(store_error)?;
-            if !key.starts_with(prefix) {
-                break;
+    /// Pages RocksDB's entries and the overlay together: up to `limit` keys are read from
+    /// RocksDB, the overlay's writes up to the last of them are laid over, and if the
+    /// overlay's deletes left the page short, the next page follows.
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError> {
+        let mut out: Entries = Vec::new();
+        let mut cursor: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
+        loop {
+            let start = scan_start(prefix, cursor.as_deref()).to_vec();
+            let mut page: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for item in self.db.iterator(IteratorMode::From(&start, Direction::Forward)) {
+                let (key, value) = item.map_err(store_error)?;
+                if !key.starts_with(prefix) || page.len() >= limit {
+                    break;
+                }
+                if Some(&key[..]) != cursor.as_deref() {
+                    page.insert(key.to_vec(), value.to_vec());
+                }
             }
-            merged.insert(key.to_vec(), value.to_vec());
-        }
-        for (key, pending) in self
-            .overlay
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-        {
-            match pending {
-                Some(v) => merged.insert(key.clone(), v.clone()),
-                None => merged.remove(key),
+            let exhausted = page.len() < limit;
+            let upper = if exhausted {
+                None
+            } else {
+                page.keys().next_back().cloned()
             };
+            let pending = self
+                .overlay
+                .range(start.clone()..)
+                .skip_while(|(k, _)| Some(k.as_slice()) == cursor.as_deref())
+                .take_while(|(k, _)| k.starts_with(prefix) && upper.as_ref().is_none_or(|u| *k <= u));
+            for (key, value) in pending {
+                match value {
+                    Some(v) => page.insert(key.clone(), v.clone()),
+                    None => page.remove(key),
+                };
+            }
+            out.extend(page.into_iter().take(limit - out.len()));
+            if out.len() >= limit || upper.is_none() {
+                return Ok(out);
+            }
+            cursor = upper;
         }
-        Ok(merged.into_iter().collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destroyed_store_reopens_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("3");
+        let resources = StoreResources::new(8, 8);
+        let mut store = RocksStore::open(&path, &resources).unwrap();
+        store.put(b"u1", b"a".to_vec()).unwrap();
+        store.commit(Some(1490)).unwrap();
+        drop(store);
+        RocksStore::destroy(&path).unwrap();
+        let reopened = RocksStore::open(&path, &resources).unwrap();
+        assert_eq!(reopened.checkpoint().unwrap(), None);
+        assert_eq!(reopened.get(b"u1").unwrap(), None);
+    }
 
     #[test]
     fn overlay_is_read_back_and_written_only_on_commit() {
@@ -217,6 +257,18 @@ mod tests {
         store.put(b"u3", b"c".to_vec()).unwrap();
         let keys: Vec<_> = store.scan_prefix(b"u").unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, vec![b"u2".to_vec(), b"u3".to_vec()]);
+        // Paged: RocksDB holds u1, u2; the overlay deletes u1 and adds u3.
+        let page = |after: Option<&[u8]>| -> Vec<Vec<u8>> {
+            store
+                .scan(b"u", after, 1)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(page(None), [b"u2".to_vec()]);
+        assert_eq!(page(Some(b"u2")), [b"u3".to_vec()]);
+        assert!(page(Some(b"u3")).is_empty());
         assert_eq!(store.checkpoint().unwrap(), Some(42));
         drop(store);
 

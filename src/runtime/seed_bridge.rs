@@ -107,15 +107,22 @@ fn translate(
 }
 
 /// Runs the bridge until `shutdown`; blocking (call it on its own thread).
+/// `transactional_id` must be unique per replica (two bridges with one id fence each other).
 pub fn run(
     kafka: &KafkaConfig,
     def: &TopologyDefinition,
+    transactional_id: &str,
     transaction_timeout_ms: u64,
     shutdown: Shutdown,
 ) -> Result<(), KafkaError> {
     let group = format!("{}-seed-bridge", def.application_id);
-    let producer: BaseProducer = client::transactional_producer(kafka, &group, transaction_timeout_ms).create()?;
-    producer.init_transactions(TIMEOUT)?;
+    let new_producer = || -> Result<BaseProducer, KafkaError> {
+        let producer: BaseProducer =
+            client::transactional_producer(kafka, transactional_id, transaction_timeout_ms).create()?;
+        producer.init_transactions(TIMEOUT)?;
+        Ok(producer)
+    };
+    let mut producer = new_producer()?;
     let mut consumer_config = client::consumer(kafka, &group, true);
     consumer_config.set("partition.assignment.strategy", "range");
     let consumer: BaseConsumer = consumer_config.create()?;
@@ -153,7 +160,21 @@ pub fn run(
         if let Err(error) = publish(&producer, &consumer, &outgoing, &next_offsets) {
             warn!(%error, "seed bridge transaction failed; rewinding");
             if producer.abort_transaction(TIMEOUT).is_err() {
-                return Err(error);
+                // The producer cannot be trusted with another transaction: replace it,
+                // waiting out a broker outage, until shutdown.
+                let mut backoff = Duration::from_millis(200);
+                producer = loop {
+                    match new_producer() {
+                        Ok(p) => break p,
+                        Err(KafkaError::ClientCreation(e)) => return Err(KafkaError::ClientCreation(e)),
+                        Err(e) if shutdown.is_requested() => return Err(e),
+                        Err(e) => {
+                            warn!(error = %e, "seed bridge producer cannot start yet; retrying");
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                };
             }
             let mut rewind = TopicPartitionList::new();
             for (topic, partition) in next_offsets.keys() {

@@ -7,7 +7,7 @@ use crate::config::KafkaConfig;
 use crate::runtime::client;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,14 @@ pub struct TopicRecord {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+    /// Header names and values (values read as UTF-8, lossily).
+    pub headers: Vec<(String, String)>,
+}
+
+impl TopicRecord {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +63,23 @@ pub fn read_to_end(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Resul
     loop {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                                (h.key.to_string(), value.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 records.push(TopicRecord {
                     partition: m.partition(),
                     offset: m.offset(),
                     key: m.key().map(<[u8]>::to_vec),
                     value: m.payload().map(<[u8]>::to_vec),
+                    headers,
                 });
                 continue;
             }

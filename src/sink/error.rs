@@ -2,7 +2,7 @@
 //! deadlock, lock timeout) is worth retrying; anything else (schema, syntax, access) is
 //! fatal and says so.
 
-use crate::runtime::source::WriteFailure;
+use crate::sink::consumer::WriteFailure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

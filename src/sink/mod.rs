@@ -1,8 +1,10 @@
-//! The MySQL side: the schema ([`schema`]), the Kafka-fed writer that keeps `User` and
-//! `Order_details` in step with the topics ([`writer`]), the reads the HTTP API serves
-//! ([`reader`]), and error classification ([`error`]). Every statement is parameterised;
+//! The MySQL side: the Kafka consumer that feeds it ([`consumer`]), the schema
+//! ([`schema`]), the writer that keeps `User` and `Order_details` in step with the topics
+//! ([`writer`]), the reads the HTTP API serves ([`reader`]), and error classification
+//! ([`error`]). Every statement is parameterised;
 //! column names come only from the topology's allow-list.
 
+pub mod consumer;
 pub mod error;
 pub mod reader;
 pub mod rows;

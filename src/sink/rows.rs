@@ -1,9 +1,10 @@
-//! Turns a batch of sink records into the rows to write: one `Order_details` row per
-//! order event, and per uid only the newest user change of the batch. Pure (no SQL), so
+//! Turns a batch of sink records into the rows to write: two `Order_details` rows per
+//! decision (the order's `Initialised` event, then its outcome), and per uid only the
+//! newest user change of the batch. Pure (no SQL), so
 //! the batching rules are tested without a database.
 
-use crate::runtime::source::{SinkRecord, SinkTopic};
-use crate::topology::record::{Decision, Order, OrderStatus, UserChange, UserRow, NOTE_INITIALISED};
+use crate::sink::consumer::{SinkRecord, SinkTopic};
+use crate::topology::record::{Decision, OrderStatus, UserChange, UserRow, NOTE_INITIALISED};
 use std::collections::BTreeMap;
 
 /// One row of `Order_details`.
@@ -73,26 +74,27 @@ pub fn rows_of(batch: &[SinkRecord]) -> BatchRows {
             continue;
         };
         match record.topic {
-            SinkTopic::Orders => match serde_json::from_slice::<Order>(value) {
-                Ok(order) => rows.order_events.push(OrderEventRow {
-                    orderid: order.order_id,
-                    uid: order.uid,
-                    status: OrderStatus::Initialised,
-                    event_timestamp: format_timestamp(order.timestamp_ms),
-                    amount: order.amount,
-                    notes: NOTE_INITIALISED.to_string(),
-                }),
-                Err(_) => rows.undecodable += 1,
-            },
             SinkTopic::Decisions => match serde_json::from_slice::<Decision>(value) {
-                Ok(d) => rows.order_events.push(OrderEventRow {
-                    orderid: d.order_id,
-                    uid: d.uid,
-                    status: d.status,
-                    event_timestamp: format_timestamp(d.decided_at_ms),
-                    amount: d.amount,
-                    notes: d.note,
-                }),
+                Ok(d) => {
+                    // Only an order the processor accepted has a decision, so only such an
+                    // order gets its Initialised row, written just before its outcome.
+                    rows.order_events.push(OrderEventRow {
+                        orderid: d.order_id,
+                        uid: d.uid,
+                        status: OrderStatus::Initialised,
+                        event_timestamp: format_timestamp(d.order_timestamp_ms),
+                        amount: d.amount,
+                        notes: NOTE_INITIALISED.to_string(),
+                    });
+                    rows.order_events.push(OrderEventRow {
+                        orderid: d.order_id,
+                        uid: d.uid,
+                        status: d.status,
+                        event_timestamp: format_timestamp(d.decided_at_ms),
+                        amount: d.amount,
+                        notes: d.note,
+                    });
+                }
                 Err(_) => rows.undecodable += 1,
             },
             SinkTopic::UserChanges => {
@@ -213,7 +215,7 @@ mod tests {
     fn counts_undecodable_records_instead_of_failing() {
         let batch = vec![
             SinkRecord {
-                topic: SinkTopic::Orders,
+                topic: SinkTopic::Decisions,
                 partition: 0,
                 offset: 0,
                 value: Some(b"garbage".to_vec()),

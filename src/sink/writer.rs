@@ -7,7 +7,7 @@
 use super::rows::{rows_of, BatchRows, OrderEventRow, UserWrite};
 use super::DbError;
 use crate::metrics::metrics;
-use crate::runtime::source::{BatchWriter, SinkRecord};
+use crate::sink::consumer::{BatchWriter, SinkRecord};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, TxOpts, Value};
 use tracing::warn;

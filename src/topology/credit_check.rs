@@ -4,13 +4,15 @@
 //! Invariant: 0 <= credit_balance <= credit_limit holds for every stored user, and a
 //! balance only falls by the amount of a `Completed` order.
 
-use super::codec::{decode, CreditInput, DeadLetterReason, InputTopic, RawRecord};
-use super::processor::{Context, ProcessError, Processor, RecordMeta};
+use super::codec::{decode, to_json, CreditInput, DeadLetterReason, InputTopic, RawRecord};
+use super::output::{Observation, OutputRecord, OutputTopic, Provenance, Routed};
+use super::partitioner::uid_key;
+use super::processor::{Context, ProcessError, Processor, Progress, RecordMeta};
 use super::record::{
     ChangeCause, Column, Decision, Order, OrderStatus, Predicate, Target, Uid, UserChange, UserCommand, UserRow, Value,
     MAX_NAME_CHARS, NOTE_COMPLETED, NOTE_DECLINED, NOTE_UNKNOWN_USER,
 };
-use super::state::{self, OrderSeen, UserState, USER_PREFIX};
+use super::state::{self, ConditionCursor, OrderSeen, UserState, USER_PREFIX};
 
 /// A record the processor could not use, with its coordinates, for the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,46 @@ pub enum CreditOutput {
     DeadLetter(DeadLetter),
 }
 
+impl Routed for CreditOutput {
+    /// Decisions and user changes go to their topics keyed by uid; a dead letter keeps
+    /// the original key and value, with where it came from and why.
+    fn into_record(self) -> OutputRecord {
+        match self {
+            CreditOutput::Decision(decision) => OutputRecord {
+                topic: OutputTopic::Decisions,
+                key: Some(uid_key(decision.uid)),
+                value: Some(to_json(&decision)),
+                provenance: None,
+                observation: Observation::Decision {
+                    status: decision.status.as_str(),
+                    event_time_ms: decision.order_timestamp_ms,
+                },
+            },
+            CreditOutput::UserChange(change) => OutputRecord {
+                topic: OutputTopic::UserChanges,
+                key: change.uid().map(uid_key),
+                value: Some(to_json(&change)),
+                provenance: None,
+                observation: Observation::Nothing,
+            },
+            CreditOutput::DeadLetter(letter) => OutputRecord {
+                topic: OutputTopic::DeadLetters,
+                key: letter.key,
+                value: letter.value,
+                observation: Observation::DeadLetter {
+                    reason: letter.reason.as_str(),
+                },
+                provenance: Some(Provenance {
+                    source: letter.source,
+                    meta: letter.meta,
+                    reason: letter.reason.as_str(),
+                    detail: letter.detail,
+                }),
+            },
+        }
+    }
+}
+
 /// The credit-check processor. Stateless itself: all state lives in the context's store.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CreditCheck;
@@ -43,10 +85,10 @@ impl Processor for CreditCheck {
         &mut self,
         ctx: &mut dyn Context<CreditOutput>,
         meta: RecordMeta,
-        raw: RawRecord,
-    ) -> Result<(), ProcessError> {
-        match decode(&raw, ctx.partition_count()) {
-            Ok(CreditInput::Order(order)) => decide_order(ctx, order),
+        raw: &RawRecord,
+    ) -> Result<Progress, ProcessError> {
+        match decode(raw, ctx.partition_count()) {
+            Ok(CreditInput::Order(order)) => decide_order(ctx, order).map(|()| Progress::Done),
             Ok(CreditInput::Command(command)) => apply_command(ctx, command),
             Err(rejection) => {
                 ctx.forward(CreditOutput::DeadLetter(DeadLetter {
@@ -54,10 +96,10 @@ impl Processor for CreditCheck {
                     meta,
                     reason: rejection.reason,
                     detail: rejection.detail,
-                    key: raw.key,
-                    value: raw.value,
+                    key: raw.key.clone(),
+                    value: raw.value.clone(),
                 }));
-                Ok(())
+                Ok(Progress::Done)
             }
         }
     }
@@ -183,40 +225,81 @@ fn reject(ctx: &mut dyn Context<CreditOutput>, uid: Option<Uid>, command_id: i64
     }));
 }
 
-/// The live users a command targets on this partition.
-fn targets(ctx: &mut dyn Context<CreditOutput>, target: &Target) -> Result<Vec<(u64, UserRow)>, ProcessError> {
-    match target {
-        Target::Uid(uid) => Ok(match load_user(ctx, *uid)? {
-            Some(UserState {
-                version,
-                user: Some(user),
-            }) => vec![(version, user)],
-            _ => Vec::new(),
-        }),
-        Target::Condition(condition) => {
-            let mut found = Vec::new();
-            for (key, bytes) in ctx.store().scan_prefix(USER_PREFIX)? {
-                let state: UserState = state::decode(&bytes).map_err(|e| ProcessError::CorruptState {
-                    key,
-                    reason: e.to_string(),
-                })?;
-                if let Some(user) = state.user {
-                    if user.matches(condition) {
-                        found.push((state.version, user));
-                    }
-                }
-            }
-            Ok(found)
-        }
+/// Users a condition command handles per transaction: a command that matches a million
+/// users on one partition is applied in chunks, each committed with a cursor saying how
+/// far it got, so no transaction grows with the partition.
+pub const CONDITION_CHUNK: usize = 1_000;
+
+fn corrupt(key: Vec<u8>) -> impl FnOnce(state::StateCodecError) -> ProcessError {
+    move |e| ProcessError::CorruptState {
+        key,
+        reason: e.to_string(),
     }
 }
 
-fn apply_command(ctx: &mut dyn Context<CreditOutput>, command: UserCommand) -> Result<(), ProcessError> {
+/// The live users a command targets on this partition: by uid at once; by condition the
+/// next chunk of users after the command's cursor, with [`Progress::Partial`] while more
+/// may follow. The cursor is saved (or removed at the end) in the same transaction as
+/// the chunk's changes, so a crash resumes where the last commit left off.
+fn targets(
+    ctx: &mut dyn Context<CreditOutput>,
+    command_id: i64,
+    target: &Target,
+) -> Result<(Vec<(u64, UserRow)>, Progress), ProcessError> {
+    let condition = match target {
+        Target::Uid(uid) => {
+            let found = match load_user(ctx, *uid)? {
+                Some(UserState {
+                    version,
+                    user: Some(user),
+                }) => vec![(version, user)],
+                _ => Vec::new(),
+            };
+            return Ok((found, Progress::Done));
+        }
+        Target::Condition(condition) => condition,
+    };
+    let cursor_key = state::cursor_key(command_id);
+    let after = match ctx.store().get(&cursor_key)? {
+        Some(bytes) => Some(
+            state::decode::<ConditionCursor>(&bytes)
+                .map_err(corrupt(cursor_key.clone()))?
+                .after,
+        ),
+        None => None,
+    };
+    let page = ctx.store().scan(USER_PREFIX, after.as_deref(), CONDITION_CHUNK)?;
+    let progress = match page.last() {
+        Some((last, _)) if page.len() >= CONDITION_CHUNK => {
+            let cursor = ConditionCursor { after: last.clone() };
+            ctx.store().put(&cursor_key, state::encode(&cursor))?;
+            Progress::Partial
+        }
+        _ => {
+            if after.is_some() {
+                ctx.store().delete(&cursor_key)?;
+            }
+            Progress::Done
+        }
+    };
+    let mut found = Vec::new();
+    for (key, bytes) in page {
+        let state: UserState = state::decode(&bytes).map_err(corrupt(key))?;
+        if let Some(user) = state.user {
+            if user.matches(condition) {
+                found.push((state.version, user));
+            }
+        }
+    }
+    Ok((found, progress))
+}
+
+fn apply_command(ctx: &mut dyn Context<CreditOutput>, command: UserCommand) -> Result<Progress, ProcessError> {
     match command {
         UserCommand::Create { command_id, user } => {
             if let Err(reason) = validate_user(&user) {
                 reject(ctx, Some(user.uid), command_id, reason);
-                return Ok(());
+                return Ok(Progress::Done);
             }
             let previous = load_user(ctx, user.uid)?;
             if matches!(previous, Some(UserState { user: Some(_), .. })) {
@@ -226,7 +309,7 @@ fn apply_command(ctx: &mut dyn Context<CreditOutput>, command: UserCommand) -> R
                     command_id,
                     format!("user {} already exists", user.uid),
                 );
-                return Ok(());
+                return Ok(Progress::Done);
             }
             let version = previous.map_or(0, |p| p.version) + 1;
             save_user(
@@ -242,13 +325,14 @@ fn apply_command(ctx: &mut dyn Context<CreditOutput>, command: UserCommand) -> R
                 cause: ChangeCause::Created,
                 user,
             }));
+            Ok(Progress::Done)
         }
         UserCommand::Update {
             command_id,
             target,
             set,
         } => {
-            let found = targets(ctx, &target)?;
+            let (found, progress) = targets(ctx, command_id, &target)?;
             if let (Target::Uid(uid), true) = (&target, found.is_empty()) {
                 reject(ctx, Some(*uid), command_id, format!("user {uid} does not exist"));
             }
@@ -273,9 +357,10 @@ fn apply_command(ctx: &mut dyn Context<CreditOutput>, command: UserCommand) -> R
                     Err(reason) => reject(ctx, Some(user.uid), command_id, reason),
                 }
             }
+            Ok(progress)
         }
         UserCommand::Delete { command_id, target } => {
-            let found = targets(ctx, &target)?;
+            let (found, progress) = targets(ctx, command_id, &target)?;
             if let (Target::Uid(uid), true) = (&target, found.is_empty()) {
                 reject(ctx, Some(*uid), command_id, format!("user {uid} does not exist"));
             }
@@ -288,7 +373,7 @@ fn apply_command(ctx: &mut dyn Context<CreditOutput>, command: UserCommand) -> R
                     command_id,
                 }));
             }
+            Ok(progress)
         }
     }
-    Ok(())
 }

@@ -8,7 +8,7 @@ use super::codec::{encode_command, encode_order, InputTopic, RawRecord};
 use super::credit_check::{CreditCheck, CreditOutput, DeadLetter};
 use super::partition_group::PartitionGroup;
 use super::partitioner::partition_for;
-use super::processor::{ProcessError, Processor, RecordMeta};
+use super::processor::{ProcessError, Processor, Progress, RecordMeta};
 use super::record::{Decision, Order, Uid, UserChange, UserCommand, BROADCAST_KEY};
 use super::state::{self, UserState};
 use super::store::{ChangeLoggingStore, InMemoryStore, KeyValueStore, StoreChange};
@@ -28,6 +28,8 @@ pub struct TestDriver {
     now_ms: i64,
     outputs: Vec<CreditOutput>,
     processor: CreditCheck,
+    /// How often a record was handed in again after a part of its work.
+    resumptions: usize,
 }
 
 impl TestDriver {
@@ -47,6 +49,7 @@ impl TestDriver {
             now_ms: 1_700_000_000_000,
             outputs: Vec::new(),
             processor: CreditCheck,
+            resumptions: 0,
         }
     }
 
@@ -134,17 +137,30 @@ impl TestDriver {
     pub fn run(&mut self) -> Result<(), ProcessError> {
         for (partition, task) in self.tasks.iter_mut().enumerate() {
             while let Some(record) = task.group.pop() {
-                let mut ctx = TaskContext {
-                    store: ChangeLoggingStore::new(&mut task.store, &mut task.changelog),
-                    outputs: &mut self.outputs,
-                    now_ms: self.now_ms,
-                    partition: partition as u32,
-                    partition_count: self.partitions,
-                };
-                self.processor.process(&mut ctx, record.meta, record)?;
+                // A record whose work is done in parts is handed in again, as the runtime
+                // does after committing each part.
+                loop {
+                    let mut ctx = TaskContext {
+                        store: ChangeLoggingStore::new(&mut task.store, &mut task.changelog),
+                        outputs: &mut self.outputs,
+                        now_ms: self.now_ms,
+                        partition: partition as u32,
+                        partition_count: self.partitions,
+                    };
+                    match self.processor.process(&mut ctx, record.meta, &record)? {
+                        Progress::Done => break,
+                        Progress::Partial => self.resumptions += 1,
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// How often a record was handed in again because its work was done in parts (each
+    /// part is one transaction under the Kafka runtime).
+    pub fn resumptions(&self) -> usize {
+        self.resumptions
     }
 
     pub fn outputs(&self) -> &[CreditOutput] {

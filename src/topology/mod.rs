@@ -13,6 +13,7 @@ pub mod conditions;
 pub mod credit_check;
 pub mod definition;
 pub mod driver;
+pub mod output;
 pub mod partition_group;
 pub mod partitioner;
 pub mod processor;

@@ -36,6 +36,16 @@ pub enum ProcessError {
     CorruptState { key: Vec<u8>, reason: String },
 }
 
+/// How far a record's work got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Done,
+    /// Part of the work is done and its state saved in the store: the runtime commits what
+    /// was done, then hands the same record in again. Keeps one record's transaction
+    /// bounded, however much state it touches.
+    Partial,
+}
+
 /// Topology logic for one input type and one output type.
 pub trait Processor {
     type Input;
@@ -45,6 +55,6 @@ pub trait Processor {
         &mut self,
         ctx: &mut dyn Context<Self::Output>,
         meta: RecordMeta,
-        input: Self::Input,
-    ) -> Result<(), ProcessError>;
+        input: &Self::Input,
+    ) -> Result<Progress, ProcessError>;
 }

@@ -1,5 +1,6 @@
 //! How the credit-check processor lays out its state in a byte-keyed store.
-//! Keys: `u` + uid (big-endian) for users, `o` + order id for orders already decided.
+//! Keys: `u` + uid (big-endian) for users, `o` + order id for orders already decided,
+//! `c` + command id for a condition command applied in part (how far it got).
 //! Values: one format-version byte, then bincode. A value of an unknown version is an
 //! error, never silently misread.
 
@@ -19,6 +20,7 @@ fn bincode_config() -> impl bincode::config::Config {
 
 pub const USER_PREFIX: &[u8] = b"u";
 pub const ORDER_PREFIX: &[u8] = b"o";
+pub const CURSOR_PREFIX: &[u8] = b"c";
 
 /// A user as the processor keeps it. `user` is `None` after a delete, so the version
 /// sequence of the uid continues if it is created again.
@@ -32,6 +34,18 @@ pub struct UserState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSeen {
     pub status: OrderStatus,
+}
+
+/// How far a condition command got on this partition: the last user key it handled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionCursor {
+    pub after: Vec<u8>,
+}
+
+pub fn cursor_key(command_id: i64) -> Vec<u8> {
+    let mut key = CURSOR_PREFIX.to_vec();
+    key.extend_from_slice(&command_id.to_be_bytes());
+    key
 }
 
 pub fn user_key(uid: Uid) -> Vec<u8> {

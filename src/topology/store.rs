@@ -18,8 +18,23 @@ pub trait KeyValueStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError>;
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
+    /// The first `limit` live entries whose key starts with `prefix` and, when `after` is
+    /// given, sorts after it; in key order. Scanning from the last key returned pages
+    /// through the prefix.
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError>;
     /// Every live entry whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError>;
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
+        self.scan(prefix, None, usize::MAX)
+    }
+}
+
+/// Where a scan of `prefix` after `after` starts: the prefix itself, or `after` when it
+/// lies within the prefix (the caller skips `after` itself).
+pub fn scan_start<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> &'a [u8] {
+    match after {
+        Some(after) if after > prefix => after,
+        _ => prefix,
+    }
 }
 
 /// A store held in a `BTreeMap`; what the test driver runs the processor against.
@@ -57,11 +72,13 @@ impl KeyValueStore for InMemoryStore {
         Ok(())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError> {
         Ok(self
             .entries
-            .range(prefix.to_vec()..)
+            .range(scan_start(prefix, after).to_vec()..)
+            .skip_while(|(k, _)| Some(k.as_slice()) == after)
             .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
@@ -109,8 +126,8 @@ impl KeyValueStore for ChangeLoggingStore<'_> {
         Ok(())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
-        self.inner.scan_prefix(prefix)
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError> {
+        self.inner.scan(prefix, after, limit)
     }
 }
 
@@ -127,6 +144,21 @@ mod tests {
         store.put(b"v", b"y".to_vec()).unwrap();
         let keys: Vec<_> = store.scan_prefix(b"u").unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, vec![b"u1".to_vec(), b"u2".to_vec()]);
+    }
+
+    #[test]
+    fn scan_pages_through_a_prefix_after_a_key() {
+        let mut store = InMemoryStore::new();
+        for key in [&b"u1"[..], b"u2", b"u3", b"v1"] {
+            store.put(key, b"x".to_vec()).unwrap();
+        }
+        let keys = |entries: Entries| entries.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(
+            keys(store.scan(b"u", None, 2).unwrap()),
+            [b"u1".to_vec(), b"u2".to_vec()]
+        );
+        assert_eq!(keys(store.scan(b"u", Some(b"u2"), 2).unwrap()), [b"u3".to_vec()]);
+        assert!(store.scan(b"u", Some(b"u3"), 2).unwrap().is_empty());
     }
 
     #[test]

@@ -11,7 +11,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub struct Observed {
     /// Order ids the ingest acknowledged (202), when the load generator recorded them.
     pub acknowledged: Option<Vec<OrderId>>,
+    /// The orders topic's records the processor can decide.
     pub orders: Vec<Order>,
+    /// `(partition, offset)` of the orders topic's records it must reject.
+    pub rejected_orders: Vec<(i32, i64)>,
+    /// `(partition, offset)` each dead letter of the orders topic names as its source.
+    pub order_dead_letters: Vec<(i32, i64)>,
     pub decisions: Vec<Decision>,
     /// In offset order per partition (versions of one uid are on one partition).
     pub user_changes: Vec<UserChange>,
@@ -55,7 +60,31 @@ pub fn check(observed: &Observed) -> Vec<Violation> {
     check_balances(observed, &mut found);
     check_final_state(observed, &mut found);
     check_order_details(observed, &mut found);
+    check_dead_letters(observed, &mut found);
     found
+}
+
+/// Every rejected order record is dead-lettered exactly once, and nothing else is.
+fn check_dead_letters(o: &Observed, found: &mut Vec<Violation>) {
+    let mut letters: HashMap<(i32, i64), usize> = HashMap::new();
+    for coordinates in &o.order_dead_letters {
+        *letters.entry(*coordinates).or_default() += 1;
+    }
+    for coordinates in &o.rejected_orders {
+        match letters.remove(coordinates) {
+            Some(1) => {}
+            n => found.push(violation(
+                "every rejected order record dead-lettered once",
+                format!("orders {coordinates:?}: {} dead letters", n.unwrap_or(0)),
+            )),
+        }
+    }
+    for (coordinates, _) in letters {
+        found.push(violation(
+            "no dead letter for an order record that can be decided",
+            format!("orders {coordinates:?}"),
+        ));
+    }
 }
 
 fn check_decisions(o: &Observed, found: &mut Vec<Violation>) {
@@ -195,6 +224,16 @@ fn check_order_details(o: &Observed, found: &mut Vec<Violation>) {
     let ordered: BTreeSet<OrderId> = o.orders.iter().map(|x| x.order_id).collect();
     for id in &ordered {
         let statuses = rows.remove(id).unwrap_or_default();
+        let Some(d) = decisions.get(id) else {
+            // Not decided yet, or rejected by the processor (dead-lettered): no row at all.
+            if !statuses.is_empty() {
+                found.push(violation(
+                    "no Order_details row for an order without a decision",
+                    format!("order {id}: {statuses:?}"),
+                ));
+            }
+            continue;
+        };
         let initialised = statuses.iter().filter(|s| **s == "Initialised").count();
         if initialised != 1 {
             found.push(violation(
@@ -203,17 +242,11 @@ fn check_order_details(o: &Observed, found: &mut Vec<Violation>) {
             ));
         }
         let finals: Vec<&&str> = statuses.iter().filter(|s| **s != "Initialised").collect();
-        match decisions.get(id) {
-            Some(d) if finals.len() == 1 && *finals[0] == d.status.as_str() => {}
-            Some(d) => found.push(violation(
+        if finals.len() != 1 || *finals[0] != d.status.as_str() {
+            found.push(violation(
                 "one final row per decided order",
                 format!("order {id}: {finals:?}, decided {}", d.status.as_str()),
-            )),
-            None if finals.is_empty() => {}
-            None => found.push(violation(
-                "no final row without a decision",
-                format!("order {id}: {finals:?}"),
-            )),
+            ));
         }
     }
     for (id, statuses) in rows {
@@ -268,6 +301,8 @@ mod tests {
         Observed {
             acknowledged: Some(orders.iter().map(|o| o.order_id).collect()),
             orders,
+            rejected_orders: Vec::new(),
+            order_dead_letters: Vec::new(),
             decisions,
             user_changes,
             state,
@@ -315,6 +350,24 @@ mod tests {
         let mut o = observed();
         o.db_order_events.push((1, "Initialised".into()));
         assert!(check(&o).iter().any(|v| v.invariant == "one Initialised row per order"));
+
+        let mut o = observed();
+        o.rejected_orders.push((0, 99));
+        assert!(check(&o)
+            .iter()
+            .any(|v| v.invariant == "every rejected order record dead-lettered once"));
+        o.order_dead_letters.push((0, 99));
+        assert_eq!(check(&o), Vec::new());
+        o.order_dead_letters.push((0, 99));
+        assert!(check(&o)
+            .iter()
+            .any(|v| v.invariant == "every rejected order record dead-lettered once"));
+
+        let mut o = observed();
+        o.decisions.retain(|d| d.order_id != 2);
+        assert!(check(&o)
+            .iter()
+            .any(|v| v.invariant == "no Order_details row for an order without a decision"));
 
         let mut o = observed();
         let dup = o.user_changes[7].clone();

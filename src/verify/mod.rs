@@ -7,7 +7,9 @@ pub mod checks;
 use crate::config::Config;
 use crate::runtime::topic_reader::{read_to_end, ReadError, TopicRecord};
 use crate::sink::{reader, DbError};
+use crate::topology::codec::{decode, CreditInput, InputTopic, RawRecord};
 use crate::topology::definition::TopologyDefinition;
+use crate::topology::processor::RecordMeta;
 use crate::topology::record::{Decision, Order, OrderId, UserChange};
 use crate::topology::state::{self, UserState, USER_PREFIX};
 use checks::{check, decided_without_acknowledgement, Observed, Violation};
@@ -68,6 +70,7 @@ pub async fn verify(
             in_partition_order(read_to_end(&kafka, &def2.outputs.decisions, timeout)?),
             in_partition_order(read_to_end(&kafka, &def2.outputs.user_changes, timeout)?),
             in_partition_order(read_to_end(&kafka, &def2.store.changelog, timeout)?),
+            read_to_end(&kafka, &def2.outputs.dead_letters, timeout)?,
         ))
     })
     .await
@@ -75,9 +78,42 @@ pub async fn verify(
         topic: format!("reader task: {e}"),
         waited: timeout,
     })??;
-    let (orders, decisions, changes, changelog) = topics;
+    let (orders, decisions, changes, changelog, dead_letters) = topics;
     let mut undecodable = 0;
-    let orders: Vec<Order> = decode_all(&orders, &mut undecodable);
+    // An order record is what the processor's own decoder makes of it: an order to decide,
+    // or a record it must reject (and dead-letter).
+    let mut rejected_orders = Vec::new();
+    let orders: Vec<Order> = orders
+        .iter()
+        .filter_map(|r| {
+            let raw = RawRecord {
+                topic: InputTopic::Orders,
+                meta: RecordMeta {
+                    partition: r.partition as u32,
+                    offset: r.offset,
+                    timestamp_ms: 0,
+                },
+                key: r.key.clone(),
+                value: r.value.clone(),
+            };
+            match decode(&raw, def.partitions) {
+                Ok(CreditInput::Order(order)) => Some(order),
+                _ => {
+                    rejected_orders.push((r.partition, r.offset));
+                    None
+                }
+            }
+        })
+        .collect();
+    let order_dead_letters: Vec<(i32, i64)> = dead_letters
+        .iter()
+        .filter(|l| l.header("source.topic") == Some(def.inputs.orders.as_str()))
+        .filter_map(|l| {
+            let partition = l.header("source.partition")?.parse().ok()?;
+            let offset = l.header("source.offset")?.parse().ok()?;
+            Some((partition, offset))
+        })
+        .collect();
     let decisions: Vec<Decision> = decode_all(&decisions, &mut undecodable);
     let user_changes: Vec<UserChange> = decode_all(&changes, &mut undecodable);
     let mut state_by_uid = std::collections::BTreeMap::new();
@@ -104,6 +140,8 @@ pub async fn verify(
     let observed = Observed {
         acknowledged,
         orders,
+        rejected_orders,
+        order_dead_letters,
         decisions,
         user_changes,
         state: state_by_uid,

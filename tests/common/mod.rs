@@ -3,6 +3,8 @@
 //! and starting the real binary as a child process.
 #![allow(dead_code)]
 
+pub mod scenario;
+
 use creditstream::config::{KafkaConfig, MysqlConfig};
 use creditstream::runtime::admin;
 use creditstream::topology::definition::TopologyDefinition;
@@ -77,13 +79,40 @@ pub async fn database() -> MysqlConfig {
 }
 
 pub fn producer() -> BaseProducer {
-    ClientConfig::new()
+    producer_with(&[])
+}
+
+/// A producer with more librdkafka properties (for example a larger `message.max.bytes`).
+pub fn producer_with(extra: &[(&str, &str)]) -> BaseProducer {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap())
         .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
+        .set("linger.ms", "5");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    config.create().expect("producer")
+}
+
+/// The offset consumer group `group` committed on `topic` `partition`, if any.
+pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
         .create()
-        .expect("producer")
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .expect("committed offsets");
+    match committed.find_partition(topic, partition)?.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
 }
 
 /// A record to produce: (`partition`, key, value); `None` leaves each to the client.
@@ -91,7 +120,11 @@ pub type RawRecord = (Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Produces records and waits until all are acknowledged.
 pub fn produce(topic: &str, records: &[RawRecord]) {
-    let producer = producer();
+    produce_through(&producer(), topic, records);
+}
+
+/// Produces records with `producer` and waits until all are acknowledged.
+pub fn produce_through(producer: &BaseProducer, topic: &str, records: &[RawRecord]) {
     for (partition, key, value) in records {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         if let Some(p) = partition {
@@ -114,7 +147,7 @@ pub fn produce(topic: &str, records: &[RawRecord]) {
             }
         }
     }
-    producer.flush(Duration::from_secs(30)).expect("flush");
+    producer.flush(Duration::from_secs(120)).expect("flush");
 }
 
 /// One record read back from a topic.
@@ -201,6 +234,24 @@ impl Running {
     pub fn sigkill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Freezes the process (SIGSTOP): it keeps its sockets but does nothing, heartbeats
+    /// included, until [`Running::thaw`].
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} failed");
     }
 
     pub fn sigterm(&mut self) -> std::process::ExitStatus {

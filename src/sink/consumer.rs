@@ -1,5 +1,9 @@
-//! The sink's Kafka side: consumes the orders, decisions and user-changes topics
-//! (read_committed, its own group), hands batches to a writer, and commits offsets.
+//! The sink's Kafka side: consumes the decisions and user-changes topics (read_committed,
+//! its own group), hands batches to a writer, and commits offsets.
+//!
+//! The orders topic is not read: an order reaches MySQL only once the processor accepted
+//! it, through its decision, which carries everything both of its rows need. One order's
+//! events therefore come from one partition of one topic, in order, whoever owns it.
 //!
 //! Invariant: an offset is committed only after the writer reported the batch durable.
 //! While the writer fails with a retriable error the batch is retried with backoff and
@@ -25,7 +29,6 @@ use tracing::{info, warn};
 /// Which topic a sink record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SinkTopic {
-    Orders,
     Decisions,
     UserChanges,
 }
@@ -59,9 +62,7 @@ pub enum SourceError {
 }
 
 fn sink_topic(def: &TopologyDefinition, name: &str) -> Option<SinkTopic> {
-    if name == def.inputs.orders {
-        Some(SinkTopic::Orders)
-    } else if name == def.outputs.decisions {
+    if name == def.outputs.decisions {
         Some(SinkTopic::Decisions)
     } else if name == def.outputs.user_changes {
         Some(SinkTopic::UserChanges)
@@ -79,7 +80,7 @@ pub async fn run<W: BatchWriter>(
     shutdown: Shutdown,
 ) -> Result<(), SourceError> {
     let consumer: StreamConsumer = client::consumer(kafka, &cfg.group_id, true).create()?;
-    consumer.subscribe(&[&def.inputs.orders, &def.outputs.decisions, &def.outputs.user_changes])?;
+    consumer.subscribe(&[&def.outputs.decisions, &def.outputs.user_changes])?;
     info!(group = cfg.group_id, "sink consuming");
     let linger = Duration::from_millis(cfg.linger_ms);
     let mut batch: Vec<SinkRecord> = Vec::with_capacity(cfg.batch_size);
@@ -177,7 +178,6 @@ async fn write_with_retry<W: BatchWriter>(
 
 fn topic_name(def: &TopologyDefinition, topic: SinkTopic) -> &str {
     match topic {
-        SinkTopic::Orders => &def.inputs.orders,
         SinkTopic::Decisions => &def.outputs.decisions,
         SinkTopic::UserChanges => &def.outputs.user_changes,
     }

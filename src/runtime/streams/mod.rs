@@ -1,0 +1,40 @@
+//! The processor runtime, split as Kafka Streams splits its own: it adapts Kafka and
+//! RocksDB to any [`Processor`](crate::topology::processor::Processor) of the topology
+//! layer and knows nothing of what the processor decides.
+//!
+//! - [`stream_thread`]: the poll loop; joins the group, feeds tasks, drives commits.
+//! - [`task_manager`]: the tasks, their commit as one transaction, rollback and recovery.
+//! - [`task`]: one partition: its store, buffered input, positions and catch-up.
+//! - [`record_collector`]: the one producer: outputs, changelog, dead letters, transactions.
+//! - [`changelog_reader`]: restores a task's store from its changelog.
+//! - [`catch_up`]: a new task reads the user commands already on the broker first.
+//! - [`commit_policy`]: when to commit (pure).
+//! - [`rebalance`]: the consumer's rebalance callbacks.
+//! - [`process_id`]: the replica's unique, restart-stable id.
+//! - [`error`]: the runtime's errors, classified retriable or fatal.
+//! - [`faults`]: fault injection for the fault tests (off unless asked for).
+//!
+//! The guarantees, end to end:
+//! - Under `exactly_once_v2`, outputs, changelog records and consumed offsets of a commit
+//!   go out in one Kafka transaction; a task's store is written only after that
+//!   transaction committed, with the changelog offset it corresponds to, so the store is
+//!   never ahead of the committed changelog.
+//! - Under `at_least_once`, an offset is committed only after every output and changelog
+//!   record before it was acknowledged and the store was written.
+//! - After any failure, whatever was not committed is forgotten: stores are restored from
+//!   the committed changelog, inputs re-read from the committed offsets.
+
+pub mod catch_up;
+pub mod changelog_reader;
+pub mod commit_policy;
+pub mod error;
+pub mod faults;
+pub mod process_id;
+pub mod rebalance;
+pub mod record_collector;
+pub mod stream_thread;
+pub mod task;
+pub mod task_manager;
+
+pub use error::StreamsError;
+pub use stream_thread::run;

@@ -1,0 +1,382 @@
+//! The record collector: the stream thread's one producer, as Kafka Streams'
+//! `RecordCollector`. It sends the topology's outputs and the changelog records to the
+//! task's partition, follows their deliveries, and runs the producer's transactions.
+//!
+//! Invariants:
+//! - Under `exactly_once_v2` every record goes into the open transaction; a transaction
+//!   commits only if every one of its records was delivered.
+//! - A dead letter always fits on its topic: a key or value too large to carry as it is
+//!   is cut to a bounded size, and headers say so and give the original size. One bad
+//!   record therefore never fails a commit, and never stops the partition behind it.
+//! - A producer whose commit or abort did not answer is never used again (librdkafka
+//!   lacks KIP-890, so a late answer could apply to a later transaction).
+
+use super::error::StreamsError;
+use super::faults::Faults;
+use crate::config::{KafkaConfig, ProcessorConfig};
+use crate::runtime::{client, dead_letter};
+use crate::topology::codec::InputTopic;
+use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
+use crate::topology::output::{OutputRecord, OutputTopic};
+use crate::topology::store::StoreChange;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::{ClientContext, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tracing::warn;
+
+/// Longest a Kafka call of the commit path may block.
+pub const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest key plus value a dead letter carries; the rest is cut (librdkafka's default
+/// `message.max.bytes` is 1 000 000, and headers need room too).
+pub const DEAD_LETTER_MAX_BYTES: usize = 256 * 1024;
+/// Largest `error.detail` header.
+const DETAIL_MAX_BYTES: usize = 1024;
+
+/// Follows delivery reports: failures, and the last offset written to each changelog partition.
+pub struct DeliveryTracker {
+    changelog_topic: String,
+    failures: AtomicU64,
+    changelog_offsets: Mutex<HashMap<i32, i64>>,
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(message) if message.topic() == self.changelog_topic => {
+                if let Ok(mut offsets) = self.changelog_offsets.lock() {
+                    let entry = offsets.entry(message.partition()).or_insert(-1);
+                    *entry = (*entry).max(message.offset());
+                }
+            }
+            Ok(_) => {}
+            Err((error, _)) => {
+                warn!(%error, "delivery failed");
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The topic names the collector sends to, and the inputs dead letters name as their source.
+struct Topics {
+    user_commands: String,
+    orders: String,
+    decisions: String,
+    user_changes: String,
+    dead_letters: String,
+    changelog: String,
+}
+
+pub struct RecordCollector {
+    producer: BaseProducer<DeliveryTracker>,
+    topics: Topics,
+    exactly_once: bool,
+    in_transaction: bool,
+    /// Set when the producer may not be trusted with another transaction (a commit or
+    /// abort that did not answer, a fatal or fenced producer); cleared once replaced.
+    stale: bool,
+    /// What a new producer is built from, when the current one cannot be trusted.
+    kafka: KafkaConfig,
+    transactional_id: String,
+    transaction_timeout_ms: u64,
+}
+
+fn new_producer(
+    kafka: &KafkaConfig,
+    changelog: &str,
+    exactly_once: bool,
+    transactional_id: &str,
+    transaction_timeout_ms: u64,
+) -> Result<BaseProducer<DeliveryTracker>, StreamsError> {
+    let tracker = DeliveryTracker {
+        changelog_topic: changelog.to_string(),
+        failures: AtomicU64::new(0),
+        changelog_offsets: Mutex::new(HashMap::new()),
+    };
+    let config = if exactly_once {
+        client::transactional_producer(kafka, transactional_id, transaction_timeout_ms)
+    } else {
+        client::producer(kafka, 5)
+    };
+    let producer: BaseProducer<DeliveryTracker> = config.create_with_context(tracker)?;
+    if exactly_once {
+        producer.init_transactions(KAFKA_CALL_TIMEOUT)?;
+    }
+    Ok(producer)
+}
+
+/// `bytes` cut to `max` bytes, and whether it was cut.
+fn bounded(bytes: Option<&[u8]>, max: usize) -> (Option<&[u8]>, bool) {
+    match bytes {
+        Some(b) if b.len() > max => (Some(&b[..max]), true),
+        other => (other, false),
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn bounded_text(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+impl RecordCollector {
+    pub fn new(
+        kafka: &KafkaConfig,
+        def: &TopologyDefinition,
+        cfg: &ProcessorConfig,
+        transactional_id: &str,
+    ) -> Result<Self, StreamsError> {
+        let exactly_once = def.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
+        let producer = new_producer(
+            kafka,
+            &def.store.changelog,
+            exactly_once,
+            transactional_id,
+            cfg.transaction_timeout_ms,
+        )?;
+        Ok(Self {
+            producer,
+            topics: Topics {
+                user_commands: def.inputs.user_commands.clone(),
+                orders: def.inputs.orders.clone(),
+                decisions: def.outputs.decisions.clone(),
+                user_changes: def.outputs.user_changes.clone(),
+                dead_letters: def.outputs.dead_letters.clone(),
+                changelog: def.store.changelog.clone(),
+            },
+            exactly_once,
+            in_transaction: false,
+            stale: false,
+            kafka: kafka.clone(),
+            transactional_id: transactional_id.to_string(),
+            transaction_timeout_ms: cfg.transaction_timeout_ms,
+        })
+    }
+
+    pub fn exactly_once(&self) -> bool {
+        self.exactly_once
+    }
+
+    /// Whether records were sent since the last commit or abort.
+    pub fn is_open(&self) -> bool {
+        self.in_transaction
+    }
+
+    fn begin_if_needed(&mut self) -> Result<(), StreamsError> {
+        if self.exactly_once && !self.in_transaction {
+            if let Err(error) = self.producer.begin_transaction() {
+                self.stale = true;
+                return Err(error.into());
+            }
+        }
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    /// Sends one output to `partition` of its topic.
+    pub fn send(&mut self, partition: u32, output: &OutputRecord) -> Result<(), StreamsError> {
+        self.begin_if_needed()?;
+        let partition = partition as i32;
+        let topic = match output.topic {
+            OutputTopic::Decisions => &self.topics.decisions,
+            OutputTopic::UserChanges => &self.topics.user_changes,
+            OutputTopic::DeadLetters => &self.topics.dead_letters,
+        };
+        let Some(provenance) = &output.provenance else {
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition);
+            if let Some(key) = output.key.as_deref() {
+                record = record.key(key);
+            }
+            if let Some(value) = output.value.as_deref() {
+                record = record.payload(value);
+            }
+            return Ok(client::send_waiting(&self.producer, record)?);
+        };
+        let source = match provenance.source {
+            InputTopic::UserCommands => &self.topics.user_commands,
+            InputTopic::Orders => &self.topics.orders,
+        };
+        let (key, key_cut) = bounded(output.key.as_deref(), DEAD_LETTER_MAX_BYTES / 4);
+        let (value, value_cut) = bounded(
+            output.value.as_deref(),
+            DEAD_LETTER_MAX_BYTES - key.map_or(0, <[u8]>::len),
+        );
+        let mut headers = dead_letter::headers(
+            source,
+            i64::from(provenance.meta.partition),
+            provenance.meta.offset,
+            provenance.reason,
+            bounded_text(&provenance.detail, DETAIL_MAX_BYTES),
+        );
+        for (cut, name, len) in [
+            (key_cut, "error.key.bytes", output.key.as_ref().map_or(0, Vec::len)),
+            (
+                value_cut,
+                "error.value.bytes",
+                output.value.as_ref().map_or(0, Vec::len),
+            ),
+        ] {
+            if cut {
+                let len = len.to_string();
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(len.as_str()),
+                });
+            }
+        }
+        if key_cut || value_cut {
+            warn!(
+                source,
+                partition = provenance.meta.partition,
+                offset = provenance.meta.offset,
+                "dead letter too large to carry whole; sent cut, with its original size in headers"
+            );
+        }
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topics.dead_letters)
+            .partition(partition)
+            .headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        Ok(client::send_waiting(&self.producer, record)?)
+    }
+
+    /// Sends one store change to `partition` of the changelog (`None` is a tombstone).
+    pub fn send_changelog(&mut self, partition: u32, change: &StoreChange) -> Result<(), StreamsError> {
+        self.begin_if_needed()?;
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topics.changelog)
+            .partition(partition as i32)
+            .key(&change.key[..]);
+        if let Some(value) = change.value.as_deref() {
+            record = record.payload(value);
+        }
+        Ok(client::send_waiting(&self.producer, record)?)
+    }
+
+    /// Serves delivery reports without waiting.
+    pub fn poll(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Waits for every record sent to be acknowledged; fails if any delivery failed.
+    fn flush(&self) -> Result<(), StreamsError> {
+        client::flush(&self.producer, KAFKA_CALL_TIMEOUT)?;
+        if self.producer.context().failures.swap(0, Ordering::Relaxed) > 0 {
+            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail).into());
+        }
+        Ok(())
+    }
+
+    /// Ends the open transaction with `offsets` (the consumed positions) in it. Under
+    /// at_least_once it only waits for the deliveries; the caller commits the offsets.
+    /// A commit that does not answer in time is [`StreamsError::CommitOutcomeUnknown`].
+    pub fn commit(
+        &mut self,
+        offsets: &TopicPartitionList,
+        group: Option<ConsumerGroupMetadata>,
+        faults: &Faults,
+    ) -> Result<(), StreamsError> {
+        self.flush()?;
+        if self.exactly_once {
+            if offsets.count() > 0 {
+                let group = group.ok_or(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownGroup))?;
+                self.producer
+                    .send_offsets_to_transaction(offsets, &group, KAFKA_CALL_TIMEOUT)?;
+            }
+            let started = Instant::now();
+            let committed = self.producer.commit_transaction(KAFKA_CALL_TIMEOUT);
+            let lost = committed.is_ok() && faults.lose_commit_answer();
+            match committed {
+                Ok(()) if !lost => {}
+                Ok(()) => {
+                    return Err(StreamsError::CommitOutcomeUnknown {
+                        source: KafkaError::Global(RDKafkaErrorCode::OperationTimedOut),
+                        waited: started.elapsed(),
+                    })
+                }
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() || e.code() == RDKafkaErrorCode::OperationTimedOut =>
+                {
+                    return Err(StreamsError::CommitOutcomeUnknown {
+                        source: KafkaError::Transaction(e),
+                        waited: started.elapsed(),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// The last changelog offset delivered to each partition since the last call.
+    pub fn take_changelog_offsets(&self) -> HashMap<i32, i64> {
+        self.producer
+            .context()
+            .changelog_offsets
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
+    }
+
+    /// Abandons the open transaction: aborts it if `cause` allows, otherwise (fenced,
+    /// fatal, an unknown outcome, or a failed abort) replaces the producer, whose
+    /// `init_transactions` settles whatever the broker still holds open for this id.
+    pub fn abandon(&mut self, cause: &StreamsError) -> Result<(), StreamsError> {
+        let was_open = std::mem::replace(&mut self.in_transaction, false);
+        let _ = self.take_changelog_offsets();
+        self.producer.context().failures.store(0, Ordering::Relaxed);
+        if !self.exactly_once || !(was_open || self.stale) {
+            return Ok(());
+        }
+        let aborted = was_open && cause.abortable() && self.producer.abort_transaction(KAFKA_CALL_TIMEOUT).is_ok();
+        if !aborted {
+            self.stale = true;
+        }
+        if self.stale {
+            warn!(%cause, "replacing the transactional producer");
+            self.producer = new_producer(
+                &self.kafka,
+                &self.topics.changelog,
+                true,
+                &self.transactional_id,
+                self.transaction_timeout_ms,
+            )?;
+            self.stale = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_cut_bytes_and_text_on_a_character_boundary() {
+        assert_eq!(bounded(Some(b"abcdef"), 4), (Some(&b"abcd"[..]), true));
+        assert_eq!(bounded(Some(b"ab"), 4), (Some(&b"ab"[..]), false));
+        assert_eq!(bounded(None, 4), (None, false));
+        assert_eq!(bounded_text("aé", 2), "a");
+        assert_eq!(bounded_text("abc", 5), "abc");
+    }
+}
