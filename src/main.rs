@@ -164,12 +164,10 @@ async fn run(cli: Cli, config: Config) -> Result<(), AppError> {
         Command::Passthrough => {
             let (kafka, shutdown) = (config.kafka.clone(), trigger.subscribe());
             let interval = std::time::Duration::from_millis(config.processor.commit_interval_ms);
-            tokio::task::spawn_blocking(move || {
-                creditstream::runtime::passthrough::run(&kafka, &def, interval, shutdown)
-            })
-            .await
-            .map_err(|_| AppError::Panicked)?
-            .map_err(|e| AppError::Usage(e.to_string()))
+            tokio::task::spawn_blocking(move || creditstream::bench::passthrough::run(&kafka, &def, interval, shutdown))
+                .await
+                .map_err(|_| AppError::Panicked)?
+                .map_err(|e| AppError::Usage(e.to_string()))
         }
         Command::Bench(args) => bench(*args, config, def).await,
         Command::HttpCeiling { listen } => {

@@ -7,18 +7,22 @@
 //! - [`sink`]: the MySQL sink against a plain multi-row INSERT loader.
 //! - [`ingest`]: the HTTP ingest against a route that only answers 202, with wrk.
 //! - [`uids`]: uniform or Zipf-skewed order uids.
+//! - [`load`]: the load generator (buffered producer, optional pacing).
+//! - [`passthrough`]: the raw pass-through peer (consume orders, produce them unchanged).
 //! - [`report`]: the JSON report and its Markdown tables with the ratios.
 //!
 //! Every section that fails its check reports no figures, and the run as a whole fails.
 
 pub mod ingest;
+pub mod load;
+pub mod passthrough;
 pub mod processor;
 pub mod report;
 pub mod sink;
 pub mod uids;
 
 use crate::config::Config;
-use crate::runtime::{admin, load};
+use crate::runtime::admin;
 use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
 use processor::RunSpec;
 pub use report::BenchReport;

@@ -10,10 +10,11 @@
 //! decide, each user's lowest balance equals its initial balance minus its Completed
 //! amounts. A run that fails the check reports no figures.
 
+use super::load;
 use super::uids::UidSampler;
 use super::{BenchError, BenchOptions, Peer};
 use crate::config::Config;
-use crate::runtime::{admin, load};
+use crate::runtime::admin;
 use crate::topology::codec::{encode_command, encode_order};
 use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
 use crate::topology::partitioner::partition_for;

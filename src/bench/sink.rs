@@ -5,10 +5,11 @@
 //! writes the same rows from memory with plain multi-row INSERTs, one transaction per
 //! sink-sized batch, into a second database: no Kafka, no idempotence guards.
 
+use super::load;
 use super::processor::{self, own_command, Children};
 use super::{BenchError, BenchOptions};
 use crate::config::{Config, MysqlConfig};
-use crate::runtime::{admin, load};
+use crate::runtime::admin;
 use crate::sink::consumer::{SinkRecord, SinkTopic};
 use crate::sink::rows::rows_of;
 use crate::sink::writer::order_events_statement;

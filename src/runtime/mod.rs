@@ -9,14 +9,11 @@
 //! - [`seed_bridge`]: repartitions the seed's unkeyed topics into the keyed inputs.
 //! - [`publisher`]: the ingest's producer (acknowledged publishes only).
 //! - [`topic_reader`]: reads whole topics to their end (verification).
-//! - [`load`], [`passthrough`]: the benchmark's load generator and its raw pass-through peer.
 
 pub mod admin;
 pub mod client;
 pub mod dead_letter;
 pub mod lag;
-pub mod load;
-pub mod passthrough;
 pub mod publisher;
 pub mod rocks_store;
 pub mod seed_bridge;

@@ -193,8 +193,10 @@ fn commit(consumer: &StreamConsumer, def: &TopologyDefinition, batch: &[SinkReco
     for ((topic, partition), offset) in next {
         let _ = tpl.add_partition_offset(topic_name(def, topic), partition, Offset::Offset(offset));
     }
-    if let Err(error) = consumer.commit(&tpl, CommitMode::Sync) {
-        // The rows are written; whoever owns the partitions now re-reads them idempotently.
+    // Asynchronous: a synchronous commit waits on the group coordinator without a bound,
+    // inside this async task, and after a broker outage it could wait forever. The rows are
+    // written; if the commit is lost, whoever owns the partitions re-reads them idempotently.
+    if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
         warn!(%error, "offset commit failed (rebalance?); records will be re-read and re-applied idempotently");
     }
 }
