@@ -8,16 +8,17 @@
 //! - [`topology`]: pure. Records, the processor API (`Processor`, `Context`,
 //!   `KeyValueStore`), the credit-check logic, the topology file and a test driver. No
 //!   Kafka, RocksDB, HTTP or SQL.
-//! - [`runtime`]: the only code that touches Kafka and RocksDB: clients, topic admin, the
-//!   stream thread with its tasks, stores, restores and transactions, the seed bridge, the
-//!   ingest's publisher and the sink's consumer.
+//! - [`runtime`]: the code that adapts Kafka and RocksDB to the topology: clients, topic
+//!   admin, the processor runtime (`runtime::streams`: stream thread, tasks, stores,
+//!   restores, transactions), the seed bridge and the ingest's publisher.
 //! - [`ingest`]: the warp HTTP endpoint (seed-compatible `/order`, `/user`, and `/v1`).
-//! - [`sink`]: MySQL: schema, the idempotent batch writer, the reads the API serves.
+//! - [`sink`]: the Kafka-fed MySQL writer: its consumer, the schema, the idempotent batch
+//!   writer, and the reads the API serves.
 //! - [`metrics`]: every Prometheus metric and the `/metrics` endpoint.
 //! - [`config`]: layered configuration with unknown keys rejected.
 //! - [`shutdown`]: the signal passed down to every component.
 //! - [`verify`]: the invariant checker (topics, changelog and tables agree).
-//! - [`bench`]: the benchmark (creditstream against a raw pass-through peer).
+//! - [`bench`]: the benchmark, its load generator and its raw pass-through peer.
 //! - [`app`]: wiring of the subcommands.
 
 pub mod app;
