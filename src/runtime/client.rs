@@ -4,9 +4,10 @@
 //! and is idempotent.
 
 use crate::config::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 /// The base configuration shared by every client: brokers plus the user's pass-through properties.
@@ -83,6 +84,26 @@ pub fn consumer(kafka: &KafkaConfig, group_id: &str, read_committed: bool) -> Cl
 /// verification reads.
 pub fn standalone_consumer(kafka: &KafkaConfig, read_committed: bool) -> ClientConfig {
     reader(kafka, "creditstream-standalone", read_committed)
+}
+
+/// Moves `consumer` on every partition of `partitions` back to the group's committed offset
+/// (the beginning where none is committed), so whatever was not committed is read again.
+pub fn seek_to_committed<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: TopicPartitionList,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let committed = consumer.committed_offsets(partitions, timeout)?;
+    let mut seek = TopicPartitionList::new();
+    for element in committed.elements() {
+        let offset = match element.offset() {
+            Offset::Offset(offset) => Offset::Offset(offset),
+            _ => Offset::Beginning,
+        };
+        seek.add_partition_offset(element.topic(), element.partition(), offset)?;
+    }
+    consumer.seek_partitions(seek, timeout)?;
+    Ok(())
 }
 
 /// Waits until every record sent so far is acknowledged, serving delivery reports as they

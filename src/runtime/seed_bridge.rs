@@ -180,16 +180,7 @@ pub fn run(
             for (topic, partition) in next_offsets.keys() {
                 rewind.add_partition(topic, *partition);
             }
-            let committed = consumer.committed_offsets(rewind, TIMEOUT)?;
-            let mut seek = TopicPartitionList::new();
-            for e in committed.elements() {
-                let offset = match e.offset() {
-                    Offset::Offset(o) => Offset::Offset(o),
-                    _ => Offset::Beginning,
-                };
-                seek.add_partition_offset(e.topic(), e.partition(), offset)?;
-            }
-            consumer.seek_partitions(seek, TIMEOUT)?;
+            client::seek_to_committed(&consumer, rewind, TIMEOUT)?;
         }
     }
     Ok(())

@@ -33,9 +33,6 @@ pub enum StreamsError {
         offset: i64,
         source: ProcessError,
     },
-    /// The topics do not have the partition counts the topology requires.
-    #[error("topology: {0}")]
-    Topology(String),
     /// The state directory cannot be used.
     #[error("state dir: {0}")]
     StateDir(String),
@@ -52,10 +49,7 @@ impl StreamsError {
         match self {
             StreamsError::Kafka { severity, .. } => *severity,
             StreamsError::CommitOutcomeUnknown { .. } | StreamsError::RestoreStalled { .. } => Severity::Retriable,
-            StreamsError::Store(_)
-            | StreamsError::Process { .. }
-            | StreamsError::Topology(_)
-            | StreamsError::StateDir(_) => Severity::Fatal,
+            StreamsError::Store(_) | StreamsError::Process { .. } | StreamsError::StateDir(_) => Severity::Fatal,
         }
     }
 

@@ -23,6 +23,7 @@ use super::record_collector::{RecordCollector, KAFKA_CALL_TIMEOUT};
 use super::task::{now_ms, PendingMetrics, Scratch, Task};
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::metrics::metrics;
+use crate::runtime::client;
 use crate::runtime::rocks_store::StoreResources;
 use crate::shutdown::Shutdown;
 use crate::topology::codec::{InputTopic, RawRecord};
@@ -395,17 +396,7 @@ where
         if rewind.count() == 0 {
             return Ok(());
         }
-        let committed = consumer.committed_offsets(rewind, KAFKA_CALL_TIMEOUT)?;
-        let mut seek = TopicPartitionList::new();
-        for element in committed.elements() {
-            let offset = match element.offset() {
-                Offset::Offset(offset) => Offset::Offset(offset),
-                _ => Offset::Beginning,
-            };
-            seek.add_partition_offset(element.topic(), element.partition(), offset)?;
-        }
-        consumer.seek_partitions(seek, KAFKA_CALL_TIMEOUT)?;
-        Ok(())
+        Ok(client::seek_to_committed(consumer, rewind, KAFKA_CALL_TIMEOUT)?)
     }
 
     /// Opens and restores the stores of `partitions` that have no task yet; each new task
