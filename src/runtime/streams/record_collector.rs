@@ -17,11 +17,11 @@ use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::runtime::{client, dead_letter};
 use crate::topology::codec::InputTopic;
 use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
-use crate::topology::output::{OutputRecord, OutputTopic};
+use crate::topology::output::{OutputRecord, OutputTopic, Provenance};
 use crate::topology::store::StoreChange;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Header, Message};
+use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::HashMap;
@@ -192,22 +192,38 @@ impl RecordCollector {
     /// Sends one output to `partition` of its topic.
     pub fn send(&mut self, partition: u32, output: &OutputRecord) -> Result<(), StreamsError> {
         self.begin_if_needed()?;
-        let partition = partition as i32;
         let topic = match output.topic {
             OutputTopic::Decisions => &self.topics.decisions,
             OutputTopic::UserChanges => &self.topics.user_changes,
             OutputTopic::DeadLetters => &self.topics.dead_letters,
         };
-        let Some(provenance) = &output.provenance else {
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition);
-            if let Some(key) = output.key.as_deref() {
-                record = record.key(key);
+        let (key, value, headers) = match &output.provenance {
+            None => (output.key.as_deref(), output.value.as_deref(), None),
+            Some(provenance) => {
+                let (key, value, headers) = self.dead_letter(output, provenance);
+                (key, value, Some(headers))
             }
-            if let Some(value) = output.value.as_deref() {
-                record = record.payload(value);
-            }
-            return Ok(client::send_waiting(&self.producer, record)?);
         };
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition as i32);
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        Ok(client::send_waiting(&self.producer, record)?)
+    }
+
+    /// A dead letter's key and value, cut to [`DEAD_LETTER_MAX_BYTES`] together, and its
+    /// headers: where it came from, why, and the original sizes of what was cut.
+    fn dead_letter<'a>(
+        &self,
+        output: &'a OutputRecord,
+        provenance: &Provenance,
+    ) -> (Option<&'a [u8]>, Option<&'a [u8]>, OwnedHeaders) {
         let source = match provenance.source {
             InputTopic::UserCommands => &self.topics.user_commands,
             InputTopic::Orders => &self.topics.orders,
@@ -224,16 +240,12 @@ impl RecordCollector {
             provenance.reason,
             bounded_text(&provenance.detail, DETAIL_MAX_BYTES),
         );
-        for (cut, name, len) in [
-            (key_cut, "error.key.bytes", output.key.as_ref().map_or(0, Vec::len)),
-            (
-                value_cut,
-                "error.value.bytes",
-                output.value.as_ref().map_or(0, Vec::len),
-            ),
+        for (cut, name, original) in [
+            (key_cut, "error.key.bytes", &output.key),
+            (value_cut, "error.value.bytes", &output.value),
         ] {
             if cut {
-                let len = len.to_string();
+                let len = original.as_ref().map_or(0, Vec::len).to_string();
                 headers = headers.insert(Header {
                     key: name,
                     value: Some(len.as_str()),
@@ -248,16 +260,7 @@ impl RecordCollector {
                 "dead letter too large to carry whole; sent cut, with its original size in headers"
             );
         }
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topics.dead_letters)
-            .partition(partition)
-            .headers(headers);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(value) = value {
-            record = record.payload(value);
-        }
-        Ok(client::send_waiting(&self.producer, record)?)
+        (key, value, headers)
     }
 
     /// Sends one store change to `partition` of the changelog (`None` is a tombstone).
