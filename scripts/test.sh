@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# wrk is optional here: without it the benchmark's smoke test (tests/bench_smoke.rs) checks
+# that the report says the ingest run was skipped. scripts/bench.sh installs it.
 # With Prometheus: it installs Debian's package, which tests/observability.rs runs its own instance of.
 scripts/stack.sh up --with-prometheus
 
