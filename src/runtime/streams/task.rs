@@ -142,7 +142,9 @@ impl Task {
             for output in scratch.outputs.drain(..) {
                 let output = output.into_record();
                 collector.send(self.partition, &output)?;
-                pending.observations.push(output.observation);
+                if output.observation != Observation::Nothing {
+                    pending.observations.push(output.observation);
+                }
             }
             for change in scratch.changes.drain(..) {
                 collector.send_changelog(self.partition, &change)?;

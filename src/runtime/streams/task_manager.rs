@@ -55,7 +55,6 @@ pub fn set_state(state: ThreadState) {
 struct PendingRecovery {
     cause: StreamsError,
     at: Instant,
-    backoff: Duration,
 }
 
 pub struct TaskManager<P: Processor> {
@@ -75,6 +74,9 @@ pub struct TaskManager<P: Processor> {
     pending: PendingMetrics,
     /// Set while a failed rollback waits for its retry; no task is open meanwhile.
     pending_recovery: Option<PendingRecovery>,
+    /// The wait before the last retry of a failed rollback: doubles while rollbacks keep
+    /// failing (200 ms to 5 s), zero once one succeeds.
+    recovery_backoff: Duration,
     processor: P,
     scratch: Scratch<P::Output>,
     faults: Faults,
@@ -120,6 +122,7 @@ where
             epoch: 0,
             pending: PendingMetrics::default(),
             pending_recovery: None,
+            recovery_backoff: Duration::ZERO,
             processor,
             scratch: Scratch::default(),
             faults: Faults::from_env(),
@@ -127,10 +130,6 @@ where
             kafka,
             cfg,
         }
-    }
-
-    pub fn def(&self) -> &TopologyDefinition {
-        &self.def
     }
 
     fn topic_name(&self, topic: InputTopic) -> &str {
@@ -336,20 +335,19 @@ where
         match self.rollback(consumer, &error) {
             Ok(()) => {
                 self.pending_recovery = None;
+                self.recovery_backoff = Duration::ZERO;
                 set_state(ThreadState::Running);
                 Ok(())
             }
             Err(next) if next.is_retriable() && !shutdown.is_requested() => {
                 // Nothing may be processed from positions the rollback did not reset.
                 let _ = self.abandon(&next);
-                let backoff = self.pending_recovery.as_ref().map_or(Duration::from_millis(200), |p| {
-                    (p.backoff * 2).min(Duration::from_secs(5))
-                });
+                let backoff = (self.recovery_backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
+                self.recovery_backoff = backoff;
                 warn!(error = %next, retry_in_ms = backoff.as_millis() as u64, "rollback failed; retrying");
                 self.pending_recovery = Some(PendingRecovery {
                     cause: next,
                     at: Instant::now() + backoff,
-                    backoff,
                 });
                 Ok(())
             }
@@ -368,14 +366,7 @@ where
         shutdown: &Shutdown,
     ) -> Result<(), StreamsError> {
         match self.pending_recovery.take() {
-            Some(pending) if pending.at <= Instant::now() => {
-                let backoff = pending.backoff;
-                let result = self.recover(consumer, pending.cause, shutdown);
-                if let Some(next) = &mut self.pending_recovery {
-                    next.backoff = next.backoff.max(backoff * 2).min(Duration::from_secs(5));
-                }
-                result
-            }
+            Some(pending) if pending.at <= Instant::now() => self.recover(consumer, pending.cause, shutdown),
             other => {
                 self.pending_recovery = other;
                 Ok(())
