@@ -5,14 +5,14 @@
 use crate::config::Config;
 use crate::ingest;
 use crate::metrics;
-use crate::runtime::{admin, seed_bridge, streams};
+use crate::runtime::{admin, group_offsets, streams};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sink::consumer as source;
 use crate::sink::{self, schema, writer::MySqlWriter};
-use crate::topology::credit_check::CreditCheck;
+use crate::topology::credit_topology::CreditTopology;
 use crate::topology::definition::TopologyDefinition;
 use std::net::SocketAddr;
-use tracing::{error, info};
+use tracing::info;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -22,14 +22,14 @@ pub enum AppError {
     Ingest(#[from] ingest::IngestError),
     #[error("processor: {0}")]
     Processor(#[from] streams::StreamsError),
-    #[error("seed bridge: {0}")]
-    Bridge(rdkafka::error::KafkaError),
     #[error("sink: {0}")]
     Sink(#[from] source::SourceError),
     #[error(transparent)]
     Db(#[from] sink::DbError),
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    #[error("upgrade: {0}")]
+    Upgrade(#[from] group_offsets::CarryOverError),
     #[error("metrics endpoint: {0}")]
     Metrics(String),
     #[error("a component thread panicked")]
@@ -53,9 +53,8 @@ fn spawn_metrics(listen: &str, trigger: &ShutdownTrigger) -> tokio::task::JoinHa
     tokio::spawn(async move { serve_metrics(&listen, shutdown).await })
 }
 
-/// `creditstream process`: the stream thread (and the seed bridge when enabled). If
-/// either stops with an error, the other is stopped too and the replica exits with it:
-/// a replica never runs on without the part it was started with.
+/// `creditstream process`: the stream thread, which runs the credit check and, when the
+/// topology enables it and this replica is asked to, the seed bridge, in one transaction.
 pub async fn process(
     config: &Config,
     def: TopologyDefinition,
@@ -63,35 +62,39 @@ pub async fn process(
     with_metrics: bool,
 ) -> Result<(), AppError> {
     let metrics_task = with_metrics.then(|| spawn_metrics(&config.processor.metrics_listen, trigger));
-    let bridge = if def.seed_bridge.enabled && config.processor.run_seed_bridge {
-        std::fs::create_dir_all(&config.processor.state_dir)
-            .map_err(|e| streams::StreamsError::StateDir(format!("{}: {e}", config.processor.state_dir.display())))?;
-        let id = streams::stream_thread::transactional_id(&def, &config.processor, "seed-bridge")?;
-        let (kafka, def, shutdown) = (config.kafka.clone(), def.clone(), trigger.subscribe());
-        let (timeout, stop_all) = (config.processor.transaction_timeout_ms, trigger.clone());
-        Some(tokio::task::spawn_blocking(move || {
-            let result = seed_bridge::run(&kafka, &def, &id, timeout, shutdown);
-            if let Err(e) = &result {
-                error!(error = %e, "seed bridge failed; stopping the replica");
-                stop_all.trigger();
-            }
-            result
-        }))
-    } else {
-        None
-    };
+    if def.seed_bridge.enabled && config.processor.run_seed_bridge {
+        adopt_former_bridge_offsets(config, &def).await?;
+    }
     let (kafka, cfg, shutdown) = (config.kafka.clone(), config.processor.clone(), trigger.subscribe());
-    let result = tokio::task::spawn_blocking(move || streams::run(kafka, cfg, def, CreditCheck, shutdown)).await;
+    let topology = CreditTopology::new(&def);
+    let result = tokio::task::spawn_blocking(move || streams::run(kafka, cfg, def, topology, shutdown)).await;
     trigger.trigger();
-    let bridged = match bridge {
-        Some(bridge) => bridge.await.map_err(|_| AppError::Panicked)?.map_err(AppError::Bridge),
-        None => Ok(()),
-    };
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
-    result.map_err(|_| AppError::Panicked)?.map_err(AppError::from)?;
-    bridged
+    Ok(result.map_err(|_| AppError::Panicked)??)
+}
+
+/// The seed bridge used to consume in a group of its own, `<application_id>-seed-bridge`;
+/// as a sub-topology of the stream thread it reads in the application's group. Its committed
+/// seed offsets are carried over once, so an upgrade does not bridge the seed's records again.
+async fn adopt_former_bridge_offsets(config: &Config, def: &TopologyDefinition) -> Result<(), AppError> {
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for topic in [&def.seed_bridge.orders, &def.seed_bridge.users] {
+        for p in 0..def.partitions {
+            partitions.add_partition(topic, p as i32);
+        }
+    }
+    let (kafka, group) = (config.kafka.clone(), def.application_id.clone());
+    let carried = tokio::task::spawn_blocking(move || {
+        group_offsets::carry_over(&kafka, &format!("{group}-seed-bridge"), &group, &partitions)
+    })
+    .await
+    .map_err(|_| AppError::Panicked)??;
+    if carried > 0 {
+        info!(carried, "seed offsets of the former seed bridge group carried over");
+    }
+    Ok(())
 }
 
 /// `creditstream sink`: schema, then the Kafka-fed MySQL writer.

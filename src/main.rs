@@ -162,12 +162,11 @@ async fn run(cli: Cli, config: Config) -> Result<(), AppError> {
             Ok(())
         }
         Command::Passthrough => {
-            let (kafka, shutdown) = (config.kafka.clone(), trigger.subscribe());
-            let interval = std::time::Duration::from_millis(config.processor.commit_interval_ms);
-            tokio::task::spawn_blocking(move || creditstream::bench::passthrough::run(&kafka, &def, interval, shutdown))
+            let (kafka, cfg, shutdown) = (config.kafka.clone(), config.processor.clone(), trigger.subscribe());
+            tokio::task::spawn_blocking(move || creditstream::bench::passthrough::run(kafka, cfg, &def, shutdown))
                 .await
                 .map_err(|_| AppError::Panicked)?
-                .map_err(|e| AppError::Usage(e.to_string()))
+                .map_err(AppError::from)
         }
         Command::Bench(args) => bench(*args, config, def).await,
         Command::HttpCeiling { listen } => {

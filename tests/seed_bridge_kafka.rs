@@ -78,3 +78,186 @@ async fn unkeyed_seed_records_are_repartitioned_and_decided() {
     assert_eq!(letters.len(), 1, "the order without an amount is a dead letter");
     assert_eq!(letters[0].headers["error.reason"], "seed_schema_mismatch");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_seed_record_is_dead_lettered_cut_and_the_seed_orders_behind_it_are_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("t"));
+    def.seed_bridge.enabled = true;
+    admin::ensure_topics(&kafka(), &def).await.unwrap();
+    let mut config = config(&def, None, dir.path(), "");
+    config.processor.run_seed_bridge = true;
+
+    produce(
+        &def.seed_bridge.users,
+        &[(
+            Some(0),
+            None,
+            Some(
+                br#"{"type":"C","uid":"601","lname":"Rao","name":"Asha","credit_limit":"100","credit_balance":"100"}"#
+                    .to_vec(),
+            ),
+        )],
+    );
+    // About 1 MB on the seed's order topic: the broker takes it, but not with dead-letter
+    // headers added. The seed order behind it, on the same partition, must still be decided.
+    let big = producer_with(&[("message.max.bytes", "2000000")]);
+    produce_through(
+        &big,
+        &def.seed_bridge.orders,
+        &[(Some(0), None, Some(vec![b'x'; 1_040_000]))],
+    );
+    produce(
+        &def.seed_bridge.orders,
+        &[(Some(0), None, Some(br#"{"uid": 601, "amount": 30}"#.to_vec()))],
+    );
+
+    let (trigger, _) = shutdown::channel();
+    let stopper = trigger.clone();
+    let (c, d) = (config.clone(), def.clone());
+    let processor = tokio::spawn(async move { app::process(&c, d, &trigger, false).await });
+    let decisions = read_until(&def.outputs.decisions, def.partitions, Duration::from_secs(120), |r| {
+        !r.is_empty()
+    });
+    let letters = read_until(
+        &def.outputs.dead_letters,
+        def.partitions,
+        Duration::from_secs(60),
+        |r| !r.is_empty(),
+    );
+    stopper.trigger();
+    let stopped = processor.await.unwrap();
+
+    assert_eq!(
+        decisions.len(),
+        1,
+        "the seed order behind the oversized record is decided"
+    );
+    let decision: Decision = serde_json::from_slice(decisions[0].value.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        (decision.uid, decision.amount, decision.status),
+        (601, 30, OrderStatus::Completed)
+    );
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].headers["error.reason"], "seed_schema_mismatch");
+    assert_eq!(letters[0].headers["error.value.bytes"], "1040000");
+    let kept = letters[0].value.as_ref().map_or(0, Vec::len);
+    assert!(
+        kept > 0 && kept < 1_040_000,
+        "the value is cut to a bounded size: {kept}"
+    );
+    stopped.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_records_the_former_bridge_group_committed_are_not_bridged_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("t"));
+    def.seed_bridge.enabled = true;
+    admin::ensure_topics(&kafka(), &def).await.unwrap();
+    let mut config = config(&def, None, dir.path(), "");
+    config.processor.run_seed_bridge = true;
+
+    produce(
+        &def.seed_bridge.users,
+        &[(
+            Some(0),
+            None,
+            Some(
+                br#"{"type":"C","uid":"701","lname":"Rao","name":"Asha","credit_limit":"100","credit_balance":"100"}"#
+                    .to_vec(),
+            ),
+        )],
+    );
+    let orders: Vec<RawRecord> = (1..=3)
+        .map(|amount| {
+            (
+                Some(0),
+                None,
+                Some(format!(r#"{{"uid": 701, "amount": {amount}}}"#).into_bytes()),
+            )
+        })
+        .collect();
+    produce(&def.seed_bridge.orders, &orders);
+    // What the bridge of the previous version had committed in its own group: the create
+    // and the first two orders are done; the third order is not.
+    commit_offsets(
+        &format!("{}-seed-bridge", def.application_id),
+        &[(&def.seed_bridge.users, 0, 1), (&def.seed_bridge.orders, 0, 2)],
+    );
+    // The user exists in the credit check already (the old bridge had bridged its create).
+    let (key, value) =
+        creditstream::topology::codec::encode_command(&creditstream::topology::record::UserCommand::Create {
+            command_id: 1,
+            user: creditstream::topology::record::UserRow {
+                uid: 701,
+                name: "Asha".into(),
+                lname: "Rao".into(),
+                credit_limit: 100,
+                credit_balance: 100,
+            },
+        });
+    let p = creditstream::topology::partitioner::partition_for(&key, def.partitions) as i32;
+    produce(&def.inputs.user_commands, &[(Some(p), Some(key), Some(value))]);
+
+    let (trigger, _) = shutdown::channel();
+    let stopper = trigger.clone();
+    let (c, d) = (config.clone(), def.clone());
+    let processor = tokio::spawn(async move { app::process(&c, d, &trigger, false).await });
+    let decisions = read_until(&def.outputs.decisions, def.partitions, Duration::from_secs(120), |r| {
+        !r.is_empty()
+    });
+    stopper.trigger();
+    processor.await.unwrap().unwrap();
+
+    // The seed orders of one partition are bridged in order, so had the first two been
+    // bridged again, their decisions would come first.
+    let amounts: Vec<i64> = decisions
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Decision>(r.value.as_ref().unwrap())
+                .unwrap()
+                .amount
+        })
+        .collect();
+    assert_eq!(amounts, vec![3], "only the order the former bridge had not committed");
+}
+
+#[test]
+fn offsets_are_not_carried_over_into_a_group_that_has_members() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("t"));
+    def.seed_bridge.enabled = true;
+    runtime.block_on(admin::ensure_topics(&kafka(), &def)).unwrap();
+    let (from, to) = (format!("{}-old", def.application_id), def.application_id.clone());
+    commit_offsets(&from, &[(&def.seed_bridge.orders, 0, 5)]);
+    // A member of the target group, as a replica of the previous version would be.
+    let member: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", &to)
+        .create()
+        .unwrap();
+    rdkafka::consumer::Consumer::subscribe(&member, &[&def.inputs.orders]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while rdkafka::consumer::Consumer::assignment(&member).unwrap().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the member never joined");
+        member.poll(Duration::from_millis(100));
+    }
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    partitions.add_partition(&def.seed_bridge.orders, 0);
+
+    let refused = creditstream::runtime::group_offsets::carry_over(&kafka(), &from, &to, &partitions);
+    assert!(
+        matches!(
+            refused,
+            Err(creditstream::runtime::group_offsets::CarryOverError::Commit { .. })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(committed_offset(&to, &def.seed_bridge.orders, 0), None);
+
+    drop(member);
+    let carried = creditstream::runtime::group_offsets::carry_over(&kafka(), &from, &to, &partitions);
+    assert_eq!(carried.unwrap(), 1, "once the group is empty");
+    assert_eq!(committed_offset(&to, &def.seed_bridge.orders, 0), Some(5));
+}

@@ -8,7 +8,7 @@
 //! - [`ingest`]: the HTTP ingest against a route that only answers 202, with wrk.
 //! - [`uids`]: uniform or Zipf-skewed order uids.
 //! - [`load`]: the load generator (buffered producer, optional pacing).
-//! - [`passthrough`]: the raw pass-through peer (consume orders, produce them unchanged).
+//! - [`passthrough`]: the pass-through peer (the stream thread forwarding orders unchanged).
 //! - [`report`]: the JSON report and its Markdown tables with the ratios.
 //!
 //! Every section that fails its check reports no figures, and the run as a whole fails.

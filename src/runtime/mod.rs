@@ -6,16 +6,16 @@
 //! - [`dead_letter`], [`lag`]: dead-letter headers and consumer lag, shared by the loops.
 //! - [`rocks_store`]: a task's RocksDB store behind the topology's `KeyValueStore`.
 //! - [`streams`]: the processor runtime: stream thread, tasks, restore, transactions.
-//! - [`seed_bridge`]: repartitions the seed's unkeyed topics into the keyed inputs.
+//! - [`group_offsets`]: carries committed offsets between consumer groups (upgrades).
 //! - [`publisher`]: the ingest's producer (acknowledged publishes only).
 //! - [`topic_reader`]: reads whole topics to their end (verification).
 
 pub mod admin;
 pub mod client;
 pub mod dead_letter;
+pub mod group_offsets;
 pub mod lag;
 pub mod publisher;
 pub mod rocks_store;
-pub mod seed_bridge;
 pub mod streams;
 pub mod topic_reader;

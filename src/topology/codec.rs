@@ -5,13 +5,58 @@
 use super::partitioner::partition_for;
 use super::processor::RecordMeta;
 use super::record::{Order, UserCommand, BROADCAST_KEY};
+use super::task_id::SubTopology;
 use serde::{Deserialize, Serialize};
 
-/// The two input topics of the credit-check topology.
+/// The input topics of the topology: the credit check's two keyed inputs, and the seed's
+/// two unkeyed topics, which the seed bridge repartitions into them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum InputTopic {
     UserCommands,
     Orders,
+    SeedUsers,
+    SeedOrders,
+}
+
+impl InputTopic {
+    pub const ALL: [InputTopic; 4] = [
+        InputTopic::UserCommands,
+        InputTopic::Orders,
+        InputTopic::SeedUsers,
+        InputTopic::SeedOrders,
+    ];
+
+    /// The sub-topology that reads this topic.
+    pub fn subtopology(self) -> SubTopology {
+        match self {
+            InputTopic::UserCommands | InputTopic::Orders => SubTopology::CreditCheck,
+            InputTopic::SeedUsers | InputTopic::SeedOrders => SubTopology::SeedBridge,
+        }
+    }
+
+    /// Whether it carries user operations (0) or orders (1): on a timestamp tie, user
+    /// operations go first (see `PartitionGroup`).
+    pub fn slot(self) -> usize {
+        match self {
+            InputTopic::UserCommands | InputTopic::SeedUsers => 0,
+            InputTopic::Orders | InputTopic::SeedOrders => 1,
+        }
+    }
+
+    /// A stable label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputTopic::UserCommands => "user_commands",
+            InputTopic::Orders => "orders",
+            InputTopic::SeedUsers => "seed_users",
+            InputTopic::SeedOrders => "seed_orders",
+        }
+    }
+
+    /// The position of this topic in [`InputTopic::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// An input record as it came off a topic.
@@ -137,6 +182,12 @@ pub fn decode(raw: &RawRecord, partition_count: u32) -> Result<CreditInput, Reje
             let command: UserCommand = parse_json(raw.value.as_deref())?;
             let uid = command.routing_uid();
             (CreditInput::Command(command), uid)
+        }
+        InputTopic::SeedUsers | InputTopic::SeedOrders => {
+            return Err(reject(
+                DeadLetterReason::SchemaMismatch,
+                "a seed record reaches the credit check only through the seed bridge",
+            ))
         }
     };
     match (key, routing_uid) {

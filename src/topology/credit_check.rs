@@ -40,6 +40,8 @@ impl Routed for CreditOutput {
         match self {
             CreditOutput::Decision(decision) => OutputRecord {
                 topic: OutputTopic::Decisions,
+                partition: None,
+                timestamp_ms: None,
                 key: Some(uid_key(decision.uid)),
                 value: Some(to_json(&decision)),
                 provenance: None,
@@ -50,6 +52,8 @@ impl Routed for CreditOutput {
             },
             CreditOutput::UserChange(change) => OutputRecord {
                 topic: OutputTopic::UserChanges,
+                partition: None,
+                timestamp_ms: None,
                 key: change.uid().map(uid_key),
                 value: Some(to_json(&change)),
                 provenance: None,
@@ -57,6 +61,8 @@ impl Routed for CreditOutput {
             },
             CreditOutput::DeadLetter(letter) => OutputRecord {
                 topic: OutputTopic::DeadLetters,
+                partition: None,
+                timestamp_ms: None,
                 key: letter.key,
                 value: letter.value,
                 observation: Observation::DeadLetter {

@@ -3,6 +3,9 @@
 //! Invariant: every topic of the topology has the same partition count, so inputs,
 //! outputs and the changelog are co-partitioned by uid.
 
+use super::codec::InputTopic;
+use super::output::OutputTopic;
+use super::task_id::SubTopology;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -162,6 +165,44 @@ impl TopologyDefinition {
             topics.push(spec(&self.seed_bridge.users, TopicRole::SeedInput));
         }
         topics
+    }
+
+    /// The name of an input topic.
+    pub fn input_name(&self, topic: InputTopic) -> &str {
+        match topic {
+            InputTopic::UserCommands => &self.inputs.user_commands,
+            InputTopic::Orders => &self.inputs.orders,
+            InputTopic::SeedUsers => &self.seed_bridge.users,
+            InputTopic::SeedOrders => &self.seed_bridge.orders,
+        }
+    }
+
+    /// The input topic called `name`, if the topology reads one by that name.
+    pub fn input_named(&self, name: &str) -> Option<InputTopic> {
+        InputTopic::ALL
+            .into_iter()
+            .find(|&topic| self.input_name(topic) == name)
+    }
+
+    /// The name of an output topic.
+    pub fn output_name(&self, topic: OutputTopic) -> &str {
+        match topic {
+            OutputTopic::Decisions => &self.outputs.decisions,
+            OutputTopic::UserChanges => &self.outputs.user_changes,
+            OutputTopic::DeadLetters => &self.outputs.dead_letters,
+            OutputTopic::UserCommands => &self.inputs.user_commands,
+            OutputTopic::Orders => &self.inputs.orders,
+        }
+    }
+
+    /// The sub-topologies a replica runs: the credit check, and the seed bridge when the
+    /// topology enables it and the replica is asked to run it.
+    pub fn subtopologies(&self, run_seed_bridge: bool) -> Vec<SubTopology> {
+        let mut subtopologies = vec![SubTopology::CreditCheck];
+        if self.seed_bridge.enabled && run_seed_bridge {
+            subtopologies.push(SubTopology::SeedBridge);
+        }
+        subtopologies
     }
 
     /// Every topic name prefixed, for tests that need topics of their own.

@@ -115,10 +115,7 @@ impl TestDriver {
         let Some(task) = self.tasks.get_mut(partition as usize) else {
             return;
         };
-        let slot = match topic {
-            InputTopic::UserCommands => 0,
-            InputTopic::Orders => 1,
-        };
+        let slot = topic.slot();
         let offset = task.next_offset[slot];
         task.next_offset[slot] += 1;
         task.group.push(RawRecord {

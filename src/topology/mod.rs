@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod conditions;
 pub mod credit_check;
+pub mod credit_topology;
 pub mod definition;
 pub mod driver;
 pub mod output;
@@ -19,6 +20,8 @@ pub mod partitioner;
 pub mod processor;
 pub mod record;
 pub mod seed;
+pub mod seed_bridge;
 pub mod state;
 pub mod store;
 pub mod task_context;
+pub mod task_id;

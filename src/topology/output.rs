@@ -1,19 +1,22 @@
-//! How an output leaves a task: which of the topology's output topics it goes to, its key
-//! and value bytes, and, for a dead letter, where its input came from. The topology
-//! decides all of this; the runtime only maps an [`OutputTopic`] to a topic name and sends
-//! the record to the task's own partition of it.
+//! How an output leaves a task: which of the topology's output topics it goes to, its
+//! partition, key, value and timestamp, and, for a dead letter, where its input came from.
+//! The topology decides all of this; the runtime only maps an [`OutputTopic`] to a topic
+//! name and sends the record (to the task's own partition unless the output names one).
 //! Invariant: the runtime never inspects an output's meaning; what it reports to metrics
 //! comes from the [`Observation`] the topology attached.
 
 use super::codec::InputTopic;
 use super::processor::RecordMeta;
 
-/// The output topics of a topology (`[outputs]` in the topology file).
+/// The topics a topology writes: its outputs (`[outputs]` in the topology file), and the
+/// credit check's inputs, which the seed bridge writes as a repartition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputTopic {
     Decisions,
     UserChanges,
     DeadLetters,
+    UserCommands,
+    Orders,
 }
 
 /// Where a dead letter's record came from, and why it could not be processed.
@@ -40,10 +43,15 @@ pub enum Observation {
     },
 }
 
-/// One record for an output topic, on the partition of the task that produced it.
+/// One record for an output topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputRecord {
     pub topic: OutputTopic,
+    /// `None`: the partition of the task that produced it (co-partitioned outputs);
+    /// a repartition names the partition its key belongs on.
+    pub partition: Option<u32>,
+    /// `None`: the time it is sent; a repartition keeps its input's timestamp.
+    pub timestamp_ms: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     /// Set for dead letters: becomes the record's headers.
@@ -54,4 +62,10 @@ pub struct OutputRecord {
 /// An output type the runtime can send: the topology says where each one goes.
 pub trait Routed {
     fn into_record(self) -> OutputRecord;
+}
+
+impl Routed for OutputRecord {
+    fn into_record(self) -> OutputRecord {
+        self
+    }
 }

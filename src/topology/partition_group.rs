@@ -1,10 +1,10 @@
 //! Merges the records of one task's input partitions in timestamp order, as Kafka
 //! Streams' partition group does: of the records buffered, the one with the smallest
-//! timestamp goes first; each topic keeps its offset order. On a tie, user commands go
-//! before orders, so a user created in the same millisecond as its first order exists
-//! when the order is decided.
+//! timestamp goes first; each topic keeps its offset order. On a tie, user operations go
+//! before orders (see `InputTopic::slot`), so a user created in the same millisecond as
+//! its first order exists when the order is decided.
 
-use super::codec::{InputTopic, RawRecord};
+use super::codec::RawRecord;
 use std::collections::VecDeque;
 
 /// The buffered, not yet processed records of one task.
@@ -20,9 +20,10 @@ impl PartitionGroup {
     }
 
     pub fn push(&mut self, record: RawRecord) {
-        match record.topic {
-            InputTopic::UserCommands => self.commands.push_back(record),
-            InputTopic::Orders => self.orders.push_back(record),
+        if record.topic.slot() == 0 {
+            self.commands.push_back(record);
+        } else {
+            self.orders.push_back(record);
         }
     }
 
@@ -64,6 +65,7 @@ impl PartitionGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topology::codec::InputTopic;
     use crate::topology::processor::RecordMeta;
 
     fn record(topic: InputTopic, offset: i64, timestamp_ms: i64) -> RawRecord {

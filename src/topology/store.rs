@@ -37,6 +37,32 @@ pub fn scan_start<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> &'a [u8] {
     }
 }
 
+/// The store of a task of a stateless sub-topology: every access is an error, so a
+/// processor that needs state cannot run there unnoticed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoStore;
+
+impl NoStore {
+    fn refuse<T>(&self) -> Result<T, StoreError> {
+        Err(StoreError("this sub-topology has no state store".into()))
+    }
+}
+
+impl KeyValueStore for NoStore {
+    fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.refuse()
+    }
+    fn put(&mut self, _: &[u8], _: Vec<u8>) -> Result<(), StoreError> {
+        self.refuse()
+    }
+    fn delete(&mut self, _: &[u8]) -> Result<(), StoreError> {
+        self.refuse()
+    }
+    fn scan(&self, _: &[u8], _: Option<&[u8]>, _: usize) -> Result<Entries, StoreError> {
+        self.refuse()
+    }
+}
+
 /// A store held in a `BTreeMap`; what the test driver runs the processor against.
 #[derive(Debug, Default, Clone)]
 pub struct InMemoryStore {

@@ -116,6 +116,24 @@ pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64>
 }
 
 /// A record to produce: (`partition`, key, value); `None` leaves each to the client.
+/// Commits `(topic, partition, next offset)` for `group`, as a consumer of it would have.
+pub fn commit_offsets(group: &str, offsets: &[(&str, i32, i64)]) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, offset) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .expect("offset");
+    }
+    consumer
+        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+}
+
 pub type RawRecord = (Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Produces records and waits until all are acknowledged.

@@ -8,6 +8,7 @@
 
 use super::record_collector::KAFKA_CALL_TIMEOUT;
 use super::task::Task;
+use crate::topology::task_id::{SubTopology, TaskId};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ use tracing::{debug, warn};
 pub fn arm<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     commands_topic: &str,
-    tasks: &mut BTreeMap<u32, Task>,
+    tasks: &mut BTreeMap<TaskId, Task>,
     partitions: &[u32],
 ) {
     if partitions.is_empty() {
@@ -43,7 +44,11 @@ pub fn arm<C: ConsumerContext>(
             Some(Offset::Offset(offset)) => offset.max(low),
             _ => low,
         };
-        if let (true, Some(task)) = (start < high, tasks.get_mut(&p)) {
+        let id = TaskId {
+            subtopology: SubTopology::CreditCheck,
+            partition: p,
+        };
+        if let (true, Some(task)) = (start < high, tasks.get_mut(&id)) {
             debug!(
                 partition = p,
                 commands = high - start,
@@ -60,7 +65,7 @@ pub fn arm<C: ConsumerContext>(
 pub fn update<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     commands_topic: &str,
-    tasks: &mut BTreeMap<u32, Task>,
+    tasks: &mut BTreeMap<TaskId, Task>,
     limit: Duration,
 ) {
     if !tasks.values().any(Task::catching_up) {
@@ -70,7 +75,7 @@ pub fn update<C: ConsumerContext>(
     for task in tasks.values_mut() {
         let polled = positions
             .as_ref()
-            .and_then(|tpl| tpl.find_partition(commands_topic, task.partition as i32))
+            .and_then(|tpl| tpl.find_partition(commands_topic, task.id.partition as i32))
             .and_then(|e| match e.offset() {
                 Offset::Offset(offset) => Some(offset),
                 _ => None,

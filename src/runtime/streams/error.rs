@@ -4,6 +4,7 @@
 
 use crate::topology::processor::ProcessError;
 use crate::topology::store::StoreError;
+use crate::topology::task_id::TaskId;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::time::Duration;
 
@@ -27,9 +28,9 @@ pub enum StreamsError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The processor failed on one record; that record is neither committed nor applied.
-    #[error("processing partition {partition} offset {offset}: {source}")]
+    #[error("task {task}, processing offset {offset}: {source}")]
     Process {
-        partition: u32,
+        task: TaskId,
         offset: i64,
         source: ProcessError,
     },

@@ -6,7 +6,7 @@
 //! is parked for the stream loop, which recovers from it outside the callback.
 
 use super::error::StreamsError;
-use super::task_manager::{partitions_of, TaskManager};
+use super::task_manager::TaskManager;
 use crate::metrics::metrics;
 use crate::topology::codec::RawRecord;
 use crate::topology::output::Routed;
@@ -66,33 +66,35 @@ where
         };
         let mut tasks = lock(&self.tasks);
         tasks.epoch += 1;
-        let partitions = partitions_of(tpl);
+        let revoked = tasks.tasks_of(tpl);
+        let names: Vec<String> = revoked.iter().map(ToString::to_string).collect();
         if consumer.assignment_lost() {
             metrics().rebalances.with_label_values(&["lost"]).inc();
-            warn!(?partitions, "assignment lost; abandoning uncommitted work");
+            warn!(tasks = ?names, "assignment lost; abandoning uncommitted work");
             let cause = StreamsError::from(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownMemberId));
             if let Err(error) = tasks.abandon(&cause) {
                 self.fail(error);
             }
         } else {
             metrics().rebalances.with_label_values(&["revoke"]).inc();
-            info!(?partitions, "partitions revoked; committing their work");
+            info!(tasks = ?names, "tasks revoked; committing their work");
             if let Err(error) = tasks.process_and_commit(consumer) {
                 self.fail(error);
             }
         }
-        tasks.close_tasks(&partitions);
+        tasks.close_tasks(&revoked);
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 metrics().rebalances.with_label_values(&["assign"]).inc();
-                let partitions = partitions_of(tpl);
-                info!(?partitions, "partitions assigned; restoring state");
                 let mut tasks = lock(&self.tasks);
+                let assigned = tasks.tasks_of(tpl);
+                let names: Vec<String> = assigned.iter().map(ToString::to_string).collect();
+                info!(tasks = ?names, "tasks assigned; restoring state");
                 tasks.epoch += 1;
-                if let Err(error) = tasks.open_tasks(consumer, &partitions) {
+                if let Err(error) = tasks.open_tasks(consumer, &assigned) {
                     self.fail(error);
                 }
             }

@@ -1,6 +1,6 @@
 //! The record collector: the stream thread's one producer, as Kafka Streams'
-//! `RecordCollector`. It sends the topology's outputs and the changelog records to the
-//! task's partition, follows their deliveries, and runs the producer's transactions.
+//! `RecordCollector`. It sends the topology's outputs (to the task's partition, or to the
+//! one a repartition names) and the changelog records, follows their deliveries, and runs the producer's transactions.
 //!
 //! Invariants:
 //! - Under `exactly_once_v2` every record goes into the open transaction; a transaction
@@ -15,9 +15,8 @@ use super::error::StreamsError;
 use super::faults::Faults;
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::runtime::{client, dead_letter};
-use crate::topology::codec::InputTopic;
 use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
-use crate::topology::output::{OutputRecord, OutputTopic, Provenance};
+use crate::topology::output::{OutputRecord, Provenance};
 use crate::topology::store::StoreChange;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -67,19 +66,10 @@ impl ProducerContext for DeliveryTracker {
     }
 }
 
-/// The topic names the collector sends to, and the inputs dead letters name as their source.
-struct Topics {
-    user_commands: String,
-    orders: String,
-    decisions: String,
-    user_changes: String,
-    dead_letters: String,
-    changelog: String,
-}
-
 pub struct RecordCollector {
     producer: BaseProducer<DeliveryTracker>,
-    topics: Topics,
+    /// The topic names it sends to, and the inputs dead letters name as their source.
+    def: TopologyDefinition,
     exactly_once: bool,
     in_transaction: bool,
     /// Set when the producer may not be trusted with another transaction (a commit or
@@ -152,14 +142,7 @@ impl RecordCollector {
         )?;
         Ok(Self {
             producer,
-            topics: Topics {
-                user_commands: def.inputs.user_commands.clone(),
-                orders: def.inputs.orders.clone(),
-                decisions: def.outputs.decisions.clone(),
-                user_changes: def.outputs.user_changes.clone(),
-                dead_letters: def.outputs.dead_letters.clone(),
-                changelog: def.store.changelog.clone(),
-            },
+            def: def.clone(),
             exactly_once,
             in_transaction: false,
             stale: false,
@@ -189,14 +172,12 @@ impl RecordCollector {
         Ok(())
     }
 
-    /// Sends one output to `partition` of its topic.
+    /// Sends one output of the task of `partition` to its topic: to the partition the
+    /// output names, or else to the task's own.
     pub fn send(&mut self, partition: u32, output: &OutputRecord) -> Result<(), StreamsError> {
         self.begin_if_needed()?;
-        let topic = match output.topic {
-            OutputTopic::Decisions => &self.topics.decisions,
-            OutputTopic::UserChanges => &self.topics.user_changes,
-            OutputTopic::DeadLetters => &self.topics.dead_letters,
-        };
+        let topic = self.def.output_name(output.topic);
+        let partition = output.partition.unwrap_or(partition);
         let (key, value, headers) = match &output.provenance {
             None => (output.key.as_deref(), output.value.as_deref(), None),
             Some(provenance) => {
@@ -205,6 +186,9 @@ impl RecordCollector {
             }
         };
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition as i32);
+        if let Some(timestamp_ms) = output.timestamp_ms {
+            record = record.timestamp(timestamp_ms);
+        }
         if let Some(headers) = headers {
             record = record.headers(headers);
         }
@@ -224,10 +208,7 @@ impl RecordCollector {
         output: &'a OutputRecord,
         provenance: &Provenance,
     ) -> (Option<&'a [u8]>, Option<&'a [u8]>, OwnedHeaders) {
-        let source = match provenance.source {
-            InputTopic::UserCommands => &self.topics.user_commands,
-            InputTopic::Orders => &self.topics.orders,
-        };
+        let source = self.def.input_name(provenance.source);
         let (key, key_cut) = bounded(output.key.as_deref(), DEAD_LETTER_MAX_BYTES / 4);
         let (value, value_cut) = bounded(
             output.value.as_deref(),
@@ -266,7 +247,7 @@ impl RecordCollector {
     /// Sends one store change to `partition` of the changelog (`None` is a tombstone).
     pub fn send_changelog(&mut self, partition: u32, change: &StoreChange) -> Result<(), StreamsError> {
         self.begin_if_needed()?;
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topics.changelog)
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.def.store.changelog)
             .partition(partition as i32)
             .key(&change.key[..]);
         if let Some(value) = change.value.as_deref() {
@@ -359,7 +340,7 @@ impl RecordCollector {
             warn!(%cause, "replacing the transactional producer");
             self.producer = new_producer(
                 &self.kafka,
-                &self.topics.changelog,
+                &self.def.store.changelog,
                 true,
                 &self.transactional_id,
                 self.transaction_timeout_ms,

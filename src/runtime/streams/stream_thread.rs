@@ -1,9 +1,12 @@
 //! The stream thread, as Kafka Streams' `StreamThread`: joins the application's consumer
-//! group, polls both inputs, hands records to their tasks, and lets the task manager
-//! process and commit them; every failure goes through the task manager's recovery.
+//! group, polls the source topics of every sub-topology it runs (the credit check, and
+//! the seed bridge when asked), hands records to their tasks, and lets the task manager
+//! process and commit them, all in one transaction per commit; every failure goes through
+//! the task manager's recovery.
 //!
 //! Partition assignment uses the `range` assignor: with equal partition counts it gives
-//! partition p of both input topics to the same replica, which the join needs.
+//! partition p of both source topics of a sub-topology to the same replica, which the join
+//! needs.
 //! (`cooperative-sticky` balances partitions without regard to co-partitioning; Kafka
 //! Streams uses its own assignor for the same reason.)
 
@@ -71,13 +74,19 @@ where
     let exactly_once = def.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
     let mut consumer_config = client::consumer(&kafka, &def.application_id, exactly_once);
     consumer_config.set("partition.assignment.strategy", "range");
-    let topics = [def.inputs.user_commands.clone(), def.inputs.orders.clone()];
+    let sources: Vec<(String, InputTopic)> = def
+        .subtopologies(cfg.run_seed_bridge)
+        .into_iter()
+        .flat_map(|s| s.sources())
+        .map(|topic| (def.input_name(topic).to_string(), topic))
+        .collect();
     let tasks = Arc::new(Mutex::new(TaskManager::new(def, kafka, cfg, collector, processor)));
     let consumer: GroupConsumer<P> = consumer_config.create_with_context(RebalanceListener::new(tasks.clone()))?;
-    consumer.subscribe(&[&topics[0], &topics[1]])?;
+    let names: Vec<&str> = sources.iter().map(|(name, _)| name.as_str()).collect();
+    consumer.subscribe(&names)?;
     set_state(ThreadState::Running);
 
-    let result = stream_loop(&consumer, &tasks, &topics, &shutdown);
+    let result = stream_loop(&consumer, &tasks, &sources, &shutdown);
     // Graceful: commit what was processed, then leave the group (the revoke callback
     // commits too). After a failure the open work was abandoned and nothing is committed.
     let result = result.and_then(|()| lock(&tasks).process_and_commit(&consumer));
@@ -92,8 +101,12 @@ where
 }
 
 /// Polls one batch of at most [`MAX_POLL_BATCH`] records, waiting at most `wait` for the first.
-fn poll_batch<P>(consumer: &GroupConsumer<P>, topics: &[String; 2], wait: Duration, batch: &mut Vec<RawRecord>)
-where
+fn poll_batch<P>(
+    consumer: &GroupConsumer<P>,
+    sources: &[(String, InputTopic)],
+    wait: Duration,
+    batch: &mut Vec<RawRecord>,
+) where
     P: Processor<Input = RawRecord> + Send + 'static,
     P::Output: Routed + Send,
 {
@@ -101,11 +114,7 @@ where
     while batch.len() < MAX_POLL_BATCH {
         match consumer.poll(timeout) {
             Some(Ok(message)) => {
-                let topic = if message.topic() == topics[0] {
-                    InputTopic::UserCommands
-                } else if message.topic() == topics[1] {
-                    InputTopic::Orders
-                } else {
+                let Some(&(_, topic)) = sources.iter().find(|(name, _)| name == message.topic()) else {
                     continue;
                 };
                 batch.push(RawRecord {
@@ -132,7 +141,7 @@ where
 fn stream_loop<P>(
     consumer: &GroupConsumer<P>,
     tasks: &Arc<Mutex<TaskManager<P>>>,
-    topics: &[String; 2],
+    sources: &[(String, InputTopic)],
     shutdown: &Shutdown,
 ) -> Result<(), StreamsError>
 where
@@ -151,7 +160,7 @@ where
             (t.epoch, t.poll_wait())
         };
         // Poll without holding the task manager: rebalance callbacks run inside poll and lock it.
-        poll_batch(consumer, topics, wait, &mut batch);
+        poll_batch(consumer, sources, wait, &mut batch);
         let backlog = batch.len() >= MAX_POLL_BATCH;
         let mut t = lock(tasks);
         if t.epoch != epoch {

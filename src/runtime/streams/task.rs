@@ -1,6 +1,6 @@
-//! A stream task, as Kafka Streams' `StreamTask`: partition p of both inputs, the RocksDB
-//! store of partition p, the records fetched but not yet processed, and how far
-//! processing got.
+//! A stream task, as Kafka Streams' `StreamTask`: partition p of both source topics of its
+//! sub-topology, the RocksDB store of partition p when the sub-topology has state, the
+//! records fetched but not yet processed, and how far processing got.
 //!
 //! Invariants:
 //! - A record's position is taken only after the processor handled it and every output
@@ -16,8 +16,9 @@ use crate::topology::codec::{InputTopic, RawRecord};
 use crate::topology::output::{Observation, Routed};
 use crate::topology::partition_group::PartitionGroup;
 use crate::topology::processor::{Processor, Progress};
-use crate::topology::store::{ChangeLoggingStore, StoreChange, StoreError};
+use crate::topology::store::{ChangeLoggingStore, KeyValueStore, NoStore, StoreChange, StoreError};
 use crate::topology::task_context::TaskContext;
+use crate::topology::task_id::TaskId;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::warn;
 
@@ -27,19 +28,12 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The index of an input topic in per-topic arrays.
-pub fn slot(topic: InputTopic) -> usize {
-    match topic {
-        InputTopic::UserCommands => 0,
-        InputTopic::Orders => 1,
-    }
-}
-
 /// What the committed work did, reported to metrics once it is committed.
 #[derive(Debug, Default)]
 pub struct PendingMetrics {
     pub observations: Vec<Observation>,
-    pub consumed: [u64; 2],
+    /// Records consumed, per input topic (by [`InputTopic::index`]).
+    pub consumed: [u64; 4],
 }
 
 /// Buffers reused from record to record, so processing allocates no vectors of its own.
@@ -65,10 +59,11 @@ struct CatchUp {
 }
 
 pub struct Task {
-    pub partition: u32,
-    store: RocksStore,
+    pub id: TaskId,
+    /// `None` for a task of a stateless sub-topology.
+    store: Option<RocksStore>,
     group: PartitionGroup,
-    /// Next offset to commit, per input topic (user commands, orders).
+    /// Next offset to commit, per source topic (by [`InputTopic::slot`]).
     positions: [Option<i64>; 2],
     /// Set while the task catches up on user commands: its orders wait.
     catch_up: Option<CatchUp>,
@@ -78,9 +73,9 @@ pub struct Task {
 }
 
 impl Task {
-    pub fn new(partition: u32, store: RocksStore) -> Self {
+    pub fn new(id: TaskId, store: Option<RocksStore>) -> Self {
         Self {
-            partition,
+            id,
             store,
             group: PartitionGroup::new(),
             positions: [None, None],
@@ -121,40 +116,46 @@ impl Task {
         P::Output: Routed,
     {
         let mut processed = 0;
+        let partition = self.id.partition;
         while let Some(record) = self.next_record() {
             let (topic, offset) = (record.topic, record.meta.offset);
             let progress = {
+                let mut no_store = NoStore;
+                let store: &mut dyn KeyValueStore = match &mut self.store {
+                    Some(store) => store,
+                    None => &mut no_store,
+                };
                 let mut ctx = TaskContext {
-                    store: ChangeLoggingStore::new(&mut self.store, &mut scratch.changes),
+                    store: ChangeLoggingStore::new(store, &mut scratch.changes),
                     outputs: &mut scratch.outputs,
                     now_ms: now_ms(),
-                    partition: self.partition,
+                    partition,
                     partition_count,
                 };
                 processor
                     .process(&mut ctx, record.meta, &record)
                     .map_err(|source| StreamsError::Process {
-                        partition: self.partition,
+                        task: self.id,
                         offset,
                         source,
                     })?
             };
             for output in scratch.outputs.drain(..) {
                 let output = output.into_record();
-                collector.send(self.partition, &output)?;
+                collector.send(partition, &output)?;
                 if output.observation != Observation::Nothing {
                     pending.observations.push(output.observation);
                 }
             }
             for change in scratch.changes.drain(..) {
-                collector.send_changelog(self.partition, &change)?;
+                collector.send_changelog(partition, &change)?;
             }
             if progress == Progress::Partial {
                 self.partial = Some(record);
                 return Ok((processed, Progress::Partial));
             }
-            self.positions[slot(topic)] = Some(offset + 1);
-            pending.consumed[slot(topic)] += 1;
+            self.positions[topic.slot()] = Some(offset + 1);
+            pending.consumed[topic.index()] += 1;
             processed += 1;
         }
         Ok((processed, Progress::Done))
@@ -167,27 +168,34 @@ impl Task {
 
     /// The next offset to commit per input topic, for what was processed since the last commit.
     pub fn positions(&self) -> impl Iterator<Item = (InputTopic, i64)> + '_ {
-        [InputTopic::UserCommands, InputTopic::Orders]
+        self.id
+            .subtopology
+            .sources()
             .into_iter()
-            .filter_map(|topic| self.positions[slot(topic)].map(|next| (topic, next)))
+            .filter_map(|topic| self.positions[topic.slot()].map(|next| (topic, next)))
     }
 
     /// Writes the committed work to RocksDB with the changelog offset it corresponds to.
     pub fn commit_store(&mut self, next_changelog_offset: Option<i64>) -> Result<(), StoreError> {
-        self.store.commit(next_changelog_offset)
+        match &mut self.store {
+            Some(store) => store.commit(next_changelog_offset),
+            None => Ok(()),
+        }
     }
 
     /// Forgets buffered records, positions and uncommitted store writes: the records are
     /// fetched again from the committed offsets.
     pub fn reset_input(&mut self) {
-        self.store.rollback();
+        if let Some(store) = &mut self.store {
+            store.rollback();
+        }
         self.partial = None;
         self.group.clear();
         self.positions = [None, None];
     }
 
-    pub fn store(&self) -> &RocksStore {
-        &self.store
+    pub fn store(&self) -> Option<&RocksStore> {
+        self.store.as_ref()
     }
 
     /// Orders wait until the user commands up to `commands_end` were read.
@@ -214,7 +222,7 @@ impl Task {
         }
         if !caught_up {
             warn!(
-                partition = self.partition,
+                task = %self.id,
                 waited_ms = catch_up.since.elapsed().as_millis() as u64,
                 "stopped waiting for user commands; orders go ahead"
             );

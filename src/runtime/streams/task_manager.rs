@@ -30,6 +30,7 @@ use crate::topology::codec::{InputTopic, RawRecord};
 use crate::topology::definition::TopologyDefinition;
 use crate::topology::output::{Observation, Routed};
 use crate::topology::processor::{Processor, Progress};
+use crate::topology::task_id::{SubTopology, TaskId};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -64,7 +65,7 @@ pub struct TaskManager<P: Processor> {
     resources: StoreResources,
     policy: CommitPolicy,
     pub collector: RecordCollector,
-    tasks: BTreeMap<u32, Task>,
+    tasks: BTreeMap<TaskId, Task>,
     processed_since_commit: usize,
     /// A record's part was done: commit now, so its next part can follow.
     part_done: bool,
@@ -80,14 +81,6 @@ pub struct TaskManager<P: Processor> {
     processor: P,
     scratch: Scratch<P::Output>,
     faults: Faults,
-}
-
-/// The partition numbers in `tpl`, sorted, once each.
-pub fn partitions_of(tpl: &TopicPartitionList) -> Vec<u32> {
-    let mut partitions: Vec<u32> = tpl.elements().iter().map(|e| e.partition() as u32).collect();
-    partitions.sort_unstable();
-    partitions.dedup();
-    partitions
 }
 
 impl<P> TaskManager<P>
@@ -132,11 +125,19 @@ where
         }
     }
 
-    fn topic_name(&self, topic: InputTopic) -> &str {
-        match topic {
-            InputTopic::UserCommands => &self.def.inputs.user_commands,
-            InputTopic::Orders => &self.def.inputs.orders,
-        }
+    /// The tasks that read the partitions in `tpl`, sorted, once each.
+    pub fn tasks_of(&self, tpl: &TopicPartitionList) -> Vec<TaskId> {
+        let mut ids: Vec<TaskId> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let topic = self.def.input_named(e.topic())?;
+                Some(TaskId::of(topic, e.partition() as u32))
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     fn store_path(&self, partition: u32) -> PathBuf {
@@ -149,12 +150,10 @@ where
     /// Hands a polled record to its task; a record of a partition without a task (its
     /// task was closed while the batch was polled) is dropped and fetched again later.
     pub fn buffer(&mut self, record: RawRecord) {
-        match self.tasks.get_mut(&record.meta.partition) {
+        let id = TaskId::of(record.topic, record.meta.partition);
+        match self.tasks.get_mut(&id) {
             Some(task) => task.buffer(record),
-            None => debug!(
-                partition = record.meta.partition,
-                "record for a partition without a task; dropped"
-            ),
+            None => debug!(task = %id, "record for a task that is not open; dropped"),
         }
     }
 
@@ -224,7 +223,11 @@ where
         let mut tpl = TopicPartitionList::new();
         for task in self.tasks.values() {
             for (topic, next) in task.positions() {
-                tpl.add_partition_offset(self.topic_name(topic), task.partition as i32, Offset::Offset(next))?;
+                tpl.add_partition_offset(
+                    self.def.input_name(topic),
+                    task.id.partition as i32,
+                    Offset::Offset(next),
+                )?;
             }
         }
         Ok(tpl)
@@ -244,7 +247,7 @@ where
                 .commit(&offsets, consumer.group_metadata(), &self.faults)?;
             let changelog = self.collector.take_changelog_offsets();
             for task in self.tasks.values_mut() {
-                let next = changelog.get(&(task.partition as i32)).map(|last| last + 1);
+                let next = changelog.get(&(task.id.partition as i32)).map(|last| last + 1);
                 task.commit_store(next)?;
             }
         } else {
@@ -279,12 +282,12 @@ where
                 Observation::DeadLetter { reason } => m.dead_letters.with_label_values(&[reason]).inc(),
             }
         }
-        m.records_consumed
-            .with_label_values(&["user_commands"])
-            .inc_by(pending.consumed[0]);
-        m.records_consumed
-            .with_label_values(&["orders"])
-            .inc_by(pending.consumed[1]);
+        for topic in InputTopic::ALL {
+            let consumed = pending.consumed[topic.index()];
+            if consumed > 0 {
+                m.records_consumed.with_label_values(&[topic.as_str()]).inc_by(consumed);
+            }
+        }
     }
 
     /// Abandons the open work: the transaction is aborted (or its producer replaced), and
@@ -294,7 +297,7 @@ where
         self.pending = PendingMetrics::default();
         self.processed_since_commit = 0;
         self.part_done = false;
-        let dirty: Vec<u32> = self.tasks.keys().copied().collect();
+        let dirty: Vec<TaskId> = self.tasks.keys().copied().collect();
         self.close_tasks(&dirty);
         self.collector.abandon(cause)
     }
@@ -308,7 +311,7 @@ where
     ) -> Result<(), StreamsError> {
         metrics().transactions_aborted.inc();
         self.abandon(cause)?;
-        let assigned = partitions_of(&consumer.assignment()?);
+        let assigned = self.tasks_of(&consumer.assignment()?);
         self.open_tasks(consumer, &assigned)?;
         self.rewind_to_committed(consumer)
     }
@@ -380,8 +383,8 @@ where
         let mut rewind = TopicPartitionList::new();
         for task in self.tasks.values_mut() {
             task.reset_input();
-            for topic in [&self.def.inputs.user_commands, &self.def.inputs.orders] {
-                rewind.add_partition(topic, task.partition as i32);
+            for topic in task.id.subtopology.sources() {
+                rewind.add_partition(self.def.input_name(topic), task.id.partition as i32);
             }
         }
         if rewind.count() == 0 {
@@ -390,30 +393,36 @@ where
         Ok(client::seek_to_committed(consumer, rewind, KAFKA_CALL_TIMEOUT)?)
     }
 
-    /// Opens and restores the stores of `partitions` that have no task yet; each new task
-    /// first catches up on the user commands already on the broker.
+    /// Opens the tasks of `ids` that are not open yet, restoring their stores first; each
+    /// new credit-check task first catches up on the user commands already on the broker.
     pub fn open_tasks<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-        partitions: &[u32],
+        ids: &[TaskId],
     ) -> Result<(), StreamsError> {
         let stall_after = Duration::from_millis(self.cfg.transaction_timeout_ms * 2 + 30_000);
         let mut opened = Vec::new();
-        for &partition in partitions {
-            if self.tasks.contains_key(&partition) {
+        for &id in ids {
+            if self.tasks.contains_key(&id) {
                 continue;
             }
-            let store = changelog_reader::open_and_restore(
-                &self.kafka,
-                &self.def.store.changelog,
-                partition,
-                &self.store_path(partition),
-                &self.resources,
-                stall_after,
-            )?;
-            info!(partition, "task ready");
-            self.tasks.insert(partition, Task::new(partition, store));
-            opened.push(partition);
+            let store = if id.subtopology.has_store() {
+                Some(changelog_reader::open_and_restore(
+                    &self.kafka,
+                    &self.def.store.changelog,
+                    id.partition,
+                    &self.store_path(id.partition),
+                    &self.resources,
+                    stall_after,
+                )?)
+            } else {
+                None
+            };
+            info!(task = %id, "task ready");
+            self.tasks.insert(id, Task::new(id, store));
+            if id.subtopology == SubTopology::CreditCheck {
+                opened.push(id.partition);
+            }
         }
         metrics().assigned_partitions.set(self.tasks.len() as i64);
         catch_up::arm(consumer, &self.def.inputs.user_commands, &mut self.tasks, &opened);
@@ -427,11 +436,11 @@ where
         catch_up::update(consumer, &self.def.inputs.user_commands, &mut self.tasks, limit);
     }
 
-    /// Closes the tasks of `partitions`, dropping whatever they hold in memory.
-    pub fn close_tasks(&mut self, partitions: &[u32]) {
-        for partition in partitions {
-            if self.tasks.remove(partition).is_some() {
-                debug!(partition, "task closed");
+    /// Closes the tasks of `ids`, dropping whatever they hold in memory.
+    pub fn close_tasks(&mut self, ids: &[TaskId]) {
+        for id in ids {
+            if self.tasks.remove(id).is_some() {
+                debug!(task = %id, "task closed");
             }
         }
         metrics().assigned_partitions.set(self.tasks.len() as i64);
@@ -439,8 +448,11 @@ where
 
     pub fn update_store_metrics(&self) {
         for task in self.tasks.values() {
-            let (keys, size) = task.store().estimates();
-            let label = task.partition.to_string();
+            let Some(store) = task.store() else {
+                continue;
+            };
+            let (keys, size) = store.estimates();
+            let label = task.id.partition.to_string();
             metrics().store_keys.with_label_values(&[&label]).set(keys as i64);
             metrics().store_size.with_label_values(&[&label]).set(size as i64);
         }
