@@ -158,7 +158,7 @@ impl Metrics {
             ),
             assigned_partitions: IntGauge::new(
                 "creditstream_processor_assigned_partitions",
-                "Partitions (tasks) this replica owns.",
+                "Partitions of the topology this replica owns (its credit-check tasks).",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
             processor_state: IntGauge::new(

@@ -1,13 +1,17 @@
-//! The fault runner: the local stack with three processor replicas, the sink and the
-//! ingest (each its own process) under a bounded load through the HTTP API, while faults
-//! are injected on a schedule: SIGKILL of a replica (and again while it restores), a
-//! graceful scale 3 → 1 → 3, SIGKILL of the sink mid-batch, MariaDB stopped, SIGKILL
-//! and restart of the Kafka broker, the broker frozen (SIGSTOP) past the transaction
-//! timeout, and a replica frozen past its session timeout. Bad records go straight onto
-//! the orders topic all along (garbage, a negative amount, a key that is not the uid, the
-//! wrong partition, about 1 MB of bytes). Then the load stops, the system goes quiet, and
-//! the invariant checker must find nothing: every good order decided once, every bad one
-//! dead-lettered once and nowhere in MySQL.
+//! The fault runner: the local stack with three processor replicas (each running the seed
+//! bridge too), the sink and the ingest (each its own process) under a bounded load
+//! through the HTTP API and the seed's `order` topic, while faults are injected on a
+//! schedule: SIGKILL of a replica (and again while it restores), a replica whose record
+//! fails mid-transaction (it stops; it is restarted), a graceful scale 3 → 1 → 3, SIGKILL
+//! of the sink mid-batch, MariaDB stopped, SIGKILL and restart of the Kafka broker, the
+//! broker frozen (SIGSTOP) past the transaction timeout, and a replica frozen past its
+//! session timeout. Bad records go straight onto the orders topic all along (garbage, a
+//! negative amount, a key that is not the uid, the wrong partition, about 1 MB of bytes).
+//! Each round also updates 12 000 other users by condition, which every partition applies
+//! in several bounded parts. Then the load stops, the system goes quiet, and the invariant
+//! checker must find nothing: every good order decided once, every bad one dead-lettered
+//! once and nowhere in MySQL, every seed order decided once, and every user of the
+//! condition updates updated exactly once by each.
 //!
 //! The short run is part of scripts/test.sh; `scripts/chaos.sh --long` (environment
 //! CREDITSTREAM_CHAOS_LONG=1) repeats the schedule and holds each outage longer.
@@ -16,13 +20,20 @@
 mod common;
 
 use common::*;
+use creditstream::topology::codec::encode_command;
 use creditstream::topology::partitioner::partition_for;
+use creditstream::topology::record::{Column, Predicate, Target, UserCommand, UserRow, Value};
+use creditstream::topology::seed::derived_id;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const USERS: i64 = 60;
+/// Users touched only by the updates by condition: about 2 000 a partition, more than one
+/// part (`CONDITION_CHUNK`, 1 000) each.
+const BULK_USERS: i64 = 12_000;
+const BULK_FIRST_UID: i64 = 100_001;
 
 struct Stack {
     dir: PathBuf,
@@ -40,14 +51,19 @@ impl Stack {
             ),
             ("CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap()),
             ("CREDITSTREAM__MYSQL__URL".into(), self.mysql_url.clone()),
-            ("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE".into(), "false".into()),
+            ("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE".into(), "true".into()),
             ("CREDITSTREAM__SINK__GROUP_ID".into(), self.sink_group.clone()),
         ]
     }
 
     fn processor(&self, name: &str) -> Running {
+        self.processor_with(name, &[])
+    }
+
+    fn processor_with(&self, name: &str, extra: &[(&str, &str)]) -> Running {
         let port = free_port();
         let mut env = self.base_env();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         env.push((
             "CREDITSTREAM__PROCESSOR__STATE_DIR".into(),
             self.dir.join(name).display().to_string(),
@@ -152,6 +168,81 @@ fn poison(topic: String, partitions: u32, stop: Arc<AtomicBool>) -> u64 {
     written
 }
 
+/// Puts seed orders (unkeyed JSON, as the seed's kafka-python producer sent them) on the
+/// seed's `order` topic, one every 100 ms, each partition in turn. Returns the order ids
+/// the bridge gives the ones the broker acknowledged: this thread is the topic's only
+/// producer, so the nth record of a partition is at offset n, and the id derives from that.
+fn seed_orders(topic: String, partitions: u32, stop: Arc<AtomicBool>) -> Vec<i64> {
+    let producer = producer();
+    let mut next_offset = vec![0i64; partitions as usize];
+    let mut ids = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let n = ids.len() as i64;
+        let p = (n % i64::from(partitions)) as i32;
+        let value = format!(r#"{{"uid": {}, "amount": {}}}"#, n * 5 % USERS + 1, n % 30 + 1);
+        produce_through(&producer, &topic, &[(Some(p), None, Some(value.into_bytes()))]);
+        ids.push(derived_id(&topic, p, next_offset[p as usize]));
+        next_offset[p as usize] += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ids
+}
+
+/// Creates the users the updates by condition touch, straight on the user-commands topic.
+fn create_bulk_users(topic: &str, partitions: u32) {
+    let records: Vec<RawRecord> = (BULK_FIRST_UID..BULK_FIRST_UID + BULK_USERS)
+        .map(|uid| {
+            let (key, value) = encode_command(&UserCommand::Create {
+                command_id: uid,
+                user: UserRow {
+                    uid,
+                    name: "R0".into(),
+                    lname: "Bulk".into(),
+                    credit_limit: 10,
+                    credit_balance: 10,
+                },
+            });
+            (Some(partition_for(&key, partitions) as i32), Some(key), Some(value))
+        })
+        .collect();
+    produce(topic, &records);
+}
+
+/// Renames every bulk user to `R<n>`: one command by condition, on every partition.
+fn update_bulk_users(topic: &str, partitions: u32, n: i64) {
+    let (key, value) = encode_command(&UserCommand::Update {
+        command_id: 9_000_000 + n,
+        target: Target::Condition(vec![Predicate {
+            column: Column::Lname,
+            value: Value::Text("Bulk".into()),
+        }]),
+        set: vec![Predicate {
+            column: Column::Name,
+            value: Value::Text(format!("R{n}")),
+        }],
+    });
+    let broadcast: Vec<RawRecord> = (0..partitions as i32)
+        .map(|p| (Some(p), Some(key.clone()), Some(value.clone())))
+        .collect();
+    produce(topic, &broadcast);
+}
+
+/// `(version, name, users)` of the bulk users in MySQL, one row per distinct pair.
+async fn bulk_rows(mysql: &creditstream::config::MysqlConfig) -> Vec<(u64, String, i64)> {
+    use mysql_async::prelude::Queryable;
+    let pool = mysql_async::Pool::new(mysql.url.as_str());
+    let Ok(mut conn) = pool.get_conn().await else {
+        return Vec::new();
+    };
+    let rows = conn
+        .query("SELECT version, name, COUNT(*) FROM `User` WHERE lname = 'Bulk' GROUP BY version, name")
+        .await
+        .unwrap_or_default();
+    drop(conn);
+    let _ = pool.disconnect().await;
+    rows
+}
+
 fn assigned(replica: &Running) -> f64 {
     replica
         .metric("creditstream_processor_assigned_partitions")
@@ -172,7 +263,11 @@ async fn faults_under_load_break_no_invariant() {
     let rounds = if long { 3 } else { 1 };
     let outage = Duration::from_secs(if long { 10 } else { 4 });
     let tmp = tempfile::tempdir().unwrap();
-    let def = topology(6).await;
+    let mut def = topology(6).await;
+    def.seed_bridge.enabled = true;
+    creditstream::runtime::admin::ensure_topics(&kafka(), &def)
+        .await
+        .unwrap();
     let mysql = database().await;
     let system = Stack {
         dir: tmp.path().to_path_buf(),
@@ -201,6 +296,8 @@ async fn faults_under_load_break_no_invariant() {
         );
         assert_eq!(http(ingest_port, "POST", "/v1/users", &body).map(|r| r.0), Some(202));
     }
+    create_bulk_users(&def.inputs.user_commands, 6);
+    let mut bulk_updates = 0;
 
     let stop = Arc::new(AtomicBool::new(false));
     let figures = Arc::new(LoadFigures::default());
@@ -213,6 +310,10 @@ async fn faults_under_load_break_no_invariant() {
     let poisoner = {
         let (topic, stop) = (def.inputs.orders.clone(), stop.clone());
         std::thread::spawn(move || poison(topic, 6, stop))
+    };
+    let seeder = {
+        let (topic, stop) = (def.seed_bridge.orders.clone(), stop.clone());
+        std::thread::spawn(move || seed_orders(topic, 6, stop))
     };
     let mut faults = 0;
     let pause = |d: u64| std::thread::sleep(Duration::from_secs(d));
@@ -229,6 +330,18 @@ async fn faults_under_load_break_no_invariant() {
             wait_until(Duration::from_secs(60), || owned_by(&[&b, &c]) == 6.0),
             "b and c take over"
         );
+        // Back with a record that fails mid-transaction once it owns partitions: it stops
+        // on the fatal error, nothing of that transaction is committed, and it is restarted.
+        a = system.processor_with("a", &[("CREDITSTREAM_TEST_FAULTS", "process_error=50")]);
+        step(started, "replica a back, to fail on its 50th record");
+        assert!(
+            wait_until(Duration::from_secs(120), || !matches!(a.child.try_wait(), Ok(None))),
+            "a stops on its failed record:\n{}",
+            a.log_tail()
+        );
+        faults += 1;
+        let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+        assert!(log.contains("injected by CREDITSTREAM_TEST_FAULTS"), "{}", a.log_tail());
         a = system.processor("a");
         if long {
             // Killed again while it restores its tasks.
@@ -256,6 +369,13 @@ async fn faults_under_load_break_no_invariant() {
         c = system.processor("c");
         assert!(wait_until(Duration::from_secs(60), || owned_by(&[&a, &b, &c]) == 6.0
             && assigned(&b) > 0.0));
+
+        bulk_updates += 1;
+        step(
+            started,
+            &format!("update by condition R{bulk_updates} of {BULK_USERS} users"),
+        );
+        update_bulk_users(&def.inputs.user_commands, 6, bulk_updates);
 
         step(started, "SIGKILL sink mid-batch");
         pause(2);
@@ -292,6 +412,13 @@ async fn faults_under_load_break_no_invariant() {
             step(started, "Kafka thawed");
             pause(5);
 
+            bulk_updates += 1;
+            step(
+                started,
+                &format!("update by condition R{bulk_updates}, then a frozen replica"),
+            );
+            update_bulk_users(&def.inputs.user_commands, 6, bulk_updates);
+
             step(started, "replica b frozen past its session timeout");
             b.freeze();
             faults += 1;
@@ -313,9 +440,12 @@ async fn faults_under_load_break_no_invariant() {
         let _ = w.join();
     }
     let bad_records = poisoner.join().unwrap_or(0);
+    let seeded = seeder.join().unwrap_or_default();
     let last_fault = Instant::now();
-    let acknowledged = figures.acknowledged.lock().unwrap().clone();
+    let mut acknowledged = figures.acknowledged.lock().unwrap().clone();
     step(started, &format!("load stopped: {} acknowledged", acknowledged.len()));
+    // The seed orders are acknowledged by the broker: they must be decided like the rest.
+    acknowledged.extend(&seeded);
 
     // Quiescence: the invariant checker finds nothing once everything has caught up.
     let config = config(&def, Some(&mysql), tmp.path(), "");
@@ -334,12 +464,22 @@ async fn faults_under_load_break_no_invariant() {
     }
     let report = report.expect("the checker ran");
     let quiet_after = last_fault.elapsed();
+    // Every bulk user was created (version 1) and then updated once by each command by
+    // condition: a part lost or applied twice shows as another version.
+    let expected_bulk = vec![(1 + bulk_updates as u64, format!("R{bulk_updates}"), BULK_USERS)];
+    let mut bulk = bulk_rows(&mysql).await;
+    let bulk_deadline = Instant::now() + Duration::from_secs(120);
+    while bulk != expected_bulk && Instant::now() < bulk_deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        bulk = bulk_rows(&mysql).await;
+    }
     eprintln!(
-        "chaos: orders sent {} acknowledged {} (503 {}, failed {}) decided {} (of them answered 503: {}) bad records {bad_records} faults {} violations {} quiescence {:.1}s",
+        "chaos: orders sent {} acknowledged {} (503 {}, failed {}), seed orders {}, decided {} (of them answered 503: {}), bad records {bad_records}, updates by condition {bulk_updates} of {BULK_USERS} users, faults {}, violations {}, quiescence {:.1}s",
         figures.sent.load(Ordering::Relaxed),
-        acknowledged.len(),
+        acknowledged.len() - seeded.len(),
         figures.unavailable.load(Ordering::Relaxed),
         figures.failed.load(Ordering::Relaxed),
+        seeded.len(),
         report.decisions,
         report.decided_unacknowledged,
         faults,
@@ -360,5 +500,9 @@ async fn faults_under_load_break_no_invariant() {
         report.violations.len()
     );
     assert!(acknowledged.len() > 100, "the load got through");
+    assert_eq!(
+        bulk, expected_bulk,
+        "every bulk user updated exactly once by each update"
+    );
     assert_eq!(report.undecodable, 0);
 }

@@ -1,10 +1,14 @@
 //! Fault injection for the fault tests: makes the stream thread meet, at an exact point,
-//! a fault that the real world only produces by chance (a commit whose answer is lost
-//! after the broker applied it). Off unless `CREDITSTREAM_TEST_FAULTS` is set, for
-//! example `commit_outcome_unknown=2`: the next two commits that succeed on the broker
-//! are reported to the stream thread as timed out.
-//! Invariant: an injected fault is one the code must already survive; injection never
-//! changes what the broker does, only what the stream thread is told.
+//! a fault that the real world only produces by chance. Off unless
+//! `CREDITSTREAM_TEST_FAULTS` is set, to a comma-separated list of:
+//! - `commit_outcome_unknown=N`: the next N commits that succeed on the broker are
+//!   reported to the stream thread as timed out (the answer was lost);
+//! - `process_error=N`: the Nth record processed fails with a store error after its
+//!   outputs and changelog records went into the open transaction (a disk that fails
+//!   mid-record); the replica then stops, as on any fatal error.
+//!
+//! Invariant: an injected fault is one the code must already survive, put where the real
+//! one can strike; injection never changes what the broker does.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -13,6 +17,7 @@ pub const ENV: &str = "CREDITSTREAM_TEST_FAULTS";
 #[derive(Debug, Default)]
 pub struct Faults {
     commit_outcome_unknown: AtomicU32,
+    process_error: AtomicU32,
 }
 
 impl Faults {
@@ -29,6 +34,9 @@ impl Faults {
                         .commit_outcome_unknown
                         .store(n.parse().unwrap_or(1), Ordering::Relaxed);
                 }
+                Some(("process_error", n)) => {
+                    faults.process_error.store(n.parse().unwrap_or(1), Ordering::Relaxed);
+                }
                 _ => tracing::warn!(item, "unknown injected fault; ignored"),
             }
         }
@@ -36,10 +44,31 @@ impl Faults {
         faults
     }
 
+    /// Whether the record just processed is to fail (the Nth of `process_error=N`, once).
+    pub fn fail_record(&self) -> bool {
+        self.process_error
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            == Ok(1)
+    }
+
     /// Whether this commit, which the broker has applied, is to be reported as timed out.
     pub fn lose_commit_answer(&self) -> bool {
         self.commit_outcome_unknown
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_error_fails_the_nth_record_once() {
+        let faults = Faults::default();
+        faults.process_error.store(3, Ordering::Relaxed);
+        let failed: Vec<bool> = (0..6).map(|_| faults.fail_record()).collect();
+        assert_eq!(failed, [false, false, true, false, false, false]);
+        assert!(!Faults::default().fail_record(), "off unless asked for");
     }
 }

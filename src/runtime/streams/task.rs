@@ -10,6 +10,7 @@
 //!   ends in a rollback that drops them.
 
 use super::error::StreamsError;
+use super::faults::Faults;
 use super::record_collector::RecordCollector;
 use crate::runtime::rocks_store::RocksStore;
 use crate::topology::codec::{InputTopic, RawRecord};
@@ -110,6 +111,7 @@ impl Task {
         partition_count: u32,
         scratch: &mut Scratch<P::Output>,
         pending: &mut PendingMetrics,
+        faults: &Faults,
     ) -> Result<(usize, Progress), StreamsError>
     where
         P: Processor<Input = RawRecord>,
@@ -149,6 +151,13 @@ impl Task {
             }
             for change in scratch.changes.drain(..) {
                 collector.send_changelog(partition, &change)?;
+            }
+            if faults.fail_record() {
+                return Err(StreamsError::Process {
+                    task: self.id,
+                    offset,
+                    source: StoreError("injected by CREDITSTREAM_TEST_FAULTS".into()).into(),
+                });
             }
             if progress == Progress::Partial {
                 self.partial = Some(record);

@@ -167,6 +167,7 @@ where
                 partition_count,
                 &mut self.scratch,
                 &mut self.pending,
+                &self.faults,
             )?;
             self.processed_since_commit += processed;
             self.part_done |= progress == Progress::Partial;
@@ -424,7 +425,7 @@ where
                 opened.push(id.partition);
             }
         }
-        metrics().assigned_partitions.set(self.tasks.len() as i64);
+        self.report_assignment();
         catch_up::arm(consumer, &self.def.inputs.user_commands, &mut self.tasks, &opened);
         Ok(())
     }
@@ -443,7 +444,18 @@ where
                 debug!(task = %id, "task closed");
             }
         }
-        metrics().assigned_partitions.set(self.tasks.len() as i64);
+        self.report_assignment();
+    }
+
+    /// The topology's partitions this replica owns: its tasks of sub-topology 0 (the seed
+    /// bridge's stateless tasks are not counted).
+    fn report_assignment(&self) {
+        let owned = self
+            .tasks
+            .keys()
+            .filter(|id| id.subtopology == SubTopology::CreditCheck)
+            .count();
+        metrics().assigned_partitions.set(owned as i64);
     }
 
     pub fn update_store_metrics(&self) {
