@@ -11,6 +11,9 @@ scripts/setup.sh
 # that the report says the ingest run was skipped. scripts/bench.sh installs it.
 # With Prometheus: it installs Debian's package, which tests/observability.rs runs its own instance of.
 scripts/stack.sh up --with-prometheus
+# The alerting rules and their unit tests (promtool comes with Debian's Prometheus).
+promtool check rules config/alerts.yml
+promtool test rules config/alerts.test.yml
 
 export CREDITSTREAM_TEST_KAFKA=${CREDITSTREAM_TEST_KAFKA:-127.0.0.1:9092}
 export CREDITSTREAM_TEST_MYSQL=${CREDITSTREAM_TEST_MYSQL:-mysql://creditstream:creditstream@127.0.0.1:3306}

@@ -10,7 +10,8 @@
 //!   Kafka, RocksDB, HTTP or SQL.
 //! - [`runtime`]: the code that adapts Kafka and RocksDB to the topology: clients, topic
 //!   admin, the processor runtime (`runtime::streams`: stream thread, tasks, stores,
-//!   restores, transactions), the seed bridge and the ingest's publisher.
+//!   restores, transactions, with the seed bridge as a sub-topology), the ingest's
+//!   publisher, and read-only views of a partition's state.
 //! - [`ingest`]: the warp HTTP endpoint (seed-compatible `/order`, `/user`, and `/v1`).
 //! - [`sink`]: the Kafka-fed MySQL writer: its consumer, the schema, the idempotent batch
 //!   writer, and the reads the API serves.
@@ -18,6 +19,8 @@
 //! - [`config`]: layered configuration with unknown keys rejected.
 //! - [`shutdown`]: the signal passed down to every component.
 //! - [`verify`]: the invariant checker (topics, changelog and tables agree).
+//! - [`inspect`]: `creditstream state`, what a replica holds for a user, an order or a
+//!   partition (read-only).
 //! - [`bench`]: the benchmark, its load generator and its raw pass-through peer.
 //! - [`app`]: wiring of the subcommands.
 
@@ -25,6 +28,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod ingest;
+pub mod inspect;
 pub mod metrics;
 pub mod runtime;
 pub mod shutdown;

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub rebalances: IntCounterVec,
     pub assigned_partitions: IntGauge,
     pub processor_state: IntGauge,
+    pub restoring_tasks: IntGauge,
     pub restored_records: IntCounter,
     pub restore_duration: Histogram,
     pub store_keys: IntGaugeVec,
@@ -166,6 +167,11 @@ impl Metrics {
                 "The stream thread's state: 0 running, 1 recovering from a retriable failure, 2 stopped on a fatal error.",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
+            restoring_tasks: IntGauge::new(
+                "creditstream_processor_restoring_tasks",
+                "Tasks restoring their store from the changelog right now.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
             restored_records: IntCounter::new(
                 "creditstream_processor_restored_records_total",
                 "Changelog records applied while restoring state.",
@@ -252,6 +258,7 @@ impl Metrics {
         }
         let _ = self.registry.register(Box::new(self.assigned_partitions.clone()));
         let _ = self.registry.register(Box::new(self.processor_state.clone()));
+        let _ = self.registry.register(Box::new(self.restoring_tasks.clone()));
         self
     }
 }

@@ -5,25 +5,51 @@ mod common;
 
 use common::*;
 use creditstream::app;
+use creditstream::config::Config;
 use creditstream::runtime::admin;
 use creditstream::shutdown;
 use creditstream::topology::definition::TopologyDefinition;
 use creditstream::topology::record::{Decision, OrderStatus};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn unkeyed_seed_records_are_repartitioned_and_decided() {
+/// A topology of the test's own with the seed bridge on, its topics, and a configuration
+/// whose replica runs the bridge; the state dir lives as long as the returned guard.
+async fn seed_setup() -> (tempfile::TempDir, TopologyDefinition, Config) {
     let dir = tempfile::tempdir().unwrap();
     let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("t"));
     def.seed_bridge.enabled = true;
     admin::ensure_topics(&kafka(), &def).await.unwrap();
     let mut config = config(&def, None, dir.path(), "");
     config.processor.run_seed_bridge = true;
+    (dir, def, config)
+}
 
+type ProcessorTask = tokio::task::JoinHandle<Result<(), app::AppError>>;
+
+/// Runs `creditstream process` in the test; trigger the returned shutdown to stop it.
+fn start_processor(config: &Config, def: &TopologyDefinition) -> (shutdown::ShutdownTrigger, ProcessorTask) {
     let (trigger, _) = shutdown::channel();
     let stopper = trigger.clone();
     let (c, d) = (config.clone(), def.clone());
-    let processor = tokio::spawn(async move { app::process(&c, d, &trigger, false).await });
+    (
+        stopper,
+        tokio::spawn(async move { app::process(&c, d, &trigger, false).await }),
+    )
+}
+
+/// A seed create of user `uid` (balance 100) on partition 0 of the seed's `user` topic.
+fn seed_create(def: &TopologyDefinition, uid: i64) {
+    let value = format!(
+        r#"{{"type":"C","uid":"{uid}","lname":"Rao","name":"Asha","credit_limit":"100","credit_balance":"100"}}"#
+    );
+    produce(&def.seed_bridge.users, &[(Some(0), None, Some(value.into_bytes()))]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unkeyed_seed_records_are_repartitioned_and_decided() {
+    let (_dir, def, config) = seed_setup().await;
+
+    let (stopper, processor) = start_processor(&config, &def);
 
     // Exactly what the seed's kafka-python producers sent: JSON, no key.
     produce(&def.seed_bridge.users, &[(Some(0), None, Some(br#"{"type":"C","uid":"501","lname":"Sharma","name":"Arpana","credit_limit":"100","credit_balance":"100"}"#.to_vec()))]);
@@ -81,24 +107,9 @@ async fn unkeyed_seed_records_are_repartitioned_and_decided() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_seed_record_is_dead_lettered_cut_and_the_seed_orders_behind_it_are_decided() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("t"));
-    def.seed_bridge.enabled = true;
-    admin::ensure_topics(&kafka(), &def).await.unwrap();
-    let mut config = config(&def, None, dir.path(), "");
-    config.processor.run_seed_bridge = true;
+    let (_dir, def, config) = seed_setup().await;
 
-    produce(
-        &def.seed_bridge.users,
-        &[(
-            Some(0),
-            None,
-            Some(
-                br#"{"type":"C","uid":"601","lname":"Rao","name":"Asha","credit_limit":"100","credit_balance":"100"}"#
-                    .to_vec(),
-            ),
-        )],
-    );
+    seed_create(&def, 601);
     // About 1 MB on the seed's order topic: the broker takes it, but not with dead-letter
     // headers added. The seed order behind it, on the same partition, must still be decided.
     let big = producer_with(&[("message.max.bytes", "2000000")]);
@@ -112,10 +123,7 @@ async fn an_oversized_seed_record_is_dead_lettered_cut_and_the_seed_orders_behin
         &[(Some(0), None, Some(br#"{"uid": 601, "amount": 30}"#.to_vec()))],
     );
 
-    let (trigger, _) = shutdown::channel();
-    let stopper = trigger.clone();
-    let (c, d) = (config.clone(), def.clone());
-    let processor = tokio::spawn(async move { app::process(&c, d, &trigger, false).await });
+    let (stopper, processor) = start_processor(&config, &def);
     let decisions = read_until(&def.outputs.decisions, def.partitions, Duration::from_secs(120), |r| {
         !r.is_empty()
     });
@@ -151,24 +159,9 @@ async fn an_oversized_seed_record_is_dead_lettered_cut_and_the_seed_orders_behin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_records_the_former_bridge_group_committed_are_not_bridged_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("t"));
-    def.seed_bridge.enabled = true;
-    admin::ensure_topics(&kafka(), &def).await.unwrap();
-    let mut config = config(&def, None, dir.path(), "");
-    config.processor.run_seed_bridge = true;
+    let (_dir, def, config) = seed_setup().await;
 
-    produce(
-        &def.seed_bridge.users,
-        &[(
-            Some(0),
-            None,
-            Some(
-                br#"{"type":"C","uid":"701","lname":"Rao","name":"Asha","credit_limit":"100","credit_balance":"100"}"#
-                    .to_vec(),
-            ),
-        )],
-    );
+    seed_create(&def, 701);
     let orders: Vec<RawRecord> = (1..=3)
         .map(|amount| {
             (
@@ -200,10 +193,7 @@ async fn seed_records_the_former_bridge_group_committed_are_not_bridged_again() 
     let p = creditstream::topology::partitioner::partition_for(&key, def.partitions) as i32;
     produce(&def.inputs.user_commands, &[(Some(p), Some(key), Some(value))]);
 
-    let (trigger, _) = shutdown::channel();
-    let stopper = trigger.clone();
-    let (c, d) = (config.clone(), def.clone());
-    let processor = tokio::spawn(async move { app::process(&c, d, &trigger, false).await });
+    let (stopper, processor) = start_processor(&config, &def);
     let decisions = read_until(&def.outputs.decisions, def.partitions, Duration::from_secs(120), |r| {
         !r.is_empty()
     });

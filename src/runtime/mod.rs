@@ -5,6 +5,7 @@
 //! - [`admin`]: creates and verifies the topology's topics.
 //! - [`dead_letter`], [`lag`]: dead-letter headers and consumer lag, shared by the loops.
 //! - [`rocks_store`]: a task's RocksDB store behind the topology's `KeyValueStore`.
+//! - [`store_reader`]: read-only views of a partition's state (`creditstream state`).
 //! - [`streams`]: the processor runtime: stream thread, tasks, restore, transactions.
 //! - [`group_offsets`]: carries committed offsets between consumer groups (upgrades).
 //! - [`publisher`]: the ingest's producer (acknowledged publishes only).
@@ -17,5 +18,6 @@ pub mod group_offsets;
 pub mod lag;
 pub mod publisher;
 pub mod rocks_store;
+pub mod store_reader;
 pub mod streams;
 pub mod topic_reader;

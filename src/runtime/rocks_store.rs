@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Where the next changelog offset to restore from is kept (outside every data prefix).
-const CHECKPOINT_KEY: &[u8] = b"\x00meta/changelog-next-offset";
+pub const CHECKPOINT_KEY: &[u8] = b"\x00meta/changelog-next-offset";
 
 /// Memory shared by every store of one replica: one block cache, one write-buffer budget.
 #[derive(Clone)]

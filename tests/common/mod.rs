@@ -96,14 +96,19 @@ pub fn producer_with(extra: &[(&str, &str)]) -> BaseProducer {
     config.create().expect("producer")
 }
 
-/// The offset consumer group `group` committed on `topic` `partition`, if any.
-pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A client of `group` that never joins it: reads and commits its offsets.
+fn group_client(group: &str) -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
-        .expect("consumer");
+        .expect("consumer")
+}
+
+/// The offset consumer group `group` committed on `topic` `partition`, if any.
+pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let consumer = group_client(group);
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
     let committed = consumer
@@ -115,15 +120,9 @@ pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64>
     }
 }
 
-/// A record to produce: (`partition`, key, value); `None` leaves each to the client.
 /// Commits `(topic, partition, next offset)` for `group`, as a consumer of it would have.
 pub fn commit_offsets(group: &str, offsets: &[(&str, i32, i64)]) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let consumer = group_client(group);
     let mut tpl = TopicPartitionList::new();
     for (topic, partition, offset) in offsets {
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
@@ -134,6 +133,7 @@ pub fn commit_offsets(group: &str, offsets: &[(&str, i32, i64)]) {
         .expect("commit");
 }
 
+/// A record to produce: (`partition`, key, value); `None` leaves each to the client.
 pub type RawRecord = (Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Produces records and waits until all are acknowledged.

@@ -20,6 +20,23 @@ use tracing::{info, warn};
 /// Records applied to RocksDB per write batch while restoring.
 const RESTORE_BATCH: usize = 10_000;
 
+/// Counts a restore in `creditstream_processor_restoring_tasks` for as long as it lives,
+/// however the restore ends.
+struct Restoring;
+
+impl Restoring {
+    fn start() -> Self {
+        metrics().restoring_tasks.inc();
+        Restoring
+    }
+}
+
+impl Drop for Restoring {
+    fn drop(&mut self) {
+        metrics().restoring_tasks.dec();
+    }
+}
+
 /// Opens the store at `path` and restores it from `changelog` partition `partition`.
 /// `stall_after` bounds a restore that stops making progress (the broker is away).
 pub fn open_and_restore(
@@ -31,6 +48,7 @@ pub fn open_and_restore(
     stall_after: Duration,
 ) -> Result<RocksStore, StreamsError> {
     let started = Instant::now();
+    let _restoring = Restoring::start();
     let consumer: BaseConsumer = client::standalone_consumer(kafka, true).create()?;
     let (low, high) = consumer.fetch_watermarks(changelog, partition as i32, KAFKA_CALL_TIMEOUT)?;
     let mut store = RocksStore::open(path, resources)?;
