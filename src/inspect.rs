@@ -51,7 +51,13 @@ pub enum Query {
 
 /// Answers `query` from the stores under `processor.state_dir`, or from the changelog.
 /// Partitions without a local store are skipped, unless the query needs that one.
-pub fn run(config: &Config, def: &TopologyDefinition, query: Query, from_changelog: bool, out: &mut impl Write) -> Result<(), InspectError> {
+pub fn run(
+    config: &Config,
+    def: &TopologyDefinition,
+    query: Query,
+    from_changelog: bool,
+    out: &mut impl Write,
+) -> Result<(), InspectError> {
     let wanted: Vec<u32> = match query {
         Query::User(uid) => vec![partition_for(&uid_key(uid), def.partitions)],
         Query::Dump(Some(p)) | Query::Stats(Some(p)) if p >= def.partitions => {
@@ -105,7 +111,11 @@ pub fn run(config: &Config, def: &TopologyDefinition, query: Query, from_changel
     Ok(())
 }
 
-fn decode<T: for<'de> serde::Deserialize<'de>>(view: &PartitionState, key: &[u8], bytes: &[u8]) -> Result<T, InspectError> {
+fn decode<T: for<'de> serde::Deserialize<'de>>(
+    view: &PartitionState,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, InspectError> {
     state::decode(bytes).map_err(|e| InspectError::Corrupt {
         partition: view.partition,
         key: key.to_vec(),
@@ -146,7 +156,11 @@ pub fn order(views: &[PartitionState], order_id: OrderId) -> Result<Value, Inspe
 }
 
 /// Calls `each` with every entry of `prefix`, a page at a time.
-fn for_each(view: &PartitionState, prefix: &[u8], mut each: impl FnMut(&[u8], &[u8]) -> Result<(), InspectError>) -> Result<(), InspectError> {
+fn for_each(
+    view: &PartitionState,
+    prefix: &[u8],
+    mut each: impl FnMut(&[u8], &[u8]) -> Result<(), InspectError>,
+) -> Result<(), InspectError> {
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page = view.store.scan(prefix, after.as_deref(), PAGE)?;
@@ -253,7 +267,10 @@ mod tests {
         assert_eq!(user(&v, 3).unwrap()["state"]["user"], Value::Null);
 
         let decided = order(std::slice::from_ref(&v), 77).unwrap();
-        assert_eq!((decided["status"].as_str(), decided["partition"].as_u64()), (Some("Declined"), Some(4)));
+        assert_eq!(
+            (decided["status"].as_str(), decided["partition"].as_u64()),
+            (Some("Declined"), Some(4))
+        );
         assert_eq!(order(&[v], 78).unwrap()["found"], false);
 
         let v = view();
@@ -262,7 +279,11 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 3);
         let counts = stats(&v).unwrap();
         assert_eq!(
-            (counts["users"].as_u64(), counts["deleted_users"].as_u64(), counts["total_balance"].as_i64()),
+            (
+                counts["users"].as_u64(),
+                counts["deleted_users"].as_u64(),
+                counts["total_balance"].as_i64()
+            ),
             (Some(2), Some(1), Some(80))
         );
         assert_eq!(counts["orders_decided"], 1);

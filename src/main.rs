@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use creditstream::app::{self, AppError};
 use creditstream::config::{Config, LogFormat};
+use creditstream::inspect;
 use creditstream::runtime::admin;
 use creditstream::shutdown;
 use creditstream::sink;
@@ -108,11 +109,39 @@ enum Command {
         #[arg(long)]
         listen: std::net::SocketAddr,
     },
+    /// What the processor holds, read-only, as JSON: a user, an order's decision, or a
+    /// partition's users or counts. Reads the stores under processor.state_dir without
+    /// disturbing a running replica, or the changelog.
+    State {
+        /// Rebuild the state from the changelog instead of reading local stores.
+        #[arg(long)]
+        from_changelog: bool,
+        #[command(subcommand)]
+        query: StateQuery,
+    },
     /// Check every invariant across the topics, the changelog and the tables; exit 1 on any violation.
     Verify {
         /// File of order ids the ingest acknowledged (one per line), checked to be on the orders topic.
         #[arg(long)]
         acknowledged: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum StateQuery {
+    /// A user's balance, row and version, from the partition that owns it.
+    Get { uid: i64 },
+    /// The decision a partition remembers for an order id.
+    Order { order_id: i64 },
+    /// Every user, one JSON line each.
+    Dump {
+        #[arg(long)]
+        partition: Option<u32>,
+    },
+    /// Per-partition counts: users, deleted users, total balance, orders decided.
+    Stats {
+        #[arg(long)]
+        partition: Option<u32>,
     },
 }
 
@@ -172,6 +201,20 @@ async fn run(cli: Cli, config: Config) -> Result<(), AppError> {
         Command::HttpCeiling { listen } => {
             creditstream::ingest::ceiling::run(listen, trigger.subscribe()).await?;
             Ok(())
+        }
+        Command::State { from_changelog, query } => {
+            let query = match query {
+                StateQuery::Get { uid } => inspect::Query::User(uid),
+                StateQuery::Order { order_id } => inspect::Query::Order(order_id),
+                StateQuery::Dump { partition } => inspect::Query::Dump(partition),
+                StateQuery::Stats { partition } => inspect::Query::Stats(partition),
+            };
+            tokio::task::spawn_blocking(move || {
+                inspect::run(&config, &def, query, from_changelog, &mut std::io::stdout().lock())
+            })
+            .await
+            .map_err(|_| AppError::Panicked)?
+            .map_err(|e| AppError::Usage(e.to_string()))
         }
         Command::Verify { acknowledged } => {
             let acked = match acknowledged {

@@ -169,23 +169,37 @@ fn poison(topic: String, partitions: u32, stop: Arc<AtomicBool>) -> u64 {
 }
 
 /// Puts seed orders (unkeyed JSON, as the seed's kafka-python producer sent them) on the
-/// seed's `order` topic, one every 100 ms, each partition in turn. Returns the order ids
-/// the bridge gives the ones the broker acknowledged: this thread is the topic's only
-/// producer, so the nth record of a partition is at offset n, and the id derives from that.
-fn seed_orders(topic: String, partitions: u32, stop: Arc<AtomicBool>) -> Vec<i64> {
+/// seed's `order` topic, one every 100 ms, each partition in turn, without waiting for each
+/// acknowledgement (a frozen broker must not stop it). Returns how many it sent; which of
+/// them the broker has is read back from the topic afterwards.
+fn seed_orders(topic: String, partitions: u32, stop: Arc<AtomicBool>) -> u64 {
+    use rdkafka::producer::{BaseRecord, Producer};
     let producer = producer();
-    let mut next_offset = vec![0i64; partitions as usize];
-    let mut ids = Vec::new();
+    let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let n = ids.len() as i64;
-        let p = (n % i64::from(partitions)) as i32;
+        let n = sent as i64;
         let value = format!(r#"{{"uid": {}, "amount": {}}}"#, n * 5 % USERS + 1, n % 30 + 1);
-        produce_through(&producer, &topic, &[(Some(p), None, Some(value.into_bytes()))]);
-        ids.push(derived_id(&topic, p, next_offset[p as usize]));
-        next_offset[p as usize] += 1;
+        let partition = (n % i64::from(partitions)) as i32;
+        let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).partition(partition).payload(value.as_bytes());
+        if producer.send(record).is_ok() {
+            sent += 1;
+        }
+        producer.poll(Duration::ZERO);
         std::thread::sleep(Duration::from_millis(100));
     }
-    ids
+    let _ = producer.flush(Duration::from_secs(120));
+    sent
+}
+
+/// The order ids the seed bridge gives the seed orders the broker has: they derive from
+/// each record's coordinates.
+fn seed_order_ids(topic: &str) -> Vec<i64> {
+    let records = creditstream::runtime::topic_reader::read_to_end(&kafka(), topic, Duration::from_secs(60))
+        .expect("read the seed's order topic");
+    records
+        .iter()
+        .map(|r| derived_id(topic, r.partition, r.offset))
+        .collect()
 }
 
 /// Creates the users the updates by condition touch, straight on the user-commands topic.
@@ -320,22 +334,23 @@ async fn faults_under_load_break_no_invariant() {
     // The broker is frozen past the transaction timeout (10 s) and the commit path's 30 s
     // call timeout, so a commit's answer is lost while the broker may apply it.
     let freeze = Duration::from_secs(35);
+    // How long replicas may take to own every partition again. After the broker was frozen
+    // a takeover can wait on blocking calls of a replica's rollback for over a minute (issue
+    // 13); the invariants, not this wait, are what this run checks.
+    let takeover = Duration::from_secs(if long { 180 } else { 60 });
 
     for round in 0..rounds {
         step(started, &format!("round {round}: SIGKILL replica a"));
         pause(3);
         a.sigkill();
         faults += 1;
-        assert!(
-            wait_until(Duration::from_secs(60), || owned_by(&[&b, &c]) == 6.0),
-            "b and c take over"
-        );
+        assert!(wait_until(takeover, || owned_by(&[&b, &c]) == 6.0), "b and c take over");
         // Back with a record that fails mid-transaction once it owns partitions: it stops
         // on the fatal error, nothing of that transaction is committed, and it is restarted.
         a = system.processor_with("a", &[("CREDITSTREAM_TEST_FAULTS", "process_error=50")]);
         step(started, "replica a back, to fail on its 50th record");
         assert!(
-            wait_until(Duration::from_secs(120), || !matches!(a.child.try_wait(), Ok(None))),
+            wait_until(takeover * 2, || !matches!(a.child.try_wait(), Ok(None))),
             "a stops on its failed record:\n{}",
             a.log_tail()
         );
@@ -352,23 +367,19 @@ async fn faults_under_load_break_no_invariant() {
             faults += 1;
             a = system.processor("a");
         }
-        assert!(wait_until(Duration::from_secs(60), || owned_by(&[&a, &b, &c]) == 6.0));
+        assert!(wait_until(takeover, || owned_by(&[&a, &b, &c]) == 6.0));
 
         step(started, "graceful scale 3 -> 1");
         pause(2);
         assert!(b.sigterm().success(), "graceful stop of b:\n{}", b.log_tail());
         assert!(c.sigterm().success(), "graceful stop of c:\n{}", c.log_tail());
         faults += 1;
-        assert!(
-            wait_until(Duration::from_secs(60), || assigned(&a) == 6.0),
-            "a owns everything"
-        );
+        assert!(wait_until(takeover, || assigned(&a) == 6.0), "a owns everything");
         pause(2);
         step(started, "scale 1 -> 3");
         b = system.processor("b");
         c = system.processor("c");
-        assert!(wait_until(Duration::from_secs(60), || owned_by(&[&a, &b, &c]) == 6.0
-            && assigned(&b) > 0.0));
+        assert!(wait_until(takeover, || owned_by(&[&a, &b, &c]) == 6.0 && assigned(&b) > 0.0));
 
         bulk_updates += 1;
         step(
@@ -440,7 +451,8 @@ async fn faults_under_load_break_no_invariant() {
         let _ = w.join();
     }
     let bad_records = poisoner.join().unwrap_or(0);
-    let seeded = seeder.join().unwrap_or_default();
+    let seed_sent = seeder.join().unwrap_or(0);
+    let seeded = seed_order_ids(&def.seed_bridge.orders);
     let last_fault = Instant::now();
     let mut acknowledged = figures.acknowledged.lock().unwrap().clone();
     step(started, &format!("load stopped: {} acknowledged", acknowledged.len()));
@@ -474,7 +486,7 @@ async fn faults_under_load_break_no_invariant() {
         bulk = bulk_rows(&mysql).await;
     }
     eprintln!(
-        "chaos: orders sent {} acknowledged {} (503 {}, failed {}), seed orders {}, decided {} (of them answered 503: {}), bad records {bad_records}, updates by condition {bulk_updates} of {BULK_USERS} users, faults {}, violations {}, quiescence {:.1}s",
+        "chaos: orders sent {} acknowledged {} (503 {}, failed {}), seed orders {} (of {seed_sent} sent), decided {} (of them answered 503: {}), bad records {bad_records}, updates by condition {bulk_updates} of {BULK_USERS} users, faults {}, violations {}, quiescence {:.1}s",
         figures.sent.load(Ordering::Relaxed),
         acknowledged.len() - seeded.len(),
         figures.unavailable.load(Ordering::Relaxed),

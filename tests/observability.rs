@@ -68,48 +68,13 @@ fn the_dashboard_is_provisionable_and_references_the_datasource_by_uid() {
     assert!(datasource.contains("uid: creditstream-prometheus"));
 }
 
-/// `go` for tests/grafana_schema: from PATH, else where Go's own tarball installs it. Fails
-/// (never skips) without it, or with a Go older than the 1.21 that the Grafana SDK needs.
-fn go() -> String {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("go"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let go = on_path
-        .into_iter()
-        .chain([std::path::PathBuf::from("/usr/local/go/bin/go")])
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("go is not installed: tests/grafana_schema needs Go >= 1.21 (scripts/setup.sh installs Debian's golang-go when go is missing)")
-        });
-    let go = go.display().to_string();
-    let version = Command::new(&go)
-        .args(["env", "GOVERSION"])
-        .output()
-        .expect("run go env");
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
-    let minor: u32 = version
-        .strip_prefix("go1.")
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|minor| minor.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        minor >= 21,
-        "{go} is {version:?}; tests/grafana_schema needs Go >= 1.21"
-    );
-    go
-}
-
 /// Runs tests/grafana_schema (Grafana's schema, strictly, via the Grafana Foundation SDK) on
 /// one dashboard file: (passed, stdout and stderr). One run at a time, so that a cold Go
 /// build cache compiles the SDK once.
 fn grafana_schema_check(dashboard: &std::path::Path) -> (bool, String) {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let out = Command::new(go())
+    let out = Command::new(go(21))
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grafana_schema"))
         .args(["run", "-mod=readonly", "."])
         .arg(dashboard)

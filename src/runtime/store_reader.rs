@@ -86,10 +86,7 @@ pub fn open_local(store_dir: &Path, partition: u32) -> Result<PartitionState, St
     if !path.join("CURRENT").exists() {
         return Err(StoreReadError::NoLocalState { partition, path });
     }
-    let scratch = std::env::temp_dir().join(format!(
-        "creditstream-state-{}-{partition}",
-        std::process::id()
-    ));
+    let scratch = std::env::temp_dir().join(format!("creditstream-state-{}-{partition}", std::process::id()));
     let mut options = Options::default();
     options.set_max_open_files(-1);
     let db = DB::open_as_secondary(&options, &path, &scratch).map_err(|source| StoreReadError::Open {
@@ -97,10 +94,13 @@ pub fn open_local(store_dir: &Path, partition: u32) -> Result<PartitionState, St
         source,
     })?;
     let store = SecondaryStore { db, scratch };
-    store.db.try_catch_up_with_primary().map_err(|source| StoreReadError::Open {
-        path: path.clone(),
-        source,
-    })?;
+    store
+        .db
+        .try_catch_up_with_primary()
+        .map_err(|source| StoreReadError::Open {
+            path: path.clone(),
+            source,
+        })?;
     let checkpoint = match store.get(CHECKPOINT_KEY)? {
         Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice()).ok().map(i64::from_be_bytes),
         None => None,

@@ -476,3 +476,39 @@ pub async fn snapshot_until(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `go` for the Go checks (tests/grafana_schema, tests/k8s_manifests): from PATH, else where
+/// Go's own tarball installs it. Fails (never skips) without it, or with a Go older than
+/// `min_minor` (1.`min_minor`).
+pub fn go(min_minor: u32) -> String {
+    let on_path = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("go"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let go = on_path
+        .into_iter()
+        .chain([std::path::PathBuf::from("/usr/local/go/bin/go")])
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!("go is not installed: the Go checks in tests/ need Go (scripts/setup.sh installs Debian's golang-go when go is missing)")
+        });
+    let go = go.display().to_string();
+    let version = std::process::Command::new(&go)
+        .args(["env", "GOVERSION"])
+        .output()
+        .expect("run go env");
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let minor: u32 = version
+        .strip_prefix("go1.")
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|minor| minor.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        minor >= min_minor,
+        "{go} is {version:?}; this check needs Go >= 1.{min_minor}"
+    );
+    go
+}
