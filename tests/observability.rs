@@ -176,7 +176,8 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     std::fs::write(
         &prom_config,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: creditstream-all\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n        labels:\n          component: all\n"
+            "global:\n  scrape_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: creditstream-all\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n        labels:\n          component: all\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/alerts.yml")
         ),
     )
     .unwrap();
@@ -242,9 +243,36 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         missing.retain(|q| empty(q));
         missing.is_empty()
     });
+    // The alerting rules load, and every metric they watch is one the system registers.
+    let rules = http_get(prom_port, "/api/v1/rules?type=alert").unwrap_or_default();
     let _ = prometheus.kill();
     let _ = prometheus.wait();
     assert!(all_answer, "dashboard queries without data: {missing:#?}");
+    let alerts = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/alerts.yml")).unwrap();
+    let names: Vec<&str> = alerts
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(names.len() >= 9, "{names:?}");
+    for name in &names {
+        assert!(
+            rules.contains(&format!("\"name\":\"{name}\"")),
+            "{name} not loaded: {rules}"
+        );
+    }
+    // Metrics with labels appear on /metrics only once observed: look them up where they
+    // are registered.
+    let registered = include_str!("../src/metrics.rs");
+    let watched: std::collections::BTreeSet<&str> = alerts
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("creditstream_"))
+        .collect();
+    for metric in watched {
+        assert!(
+            registered.contains(&format!("\"{metric}\"")),
+            "config/alerts.yml watches {metric}, which src/metrics.rs does not register"
+        );
+    }
 
     let metrics = http_get(port, "/metrics").unwrap();
     let mut check = Command::new(tool("promtool"))

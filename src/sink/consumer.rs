@@ -10,9 +10,6 @@
 //! consumption is paused (the records already fetched wait in order); a fatal error stops
 //! the sink. On a rebalance, uncommitted records are simply re-read by the new owner: the
 //! writer is idempotent, so a batch written twice changes nothing.
-//! Commits are asynchronous; one the broker refused (a rebalance, a coordinator move) is
-//! sent again once the sink is idle, so a caught-up sink's committed offsets reach the end
-//! of what it wrote, and a restart or a new owner re-reads nothing.
 
 use crate::config::{KafkaConfig, SinkConfig};
 use crate::metrics::metrics;
@@ -20,13 +17,12 @@ use crate::runtime::client;
 use crate::runtime::lag::consumer_lag;
 use crate::shutdown::Shutdown;
 use crate::topology::definition::TopologyDefinition;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -65,28 +61,6 @@ pub enum SourceError {
     Write(String),
 }
 
-/// Notes an asynchronous offset commit the broker refused, so that it is sent again.
-#[derive(Default)]
-pub struct CommitTracker {
-    refused: AtomicBool,
-}
-
-impl rdkafka::ClientContext for CommitTracker {}
-
-impl ConsumerContext for CommitTracker {
-    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
-        if let Err(error) = result {
-            warn!(%error, "offset commit refused; it is sent again once the sink is idle");
-            self.refused.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-type SinkConsumer = StreamConsumer<CommitTracker>;
-
-/// The next offset to commit per partition, for everything written so far.
-type Written = HashMap<(SinkTopic, i32), i64>;
-
 fn sink_topic(def: &TopologyDefinition, name: &str) -> Option<SinkTopic> {
     if name == def.outputs.decisions {
         Some(SinkTopic::Decisions)
@@ -105,13 +79,11 @@ pub async fn run<W: BatchWriter>(
     writer: &mut W,
     shutdown: Shutdown,
 ) -> Result<(), SourceError> {
-    let consumer: SinkConsumer =
-        client::consumer(kafka, &cfg.group_id, true).create_with_context(CommitTracker::default())?;
+    let consumer: StreamConsumer = client::consumer(kafka, &cfg.group_id, true).create()?;
     consumer.subscribe(&[&def.outputs.decisions, &def.outputs.user_changes])?;
     info!(group = cfg.group_id, "sink consuming");
     let linger = Duration::from_millis(cfg.linger_ms);
     let mut batch: Vec<SinkRecord> = Vec::with_capacity(cfg.batch_size);
-    let mut written = Written::new();
     let mut last_lag = Instant::now();
     let stop = shutdown.clone().wait();
     tokio::pin!(stop);
@@ -140,17 +112,8 @@ pub async fn run<W: BatchWriter>(
         }
         if !batch.is_empty() {
             write_with_retry(&consumer, cfg, writer, &batch, &shutdown).await?;
-            let mut next = Written::new();
-            for record in &batch {
-                for offsets in [&mut next, &mut written] {
-                    let entry = offsets.entry((record.topic, record.partition)).or_insert(0);
-                    *entry = (*entry).max(record.offset + 1);
-                }
-            }
-            commit(&consumer, def, &next);
+            commit(&consumer, def, &batch);
             batch.clear();
-        } else if consumer.context().refused.swap(false, Ordering::Relaxed) {
-            recommit(&consumer, def, &written);
         }
         if last_lag.elapsed() >= Duration::from_secs(10) {
             last_lag = Instant::now();
@@ -164,7 +127,7 @@ pub async fn run<W: BatchWriter>(
 }
 
 async fn write_with_retry<W: BatchWriter>(
-    consumer: &SinkConsumer,
+    consumer: &StreamConsumer,
     cfg: &SinkConfig,
     writer: &mut W,
     batch: &[SinkRecord],
@@ -220,26 +183,15 @@ fn topic_name(def: &TopologyDefinition, topic: SinkTopic) -> &str {
     }
 }
 
-/// Commits, again, what was written on the partitions the sink still owns.
-fn recommit(consumer: &SinkConsumer, def: &TopologyDefinition, written: &Written) {
-    let Ok(assignment) = consumer.assignment() else {
-        consumer.context().refused.store(true, Ordering::Relaxed);
-        return;
-    };
-    let owned: Written = written
-        .iter()
-        .filter(|((topic, partition), _)| assignment.find_partition(topic_name(def, *topic), *partition).is_some())
-        .map(|(k, v)| (*k, *v))
-        .collect();
-    if !owned.is_empty() {
-        commit(consumer, def, &owned);
+fn commit(consumer: &StreamConsumer, def: &TopologyDefinition, batch: &[SinkRecord]) {
+    let mut next: HashMap<(SinkTopic, i32), i64> = HashMap::new();
+    for record in batch {
+        let entry = next.entry((record.topic, record.partition)).or_insert(0);
+        *entry = (*entry).max(record.offset + 1);
     }
-}
-
-fn commit(consumer: &SinkConsumer, def: &TopologyDefinition, next: &Written) {
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), offset) in next {
-        let _ = tpl.add_partition_offset(topic_name(def, *topic), *partition, Offset::Offset(*offset));
+        let _ = tpl.add_partition_offset(topic_name(def, topic), partition, Offset::Offset(offset));
     }
     // Asynchronous: a synchronous commit waits on the group coordinator without a bound,
     // inside this async task, and after a broker outage it could wait forever. The rows are
@@ -249,7 +201,7 @@ fn commit(consumer: &SinkConsumer, def: &TopologyDefinition, next: &Written) {
     }
 }
 
-fn update_lag(consumer: &SinkConsumer) {
+fn update_lag(consumer: &StreamConsumer) {
     for (topic, partition, lag) in consumer_lag(consumer) {
         metrics()
             .sink_lag
