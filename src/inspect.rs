@@ -1,16 +1,18 @@
-//! `creditstream state`: what the processor holds, read-only. One user by uid, one order's
-//! decision by id, every user of a partition, and per-partition counts, each printed as
-//! JSON. It reads a replica's stores through [`store_reader`], which never disturbs a
-//! running replica, or the state rebuilt from the changelog.
+//! `creditstream state`: what the processor holds, read-only. One user by uid (with its
+//! latest decisions, from the tail of its decisions partition), one order's decision by
+//! id, every user of a partition, and per-partition counts, each printed as JSON. It reads
+//! a replica's stores through [`store_reader`], which never disturbs a running replica, or
+//! the state rebuilt from the changelog.
 //! Invariant: it never writes anything anywhere.
 //!
 //! [`store_reader`]: crate::runtime::store_reader
 
 use crate::config::Config;
 use crate::runtime::store_reader::{self, PartitionState, StoreReadError};
+use crate::runtime::topic_reader::read_tail;
 use crate::topology::definition::TopologyDefinition;
 use crate::topology::partitioner::{partition_for, uid_key};
-use crate::topology::record::{OrderId, Uid};
+use crate::topology::record::{Decision, OrderId, Uid};
 use crate::topology::state::{self, OrderSeen, UserState, CURSOR_PREFIX, ORDER_PREFIX, USER_PREFIX};
 use crate::topology::store::StoreError;
 use serde_json::{json, Value};
@@ -19,6 +21,9 @@ use std::time::Duration;
 
 /// Entries read per page while scanning a partition.
 const PAGE: usize = 10_000;
+/// How far back `get` looks on the user's decisions partition, and how many it shows.
+const RECENT_SCAN: i64 = 20_000;
+const RECENT_SHOWN: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -95,7 +100,11 @@ pub fn run(
         views
     };
     match query {
-        Query::User(uid) => writeln!(out, "{}", user(&views[0], uid)?)?,
+        Query::User(uid) => {
+            let mut found = user(&views[0], uid)?;
+            found["recent_decisions"] = recent_decisions(config, def, views[0].partition, uid);
+            writeln!(out, "{found}")?
+        }
         Query::Order(id) => writeln!(out, "{}", order(&views, id)?)?,
         Query::Dump(_) => {
             for view in &views {
@@ -135,6 +144,30 @@ pub fn user(view: &PartitionState, uid: Uid) -> Result<Value, InspectError> {
         }
     };
     Ok(json!({"uid": uid, "partition": view.partition, "source": view.source, "state": found}))
+}
+
+/// The user's latest decisions (at most [`RECENT_SHOWN`], oldest first) among the last
+/// [`RECENT_SCAN`] records of its decisions partition: amount, status, note and balance
+/// after, which say why an order was declined. `{"error": ...}` if the broker cannot say.
+fn recent_decisions(config: &Config, def: &TopologyDefinition, partition: u32, uid: Uid) -> Value {
+    let tail = read_tail(
+        &config.kafka,
+        &def.outputs.decisions,
+        partition as i32,
+        RECENT_SCAN,
+        Duration::from_secs(30),
+    );
+    match tail {
+        Err(error) => json!({"error": error.to_string()}),
+        Ok(records) => {
+            let mine: Vec<Decision> = records
+                .iter()
+                .filter_map(|r| serde_json::from_slice::<Decision>(r.value.as_deref()?).ok())
+                .filter(|d| d.uid == uid)
+                .collect();
+            json!(mine[mine.len().saturating_sub(RECENT_SHOWN)..])
+        }
+    }
 }
 
 /// The decision a partition remembers for `order_id`, if any of `views` holds one.

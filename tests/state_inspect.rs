@@ -6,6 +6,7 @@ mod common;
 
 use common::scenario::{Scenario, WAIT};
 use common::*;
+use creditstream::topology::record::Decision;
 use std::path::Path;
 use std::process::Command;
 
@@ -57,6 +58,14 @@ async fn state_shows_what_a_running_replica_holds_and_what_the_changelog_holds()
     );
     assert_eq!(local["source"], "local");
     assert_eq!(local["state"]["version"], expected.version);
+    // Its latest decisions, as the decisions topic has them, with why.
+    let mine: Vec<&Decision> = decisions.iter().filter(|d| d.uid == 3).collect();
+    let recent = local["recent_decisions"].as_array().expect("recent decisions");
+    assert_eq!(recent.len(), mine.len().min(5), "{local}");
+    let last = mine.last().unwrap();
+    let shown = recent.last().unwrap();
+    assert_eq!(shown["order_id"], last.order_id);
+    assert_eq!(shown["note"], last.note.as_str());
 
     let (ok, out, err) = state(&scenario, &dir, &["--from-changelog", "get", "3"]);
     assert!(ok, "{err}");

@@ -1,5 +1,5 @@
-//! Reads whole topics (read_committed) to their end, for the invariant checker and the
-//! benchmark. "The end" is each partition's high watermark at the start; aborted records
+//! Reads whole topics, or the tail of one partition, (read_committed) to their end, for the
+//! invariant checker, the benchmark and `creditstream state`. "The end" is each partition's high watermark at the start; aborted records
 //! and transaction markers are skipped by the consumer, and its position says how far it
 //! really got.
 
@@ -45,13 +45,41 @@ pub fn read_to_end(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Resul
         .first()
         .map(|t| t.partitions().iter().map(|p| p.id()).collect())
         .unwrap_or_default();
+    let mut ranges = Vec::new();
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        ranges.push((p, low, high));
+    }
+    read_ranges(&consumer, topic, &ranges, timeout)
+}
+
+/// The committed records among the last `last` offsets of `topic` partition `partition`.
+pub fn read_tail(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    last: i64,
+    timeout: Duration,
+) -> Result<Vec<TopicRecord>, ReadError> {
+    let consumer: BaseConsumer = client::standalone_consumer(kafka, true).create()?;
+    let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+    read_ranges(&consumer, topic, &[(partition, low.max(high - last), high)], timeout)
+}
+
+/// Reads each `(partition, from, to)` of `topic` from offset `from` until the position
+/// reaches `to`.
+fn read_ranges(
+    consumer: &BaseConsumer,
+    topic: &str,
+    ranges: &[(i32, i64, i64)],
+    timeout: Duration,
+) -> Result<Vec<TopicRecord>, ReadError> {
     let mut ends = Vec::new();
     let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
-        if high > low {
-            ends.push((*p, high));
-            tpl.add_partition_offset(topic, *p, Offset::Offset(low))?;
+    for &(p, from, to) in ranges {
+        if to > from {
+            ends.push((p, to));
+            tpl.add_partition_offset(topic, p, Offset::Offset(from))?;
         }
     }
     if ends.is_empty() {
