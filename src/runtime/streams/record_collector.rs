@@ -21,7 +21,7 @@ use crate::topology::store::StoreChange;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -337,6 +337,14 @@ impl RecordCollector {
             self.stale = true;
         }
         if self.stale {
+            // Nothing the abandoned transaction sent may reach the broker later: librdkafka
+            // would keep retrying queued and in-flight records, and one appended after the
+            // replacement's epoch bump aborted the transaction elsewhere has no abort marker
+            // on its partition, so the next commit of this transactional id makes it
+            // visible (seen once in the long fault run, after a broker SIGKILL: a decision
+            // of the abandoned transaction, then the same order decided again).
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight().non_blocking());
             warn!(%cause, "replacing the transactional producer");
             self.producer = new_producer(
                 &self.kafka,
