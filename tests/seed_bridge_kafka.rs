@@ -37,6 +37,16 @@ fn start_processor(config: &Config, def: &TopologyDefinition) -> (shutdown::Shut
     )
 }
 
+/// The dead letters of the topology, once there is at least one.
+fn dead_letters(def: &TopologyDefinition) -> Vec<Read> {
+    read_until(
+        &def.outputs.dead_letters,
+        def.partitions,
+        Duration::from_secs(60),
+        |r| !r.is_empty(),
+    )
+}
+
 /// A seed create of user `uid` (balance 100) on partition 0 of the seed's `user` topic.
 fn seed_create(def: &TopologyDefinition, uid: i64) {
     let value = format!(
@@ -82,12 +92,7 @@ async fn unkeyed_seed_records_are_repartitioned_and_decided() {
     .into_iter()
     .map(|r| serde_json::from_slice(&r.value.unwrap()).unwrap())
     .collect();
-    let letters = read_until(
-        &def.outputs.dead_letters,
-        def.partitions,
-        Duration::from_secs(60),
-        |r| !r.is_empty(),
-    );
+    let letters = dead_letters(&def);
     stopper.trigger();
     processor.await.unwrap().unwrap();
 
@@ -127,12 +132,7 @@ async fn an_oversized_seed_record_is_dead_lettered_cut_and_the_seed_orders_behin
     let decisions = read_until(&def.outputs.decisions, def.partitions, Duration::from_secs(120), |r| {
         !r.is_empty()
     });
-    let letters = read_until(
-        &def.outputs.dead_letters,
-        def.partitions,
-        Duration::from_secs(60),
-        |r| !r.is_empty(),
-    );
+    let letters = dead_letters(&def);
     stopper.trigger();
     let stopped = processor.await.unwrap();
 

@@ -34,12 +34,19 @@ pub fn carry_over(
     to: &str,
     partitions: &TopicPartitionList,
 ) -> Result<usize, CarryOverError> {
-    let committed = |group: &str| -> Result<TopicPartitionList, KafkaError> {
-        let consumer: BaseConsumer = client::consumer(kafka, group, true).create()?;
-        consumer.committed_offsets(partitions.clone(), TIMEOUT)
-    };
-    let target = committed(to).map_err(CarryOverError::Read)?;
-    let source = committed(from).map_err(CarryOverError::Read)?;
+    // One client of the target group reads its offsets and, if needed, commits for it.
+    let target_client: BaseConsumer = client::consumer(kafka, to, true)
+        .create()
+        .map_err(CarryOverError::Read)?;
+    let source_client: BaseConsumer = client::consumer(kafka, from, true)
+        .create()
+        .map_err(CarryOverError::Read)?;
+    let target = target_client
+        .committed_offsets(partitions.clone(), TIMEOUT)
+        .map_err(CarryOverError::Read)?;
+    let source = source_client
+        .committed_offsets(partitions.clone(), TIMEOUT)
+        .map_err(CarryOverError::Read)?;
     let mut carry = TopicPartitionList::new();
     for element in source.elements() {
         let (topic, partition) = (element.topic(), element.partition());
@@ -56,13 +63,11 @@ pub fn carry_over(
     if carry.count() == 0 {
         return Ok(0);
     }
-    let commit = || -> Result<(), KafkaError> {
-        let consumer: BaseConsumer = client::consumer(kafka, to, true).create()?;
-        consumer.commit(&carry, CommitMode::Sync)
-    };
-    commit().map_err(|source| CarryOverError::Commit {
-        to: to.to_string(),
-        source,
-    })?;
+    target_client
+        .commit(&carry, CommitMode::Sync)
+        .map_err(|source| CarryOverError::Commit {
+            to: to.to_string(),
+            source,
+        })?;
     Ok(carry.count())
 }
