@@ -15,7 +15,7 @@ bin=$(scripts/release-binary.sh)
 if ! command -v wrk >/dev/null 2>&1; then
   echo "bench: installing wrk from Debian's packages" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq wrk >/dev/null
 fi
 # Maven and the JDK are on the machine once the stack is up (scripts/stack.sh installs them).
 peer=benches/peers/kafka-streams

@@ -122,11 +122,11 @@ apt_install() {
   command -v apt-get >/dev/null || die "apt-get not found; install manually: $*"
   if ((APT_UPDATED == 0)); then
     say "apt-get update"
-    apt-get update -qq || die "apt-get update failed"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq || die "apt-get update failed"
     APT_UPDATED=1
   fi
   say "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" || die "apt-get install $* failed"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" || die "apt-get install $* failed"
 }
 
 # True if some socket listens on TCP PORT. Reads /proc/net/tcp{,6} instead of connecting, so

@@ -18,6 +18,8 @@ promtool test rules config/alerts.test.yml
 export CREDITSTREAM_TEST_KAFKA=${CREDITSTREAM_TEST_KAFKA:-127.0.0.1:9092}
 export CREDITSTREAM_TEST_MYSQL=${CREDITSTREAM_TEST_MYSQL:-mysql://creditstream:creditstream@127.0.0.1:3306}
 export CREDITSTREAM_STACK=${CREDITSTREAM_STACK:-$PWD/scripts/stack.sh}
+# The API fuzzer tests/api_contract.rs runs (scripts/setup.sh installed it).
+export CREDITSTREAM_SCHEMATHESIS=${CREDITSTREAM_SCHEMATHESIS:-${CREDITSTREAM_TOOLS:-$HOME/.cache/creditstream/tools}/schemathesis-4.32.5/bin/schemathesis}
 
 cargo build --release --locked --bins
 cargo test --release --locked "$@"

@@ -55,6 +55,8 @@ pub struct IngestConfig {
     pub idempotency_cache_size: usize,
     pub auth_token: String,
     pub max_wait_ms: u64,
+    pub read_your_writes_ms: u64,
+    pub pending_writes_size: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

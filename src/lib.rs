@@ -10,11 +10,13 @@
 //!   Kafka, RocksDB, HTTP or SQL.
 //! - [`runtime`]: the code that adapts Kafka and RocksDB to the topology: clients, topic
 //!   admin, the processor runtime (`runtime::streams`: stream thread, tasks, stores,
-//!   restores, transactions, with the seed bridge as a sub-topology), the ingest's
-//!   publisher, and read-only views of a partition's state.
-//! - [`ingest`]: the warp HTTP endpoint (seed-compatible `/order`, `/user`, and `/v1`).
-//! - [`sink`]: the Kafka-fed MySQL writer: its consumer, the schema, the idempotent batch
-//!   writer, and the reads the API serves.
+//!   restores, transactions, with the seed bridge as a sub-topology), and read-only views
+//!   of a partition's state.
+//! - [`ingest`]: the warp HTTP endpoint (seed-compatible `/order`, `/user`, and `/v1`),
+//!   its request contract and OpenAPI document, and its two ports (publish to Kafka, read
+//!   from MySQL) with their adapters.
+//! - [`sink`]: the Kafka-fed MySQL writer: its consumer, the schema and the idempotent
+//!   batch writer.
 //! - [`metrics`]: every Prometheus metric and the `/metrics` endpoint.
 //! - [`config`]: layered configuration with unknown keys rejected.
 //! - [`shutdown`]: the signal passed down to every component.

@@ -137,7 +137,7 @@ fn every_user_change_carries_the_full_row_and_a_growing_version() {
         .iter()
         .map(|c| match c {
             UserChange::Upserted { version, .. } | UserChange::Deleted { version, .. } => *version,
-            UserChange::Rejected { .. } => 0,
+            UserChange::Rejected { .. } | UserChange::Outcome(_) => 0,
         })
         .collect();
     assert_eq!(versions, vec![1, 2, 3, 4]);
@@ -327,6 +327,87 @@ fn a_condition_command_over_many_users_is_applied_to_each_once_in_bounded_parts(
         .collect();
     assert_eq!(cursor_writes, [true, true, false]);
     assert!(d.restored_store(0).scan_prefix(b"c").unwrap().is_empty());
+    // One outcome per part; only the last says the partition is done, and together they
+    // name every changed user once.
+    let outcomes: Vec<_> = d.outcomes().into_iter().filter(|o| o.command_id == 7).collect();
+    assert_eq!(
+        outcomes.iter().map(|o| o.done).collect::<Vec<_>>(),
+        [false, false, true]
+    );
+    let changed: std::collections::BTreeSet<_> = outcomes
+        .iter()
+        .flat_map(|o| o.changed.iter().map(|c| (c.uid, c.version)))
+        .collect();
+    assert_eq!(changed, (1..=users).map(|uid| (uid, 2)).collect());
+}
+
+#[test]
+fn every_command_reports_its_outcome_the_users_it_changed_or_why_it_was_refused() {
+    let mut d = TestDriver::new(PARTITIONS);
+    create(&mut d, 1, 100, 100);
+    let created = d.outcomes().last().cloned().cloned().unwrap();
+    assert_eq!(
+        created,
+        CommandOutcome {
+            command_id: 10,
+            uid: Some(1),
+            partitions: 1,
+            changed: vec![ChangedUser {
+                uid: 1,
+                version: 1,
+                deleted: false
+            }],
+            rejected: vec![],
+            done: true,
+        }
+    );
+    d.pipe_command(&UserCommand::Update {
+        command_id: 11,
+        target: Target::Uid(1),
+        set: vec![Predicate {
+            column: Column::CreditBalance,
+            value: Value::Int(500),
+        }],
+    })
+    .unwrap();
+    let refused = d.outcomes().last().cloned().cloned().unwrap();
+    assert_eq!((refused.command_id, refused.changed.len(), refused.done), (11, 0, true));
+    assert_eq!(refused.rejected[0].uid, 1);
+    assert!(
+        refused.rejected[0].reason.contains("credit_balance"),
+        "{:?}",
+        refused.rejected
+    );
+    d.pipe_command(&UserCommand::Delete {
+        command_id: 12,
+        target: Target::Uid(2),
+    })
+    .unwrap();
+    let unknown = d.outcomes().last().cloned().cloned().unwrap();
+    assert_eq!(unknown.rejected[0].reason, "user 2 does not exist");
+    // By condition: every partition reports once, even one with no matching user.
+    d.pipe_command(&UserCommand::Delete {
+        command_id: 13,
+        target: Target::Condition(vec![Predicate {
+            column: Column::Name,
+            value: Value::Text("Arpana".into()),
+        }]),
+    })
+    .unwrap();
+    let reports: Vec<_> = d.outcomes().into_iter().filter(|o| o.command_id == 13).collect();
+    assert_eq!(reports.len(), PARTITIONS as usize);
+    assert!(reports
+        .iter()
+        .all(|o| o.done && o.partitions == PARTITIONS && o.uid.is_none()));
+    let deleted: Vec<_> = reports.iter().flat_map(|o| o.changed.clone()).collect();
+    assert_eq!(
+        deleted,
+        vec![ChangedUser {
+            uid: 1,
+            version: 2,
+            deleted: true
+        }]
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The README's examples work as pasted: every `curl` line of its quick start (the REST
 //! calls and the seed's calls) runs, through the real curl and a shell, against
 //! `creditstream all` on the real broker and database, with the ids from earlier answers
-//! filled in for `<uid>` and `<order_id>`. Each must answer the status its comment claims
+//! filled in for `<uid>`, `<order_id>` and `<command_id>`. Each must answer the status its comment claims
 //! (`# → 202 …`), and every `"field": value` its comment shows; reads are repeated until
 //! the sink has caught up.
 
@@ -68,7 +68,7 @@ fn field<'a>(answer: &'a Value, name: &str) -> Option<&'a Value> {
 }
 
 fn is_write(command: &str) -> bool {
-    command.contains("-X POST")
+    ["-X POST", "-X PATCH", "-X DELETE"].iter().any(|m| command.contains(m))
         || command.contains("/order?")
         || ["type=C", "type=U", "type=D"].iter().any(|t| command.contains(t))
 }
@@ -143,7 +143,11 @@ async fn the_quick_start_examples_work_as_pasted() {
             for (name, value) in &pairs {
                 assert_eq!(field(&answer, name), Some(value), "{line}\nanswered {body}");
             }
-            for (name, placeholder) in [("uid", "<uid>"), ("order_id", "<order_id>")] {
+            for (name, placeholder) in [
+                ("uid", "<uid>"),
+                ("order_id", "<order_id>"),
+                ("command_id", "<command_id>"),
+            ] {
                 if let (true, Some(id)) = (is_write(&command), field(&answer, name).and_then(Value::as_i64)) {
                     ids.retain(|(p, _)| *p != placeholder);
                     ids.push((placeholder, id.to_string()));

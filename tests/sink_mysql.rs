@@ -6,6 +6,8 @@ mod common;
 
 use common::*;
 use creditstream::app;
+use creditstream::ingest::mysql::MySqlReader;
+use creditstream::ingest::ports::{CommandRecord, CommandUser, Read};
 use creditstream::shutdown;
 use creditstream::topology::codec::{encode_order, to_json};
 use creditstream::topology::credit_check::CreditOutput;
@@ -155,6 +157,24 @@ async fn tables_equal_the_topics_and_a_replay_changes_nothing() {
     assert!(!first.0.iter().any(|u| u.0 == 2), "the deleted user is gone");
     assert_eq!(first.0.iter().find(|u| u.0 == 1).map(|u| u.1.as_str()), Some("Renamed"));
     fixture.check_orders(&first.1);
+    // Each command's outcome, as GET /v1/commands reads it.
+    let reader = MySqlReader::new(mysql_async::Pool::new(mysql.url.as_str()));
+    let created = CommandRecord {
+        partitions_done: 1,
+        partitions: Some(1),
+        users: vec![CommandUser {
+            uid: 5,
+            version: Some(1),
+            deleted: false,
+            reason: None,
+        }],
+        truncated: false,
+    };
+    assert!(
+        eventually(WAIT, || async { reader.command(5).await.ok() == Some(created.clone()) }).await,
+        "the create's outcome: {:?}",
+        reader.command(5).await
+    );
 
     // A second sink in a new group replays every topic from offset 0 into the same tables.
     let mut replay = config.clone();
@@ -175,6 +195,7 @@ async fn tables_equal_the_topics_and_a_replay_changes_nothing() {
         second, first,
         "replaying the topics changed nothing (not even event ids)"
     );
+    assert_eq!(reader.command(5).await.ok(), Some(created), "nor the outcomes");
 }
 
 /// Whether `group` committed the log-end offset of every partition of `topics`.

@@ -1,20 +1,33 @@
 //! The HTTP ingest: the seed's `/order` and `/user` calls and a JSON REST API, in front of
-//! Kafka. It validates ([`requests`]), assigns ids without coordination ([`ids`]),
-//! publishes through the runtime's producer and answers 202 only once Kafka acknowledged;
-//! reads come from the tables the sink maintains.
+//! Kafka. It validates with the rules of [`contract`] (which the [`openapi`] document
+//! states), assigns ids without coordination ([`ids`]), publishes through its [`ports`]'s
+//! `Publish` ([`kafka`]) and answers 202 only once Kafka acknowledged; reads come through
+//! `Read` ([`mysql`]: the tables the sink maintains), and [`command_status`] says what
+//! became of a command.
 
 pub mod ceiling;
+pub mod command_status;
+pub mod contract;
 pub mod dict_literal;
+mod handlers;
 pub mod ids;
+pub mod kafka;
+pub mod mysql;
+pub mod openapi;
+pub mod ports;
+mod reads;
+mod reply;
 pub mod requests;
 pub mod routes;
 pub mod state;
 
 use crate::config::{Config, IngestConfig};
-use crate::runtime::publisher::KafkaPublisher;
 use crate::shutdown::Shutdown;
 use crate::topology::definition::TopologyDefinition;
-use state::{IdempotencyCache, IngestState, Publish};
+use kafka::KafkaPublisher;
+use mysql::MySqlReader;
+use ports::{Publish, Read};
+use state::{IngestState, PendingWrites, Recent};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,22 +43,24 @@ pub enum IngestError {
     Bind { addr: String, message: String },
 }
 
-/// The shared state of one ingest replica.
-pub fn state<P: Publish>(
-    publisher: P,
-    pool: mysql_async::Pool,
+/// The shared state of one ingest replica, on the given ports.
+pub fn state(
+    publisher: impl Publish,
+    reader: impl Read,
     topology: TopologyDefinition,
     cfg: &IngestConfig,
-) -> IngestState<P> {
+) -> IngestState {
     IngestState {
-        publisher,
-        pool,
+        publisher: Box::new(publisher),
+        reader: Box::new(reader),
         topology,
         ids: ids::IdGenerator::new(cfg.node_id),
-        idempotency: IdempotencyCache::new(cfg.idempotency_cache_size),
+        idempotency: Recent::new(cfg.idempotency_cache_size),
+        pending: PendingWrites::new(cfg.pending_writes_size),
         auth_token: cfg.auth_token.clone(),
         max_body_bytes: cfg.max_body_bytes,
         max_wait_ms: cfg.max_wait_ms,
+        read_your_writes_ms: cfg.read_your_writes_ms,
     }
 }
 
@@ -59,7 +74,12 @@ pub async fn run(
 ) -> Result<(), IngestError> {
     let publisher = KafkaPublisher::new(&config.kafka, &config.ingest)?;
     let pool = crate::sink::pool(&config.mysql)?;
-    let shared = Arc::new(state(publisher.clone(), pool.clone(), topology, &config.ingest));
+    let shared = Arc::new(state(
+        publisher.clone(),
+        MySqlReader::new(pool.clone()),
+        topology,
+        &config.ingest,
+    ));
     let addr: SocketAddr = config.ingest.listen.parse().map_err(|_| IngestError::Bind {
         addr: config.ingest.listen.clone(),
         message: "not an address".into(),

@@ -1,13 +1,17 @@
 //! Turns HTTP requests (the seed's query strings, the REST API's JSON) into validated
-//! commands and orders. Pure: no I/O, so every rejection rule is tested directly.
-//! Invariant: whatever this returns `Ok` for is a record the processor will accept;
+//! commands and orders, with the rules of [`super::contract`]. Pure: no I/O, so every
+//! rejection rule is tested directly. Invariant: whatever this returns `Ok` for is a
+//! record the processor can judge (a rule between two fields, such as a new user's
+//! balance within its limit, is the processor's, reported by the command's outcome);
 //! whatever it rejects names the offending field.
+//! JSON is strict (no coercion); the seed's query strings and dict literals keep the
+//! seed's loose typing (numbers may come as strings).
 
+use super::contract::Rule;
 use super::dict_literal::parse_dict;
 use super::ids::{idempotent_order_id, IdGenerator};
 use crate::topology::conditions::{self, FieldError};
-use crate::topology::credit_check::validate_user;
-use crate::topology::record::{Column, Order, Predicate, Target, UserCommand, UserRow, Value, MAX_NAME_CHARS};
+use crate::topology::record::{Column, Order, Predicate, Target, UserCommand, UserRow, Value};
 use crate::topology::seed::target_of;
 use serde::Serialize;
 
@@ -19,6 +23,9 @@ pub struct ApiError {
     pub error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The methods a 405 names in its `Allow` header.
+    #[serde(skip)]
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -27,6 +34,7 @@ impl ApiError {
             status: 400,
             error: error.into(),
             field: Some(field.into()),
+            allow: None,
         }
     }
 
@@ -35,6 +43,7 @@ impl ApiError {
             status,
             error: error.into(),
             field: None,
+            allow: None,
         }
     }
 }
@@ -107,41 +116,40 @@ fn only_allowed(params: &Params, allowed: &[&str]) -> Result<(), ApiError> {
     }
 }
 
-fn required_int(params: &Params, name: &str) -> Result<i64, ApiError> {
+fn required(params: &Params, name: &str, rule: Rule) -> Result<Value, ApiError> {
     let text = get(params, name).ok_or_else(|| ApiError::bad_request(name, "required"))?;
-    text.trim()
-        .parse::<i64>()
-        .map_err(|_| ApiError::bad_request(name, format!("expected an integer within i64, got {text:?}")))
+    rule.parse(name, text)
 }
 
-/// Text values must be short, printable and non-empty (names are `varchar(15)` in the seed).
-fn check_text(column: Column, value: &Value) -> Result<(), ApiError> {
-    if let Value::Text(text) = value {
-        let chars = text.chars().count();
-        if chars == 0 || chars > MAX_NAME_CHARS {
-            return Err(ApiError::bad_request(
-                column.as_str(),
-                format!("must be 1 to {MAX_NAME_CHARS} characters, got {chars}"),
-            ));
-        }
-        if text.chars().any(char::is_control) {
-            return Err(ApiError::bad_request(
-                column.as_str(),
-                "must not contain control characters",
-            ));
-        }
+/// The value of an integer rule ([`Rule::parse`] and [`Rule::from_json`] give `Int` for
+/// every rule that is not text, and `Text` for the others).
+fn int(value: Value) -> i64 {
+    match value {
+        Value::Int(v) => v,
+        Value::Text(_) => 0,
     }
-    Ok(())
 }
 
+fn text(value: Value) -> String {
+    match value {
+        Value::Text(t) => t,
+        Value::Int(v) => v.to_string(),
+    }
+}
+
+/// Checks each predicate's value against its column's rule.
 fn checked(predicates: Vec<Predicate>) -> Result<Vec<Predicate>, ApiError> {
     for p in &predicates {
-        check_text(p.column, &p.value)?;
+        let rule = Rule::for_column(p.column);
+        match &p.value {
+            Value::Int(v) => rule.check_int(p.column.as_str(), *v).map(|_| ())?,
+            Value::Text(t) => rule.check_text(p.column.as_str(), t)?,
+        }
     }
     Ok(predicates)
 }
 
-/// Assignments for an update: never the uid, numbers not negative.
+/// Assignments for an update: at least one, never the uid.
 fn checked_assignments(set: Vec<Predicate>) -> Result<Vec<Predicate>, ApiError> {
     if set.is_empty() {
         return Err(ApiError::bad_request(
@@ -149,49 +157,19 @@ fn checked_assignments(set: Vec<Predicate>) -> Result<Vec<Predicate>, ApiError> 
             "at least one column to set is required",
         ));
     }
-    for p in &set {
-        if p.column == Column::Uid {
-            return Err(ApiError::bad_request("uid", "uid cannot be changed"));
-        }
-        if let Value::Int(v) = p.value {
-            if v < 0 {
-                return Err(ApiError::bad_request(p.column.as_str(), "must not be negative"));
-            }
-        }
+    if set.iter().any(|p| p.column == Column::Uid) {
+        return Err(ApiError::bad_request("uid", "uid cannot be changed"));
     }
     checked(set)
-}
-
-fn validated_user(user: UserRow) -> Result<UserRow, ApiError> {
-    for column in [Column::Name, Column::Lname] {
-        check_text(column, &user.get(column))?;
-    }
-    validate_user(&user).map_err(|message| {
-        let field = message.split_whitespace().next().unwrap_or("user").to_string();
-        ApiError::bad_request(field, message)
-    })?;
-    Ok(user)
-}
-
-fn positive_amount(amount: i64) -> Result<i64, ApiError> {
-    if amount <= 0 {
-        return Err(ApiError::bad_request(
-            "amount",
-            format!("must be a positive integer, got {amount}"),
-        ));
-    }
-    Ok(amount)
 }
 
 /// `/order?uid=U&amount=A`.
 pub fn seed_order(params: &Params, ids: &IdGenerator, now_ms: i64) -> Result<Order, ApiError> {
     only_allowed(params, &["uid", "amount"])?;
-    let uid = required_int(params, "uid")?;
-    let amount = positive_amount(required_int(params, "amount")?)?;
     Ok(Order {
         order_id: ids.next_id(),
-        uid,
-        amount,
+        uid: int(required(params, "uid", Rule::Id)?),
+        amount: int(required(params, "amount", Rule::Amount)?),
         timestamp_ms: now_ms,
     })
 }
@@ -203,44 +181,65 @@ pub enum SeedUserRequest {
     Read(Vec<Predicate>),
 }
 
-/// `col=val` pairs of a query string, through the allow-list.
+/// `col=val` pairs of a query string, through the allow-list and the columns' rules.
 pub fn conditions_from_params(params: &Params) -> Result<Vec<Predicate>, ApiError> {
     no_duplicates(params)?;
-    checked(conditions::predicates_from_pairs(
-        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    )?)
+    params
+        .iter()
+        .map(|(name, text)| {
+            let column = conditions::column(name)?;
+            Ok(Predicate {
+                column,
+                value: Rule::for_column(column).parse(name, text)?,
+            })
+        })
+        .collect()
 }
 
 fn dict_param(params: &Params, name: &str) -> Result<Vec<Predicate>, ApiError> {
     let text = get(params, name).ok_or_else(|| ApiError::bad_request(name, "required"))?;
+    if !super::contract::is_dict_literal_shaped(text) {
+        return Err(ApiError::bad_request(
+            name,
+            "expected a dict literal on one line, from { to }",
+        ));
+    }
     let map = parse_dict(text).map_err(|e| ApiError::bad_request(name, e.to_string()))?;
     conditions::predicates_from_json(&serde_json::Value::Object(map)).map_err(ApiError::from)
 }
+
+/// The parameters each seed `type` takes (besides `type`).
+pub const SEED_USER_PARAMS: &[(&str, &[&str])] = &[
+    ("C", &["uid", "name", "lname", "credit_limit", "credit_balance"]),
+    ("R", &["uid", "name", "lname", "credit_limit", "credit_balance"]),
+    ("U", &["condition", "new_val"]),
+    ("D", &["uid", "name", "lname", "credit_limit", "credit_balance"]),
+];
 
 /// `/user?type=C|R|U|D&...`, the seed's user operations.
 pub fn seed_user(params: &Params, ids: &IdGenerator) -> Result<SeedUserRequest, ApiError> {
     let kind = get(params, "type").ok_or_else(|| ApiError::bad_request("type", "required: one of C, R, U, D"))?;
     let rest: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "type").cloned().collect();
     no_duplicates(params)?;
+    let allowed = SEED_USER_PARAMS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, allowed)| *allowed)
+        .ok_or_else(|| ApiError::bad_request("type", format!("expected one of C, R, U, D, got {kind:?}")))?;
+    only_allowed(&rest, allowed)?;
     match kind {
         "C" => {
-            only_allowed(&rest, &["uid", "name", "lname", "credit_limit", "credit_balance"])?;
             let uid = match get(&rest, "uid") {
-                Some(_) => required_int(&rest, "uid")?,
+                Some(_) => int(required(&rest, "uid", Rule::Id)?),
                 None => ids.next_id(),
             };
-            let text = |name: &str| {
-                get(&rest, name)
-                    .map(str::to_string)
-                    .ok_or_else(|| ApiError::bad_request(name, "required"))
-            };
-            let user = validated_user(UserRow {
+            let user = UserRow {
                 uid,
-                name: text("name")?,
-                lname: text("lname")?,
-                credit_limit: required_int(&rest, "credit_limit")?,
-                credit_balance: required_int(&rest, "credit_balance")?,
-            })?;
+                name: text(required(&rest, "name", Rule::Name)?),
+                lname: text(required(&rest, "lname", Rule::Name)?),
+                credit_limit: int(required(&rest, "credit_limit", Rule::Credit)?),
+                credit_balance: int(required(&rest, "credit_balance", Rule::Credit)?),
+            };
             Ok(SeedUserRequest::Write(UserCommand::Create {
                 command_id: ids.next_id(),
                 user,
@@ -248,7 +247,6 @@ pub fn seed_user(params: &Params, ids: &IdGenerator) -> Result<SeedUserRequest, 
         }
         "R" => Ok(SeedUserRequest::Read(conditions_from_params(&rest)?)),
         "U" => {
-            only_allowed(&rest, &["condition", "new_val"])?;
             let condition = checked(dict_param(&rest, "condition")?)?;
             if condition.is_empty() {
                 return Err(ApiError::bad_request("condition", "at least one condition is required"));
@@ -260,7 +258,7 @@ pub fn seed_user(params: &Params, ids: &IdGenerator) -> Result<SeedUserRequest, 
                 set,
             }))
         }
-        "D" => {
+        _ => {
             let condition = conditions_from_params(&rest)?;
             if condition.is_empty() {
                 return Err(ApiError::bad_request("condition", "at least one condition is required"));
@@ -270,14 +268,12 @@ pub fn seed_user(params: &Params, ids: &IdGenerator) -> Result<SeedUserRequest, 
                 target: target_of(condition),
             }))
         }
-        other => Err(ApiError::bad_request(
-            "type",
-            format!("expected one of C, R, U, D, got {other:?}"),
-        )),
     }
 }
 
-fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+fn json_object(body: &[u8]) -> Result<JsonMap, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body", "body is not UTF-8"))?;
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
@@ -286,26 +282,16 @@ fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>
     }
 }
 
-fn json_int(map: &serde_json::Map<String, serde_json::Value>, name: &str) -> Result<Option<i64>, ApiError> {
-    match map.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request(name, format!("expected an integer within i64, got {n}"))),
-        Some(other) => Err(ApiError::bad_request(name, format!("expected an integer, got {other}"))),
-    }
+/// A field of a JSON body under its rule; `None` when absent.
+fn json_field(map: &JsonMap, name: &str, rule: Rule) -> Result<Option<Value>, ApiError> {
+    map.get(name).map(|v| rule.from_json(name, v)).transpose()
 }
 
-fn json_text(map: &serde_json::Map<String, serde_json::Value>, name: &str) -> Result<String, ApiError> {
-    match map.get(name) {
-        Some(serde_json::Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(ApiError::bad_request(name, format!("expected a string, got {other}"))),
-        None => Err(ApiError::bad_request(name, "required")),
-    }
+fn json_required(map: &JsonMap, name: &str, rule: Rule) -> Result<Value, ApiError> {
+    json_field(map, name, rule)?.ok_or_else(|| ApiError::bad_request(name, "required"))
 }
 
-fn json_only(map: &serde_json::Map<String, serde_json::Value>, allowed: &[&str]) -> Result<(), ApiError> {
+fn json_only(map: &JsonMap, allowed: &[&str]) -> Result<(), ApiError> {
     match map.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(key) => Err(ApiError::bad_request(
             key.clone(),
@@ -324,25 +310,15 @@ pub fn rest_order(
 ) -> Result<(Order, Option<String>), ApiError> {
     let map = json_object(body)?;
     json_only(&map, &["uid", "amount", "idempotency_key"])?;
-    let uid = json_int(&map, "uid")?.ok_or_else(|| ApiError::bad_request("uid", "required"))?;
-    let amount =
-        positive_amount(json_int(&map, "amount")?.ok_or_else(|| ApiError::bad_request("amount", "required"))?)?;
-    let key = match (map.get("idempotency_key"), header_key) {
-        (Some(serde_json::Value::String(k)), _) => Some(k.clone()),
-        (Some(serde_json::Value::Null) | None, Some(h)) => Some(h.to_string()),
-        (Some(serde_json::Value::Null) | None, None) => None,
-        (Some(other), _) => {
-            return Err(ApiError::bad_request(
-                "idempotency_key",
-                format!("expected a string, got {other}"),
-            ))
-        }
-    };
-    if let Some(k) = &key {
-        if k.is_empty() || k.len() > 200 {
-            return Err(ApiError::bad_request("idempotency_key", "must be 1 to 200 bytes"));
-        }
-    }
+    let uid = int(json_required(&map, "uid", Rule::Id)?);
+    let amount = int(json_required(&map, "amount", Rule::Amount)?);
+    // Both are checked; the body's key wins over the header's.
+    let header = header_key
+        .map(|h| Rule::IdempotencyKey.parse("Idempotency-Key", h).map(text))
+        .transpose()?;
+    let key = json_field(&map, "idempotency_key", Rule::IdempotencyKey)?
+        .map(text)
+        .or(header);
     let order_id = match &key {
         Some(k) => idempotent_order_id(uid, k),
         None => ids.next_id(),
@@ -362,29 +338,45 @@ pub fn rest_order(
 pub fn rest_create_user(body: &[u8], ids: &IdGenerator) -> Result<UserCommand, ApiError> {
     let map = json_object(body)?;
     json_only(&map, &["uid", "name", "lname", "credit_limit", "credit_balance"])?;
-    let uid = json_int(&map, "uid")?.unwrap_or_else(|| ids.next_id());
-    let required = |name: &str| json_int(&map, name)?.ok_or_else(|| ApiError::bad_request(name, "required"));
-    let user = validated_user(UserRow {
+    let uid = match json_field(&map, "uid", Rule::Id)? {
+        Some(uid) => int(uid),
+        None => ids.next_id(),
+    };
+    let user = UserRow {
         uid,
-        name: json_text(&map, "name")?,
-        lname: json_text(&map, "lname")?,
-        credit_limit: required("credit_limit")?,
-        credit_balance: required("credit_balance")?,
-    })?;
+        name: text(json_required(&map, "name", Rule::Name)?),
+        lname: text(json_required(&map, "lname", Rule::Name)?),
+        credit_limit: int(json_required(&map, "credit_limit", Rule::Credit)?),
+        credit_balance: int(json_required(&map, "credit_balance", Rule::Credit)?),
+    };
     Ok(UserCommand::Create {
         command_id: ids.next_id(),
         user,
     })
 }
 
+/// The columns a PATCH may set.
+pub const PATCH_FIELDS: &[Column] = &[Column::Name, Column::Lname, Column::CreditLimit, Column::CreditBalance];
+
 /// `PATCH /v1/users/{uid}` or `PATCH /v1/users?cond` with a JSON object of new values.
 pub fn rest_update(target: Target, body: &[u8], ids: &IdGenerator) -> Result<UserCommand, ApiError> {
     let map = json_object(body)?;
-    let set = checked_assignments(conditions::predicates_from_json(&serde_json::Value::Object(map))?)?;
+    let allowed: Vec<&str> = PATCH_FIELDS.iter().map(|c| c.as_str()).collect();
+    json_only(&map, &allowed)?;
+    let set = map
+        .iter()
+        .map(|(name, value)| {
+            let column = conditions::column(name)?;
+            Ok(Predicate {
+                column,
+                value: Rule::for_column(column).from_json(name, value)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(UserCommand::Update {
         command_id: ids.next_id(),
         target,
-        set,
+        set: checked_assignments(set)?,
     })
 }
 

@@ -1,94 +1,134 @@
-//! What every request handler shares: the publisher, the database pool, the topology,
-//! the id generator and the idempotency cache. [`Publish`] is the seam between the HTTP
-//! layer and Kafka (the runtime's `KafkaPublisher` implements it).
+//! What every request handler shares: the two ports (publish, read), the topology, the id
+//! generator, and what this replica remembers of its own writes (idempotency keys, and the
+//! writes it accepted, for read-your-writes and command status). Memory is bounded: each
+//! remembered set forgets its oldest entry first.
 
 use super::ids::IdGenerator;
-use crate::runtime::publisher::{Delivered, KafkaPublisher, PublishError};
+use super::ports::{Publish, Read};
 use crate::topology::definition::TopologyDefinition;
-use futures::future::BoxFuture;
-use std::collections::{HashSet, VecDeque};
+use crate::topology::record::{OrderId, Uid};
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::Mutex;
-use std::time::Duration;
 
-/// Publishes records and reports broker acknowledgement.
-pub trait Publish: Send + Sync + 'static {
-    fn publish<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: Option<i32>,
-        key: &'a [u8],
-        value: &'a [u8],
-    ) -> BoxFuture<'a, Result<Delivered, PublishError>>;
-    fn is_reachable(&self) -> bool;
-}
-
-impl Publish for KafkaPublisher {
-    fn publish<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: Option<i32>,
-        key: &'a [u8],
-        value: &'a [u8],
-    ) -> BoxFuture<'a, Result<Delivered, PublishError>> {
-        Box::pin(KafkaPublisher::publish(self, topic, partition, key, value))
-    }
-
-    fn is_reachable(&self) -> bool {
-        KafkaPublisher::is_reachable(self, Duration::from_secs(2))
-    }
-}
-
-/// Idempotency keys already published by this replica, oldest forgotten first.
+/// A bounded map that forgets its oldest entries first.
 #[derive(Debug)]
-pub struct IdempotencyCache {
+pub struct Recent<K, V> {
     capacity: usize,
-    inner: Mutex<Remembered>,
+    inner: Mutex<(HashMap<K, V>, VecDeque<K>)>,
 }
 
-/// The keys, and the order they were remembered in (to forget the oldest first).
-#[derive(Debug, Default)]
-struct Remembered {
-    keys: HashSet<(i64, String)>,
-    order: VecDeque<(i64, String)>,
-}
-
-impl IdempotencyCache {
+impl<K: Hash + Eq + Clone, V: Clone> Recent<K, V> {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            inner: Mutex::new(Remembered::default()),
+            inner: Mutex::new((HashMap::new(), VecDeque::new())),
         }
     }
 
-    pub fn contains(&self, uid: i64, key: &str) -> bool {
+    pub fn get(&self, key: &K) -> Option<V> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.keys.contains(&(uid, key.to_string()))
+        inner.0.get(key).cloned()
     }
 
-    pub fn remember(&self, uid: i64, key: String) {
+    pub fn contains(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Remembers `value` for `key` (replacing an older value, which keeps its age).
+    pub fn insert(&self, key: K, value: V) {
         if self.capacity == 0 {
             return;
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.keys.insert((uid, key.clone())) {
-            inner.order.push_back((uid, key));
-            while inner.order.len() > self.capacity {
-                if let Some(old) = inner.order.pop_front() {
-                    inner.keys.remove(&old);
+        let (map, order) = &mut *inner;
+        if map.insert(key.clone(), value).is_none() {
+            order.push_back(key);
+            while order.len() > self.capacity {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
                 }
             }
         }
     }
+
+    /// Forgets `key` if it still maps to `value`. (Its place in the age order stays until
+    /// it is the oldest, so a key inserted again may be forgotten a little early.)
+    pub fn remove_if(&self, key: &K, value: &V)
+    where
+        V: PartialEq,
+    {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.0.get(key) == Some(value) {
+            inner.0.remove(key);
+        }
+    }
 }
 
-pub struct IngestState<P> {
-    pub publisher: P,
-    pub pool: mysql_async::Pool,
+/// The latest write this replica accepted for one uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnWrite {
+    pub command_id: i64,
+    pub is_delete: bool,
+}
+
+/// The writes this replica accepted and has not yet seen in MySQL.
+#[derive(Debug)]
+pub struct PendingWrites {
+    /// Command ids published here (GET /v1/commands answers `accepted` for them).
+    pub commands: Recent<i64, ()>,
+    /// The latest command published here per uid it targets.
+    pub users: Recent<Uid, OwnWrite>,
+    /// Orders published here.
+    pub orders: Recent<OrderId, ()>,
+    /// Users whose delete, published here, was seen applied.
+    pub deleted: Recent<Uid, ()>,
+}
+
+impl PendingWrites {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            commands: Recent::new(capacity),
+            users: Recent::new(capacity),
+            orders: Recent::new(capacity),
+            deleted: Recent::new(capacity),
+        }
+    }
+}
+
+pub struct IngestState {
+    pub publisher: Box<dyn Publish>,
+    pub reader: Box<dyn Read>,
     pub topology: TopologyDefinition,
     pub ids: IdGenerator,
-    pub idempotency: IdempotencyCache,
+    /// Idempotency keys of orders already published by this replica.
+    pub idempotency: Recent<(Uid, String), ()>,
+    pub pending: PendingWrites,
     /// Empty: write routes are open.
     pub auth_token: String,
     pub max_body_bytes: u64,
     pub max_wait_ms: u64,
+    pub read_your_writes_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgets_the_oldest_entry_first_and_only_the_value_it_was_told() {
+        let recent = Recent::new(2);
+        recent.insert(1, 10);
+        recent.insert(2, 20);
+        recent.insert(3, 30);
+        assert_eq!(
+            (recent.get(&1), recent.get(&2), recent.get(&3)),
+            (None, Some(20), Some(30))
+        );
+        recent.remove_if(&2, &21);
+        assert!(recent.contains(&2));
+        recent.remove_if(&2, &20);
+        assert!(!recent.contains(&2));
+        Recent::<i32, ()>::new(0).insert(1, ());
+    }
 }

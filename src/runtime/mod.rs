@@ -8,7 +8,6 @@
 //! - [`store_reader`]: read-only views of a partition's state (`creditstream state`).
 //! - [`streams`]: the processor runtime: stream thread, tasks, restore, transactions.
 //! - [`group_offsets`]: carries committed offsets between consumer groups (upgrades).
-//! - [`publisher`]: the ingest's producer (acknowledged publishes only).
 //! - [`topic_reader`]: reads whole topics to their end (verification).
 
 pub mod admin;
@@ -16,7 +15,6 @@ pub mod client;
 pub mod dead_letter;
 pub mod group_offsets;
 pub mod lag;
-pub mod publisher;
 pub mod rocks_store;
 pub mod store_reader;
 pub mod streams;

@@ -1,12 +1,11 @@
 //! The MySQL side: the Kafka consumer that feeds it ([`consumer`]), the schema
 //! ([`schema`]), the writer that keeps `User` and `Order_details` in step with the topics
-//! ([`writer`]), the reads the HTTP API serves ([`reader`]), and error classification
-//! ([`error`]). Every statement is parameterised;
+//! ([`writer`]) and error classification ([`error`]); the reads the HTTP API serves live
+//! with the ingest (`ingest::mysql`). Every statement is parameterised;
 //! column names come only from the topology's allow-list.
 
 pub mod consumer;
 pub mod error;
-pub mod reader;
 pub mod rows;
 pub mod schema;
 pub mod writer;

@@ -1,10 +1,10 @@
 //! Turns a batch of sink records into the rows to write: two `Order_details` rows per
-//! decision (the order's `Initialised` event, then its outcome), and per uid only the
-//! newest user change of the batch. Pure (no SQL), so
-//! the batching rules are tested without a database.
+//! decision (the order's `Initialised` event, then its outcome), per uid only the newest
+//! user change of the batch, and the users and partitions each command's outcome reports.
+//! Pure (no SQL), so the batching rules are tested without a database.
 
 use crate::sink::consumer::{SinkRecord, SinkTopic};
-use crate::topology::record::{Decision, OrderStatus, UserChange, UserRow, NOTE_INITIALISED};
+use crate::topology::record::{CommandOutcome, Decision, OrderStatus, UserChange, UserRow, NOTE_INITIALISED};
 use std::collections::BTreeMap;
 
 /// One row of `Order_details`.
@@ -33,12 +33,67 @@ impl UserWrite {
     }
 }
 
+/// One row of `Command_user`: a user a command changed (with its new version) or refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandUserRow {
+    pub command_id: i64,
+    pub uid: i64,
+    /// `None` when the command refused this user.
+    pub version: Option<u64>,
+    pub deleted: bool,
+    /// Why the user was refused, at most [`MAX_REASON_CHARS`] characters.
+    pub reason: Option<String>,
+}
+
+/// One row of `Command_outcome`: a partition finished a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandDoneRow {
+    pub command_id: i64,
+    pub partition: i32,
+    /// How many partitions report on the command.
+    pub partitions: u32,
+}
+
+/// The longest refusal reason kept (`Command_user.reason` is `VARCHAR(255)`).
+pub const MAX_REASON_CHARS: usize = 255;
+
 /// What a batch writes, and how many records could not be read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchRows {
     pub order_events: Vec<OrderEventRow>,
     pub users: BTreeMap<i64, UserWrite>,
+    pub command_users: Vec<CommandUserRow>,
+    pub commands_done: Vec<CommandDoneRow>,
     pub undecodable: usize,
+}
+
+impl BatchRows {
+    fn add_outcome(&mut self, partition: i32, outcome: CommandOutcome) {
+        let command_id = outcome.command_id;
+        self.command_users
+            .extend(outcome.changed.into_iter().map(|changed| CommandUserRow {
+                command_id,
+                uid: changed.uid,
+                version: Some(changed.version),
+                deleted: changed.deleted,
+                reason: None,
+            }));
+        self.command_users
+            .extend(outcome.rejected.into_iter().map(|rejected| CommandUserRow {
+                command_id,
+                uid: rejected.uid,
+                version: None,
+                deleted: false,
+                reason: Some(rejected.reason.chars().take(MAX_REASON_CHARS).collect()),
+            }));
+        if outcome.done {
+            self.commands_done.push(CommandDoneRow {
+                command_id,
+                partition,
+                partitions: outcome.partitions,
+            });
+        }
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) for ms since the Unix epoch.
@@ -102,6 +157,10 @@ pub fn rows_of(batch: &[SinkRecord]) -> BatchRows {
                     Ok(UserChange::Upserted { version, user, .. }) => UserWrite::Upsert { version, user },
                     Ok(UserChange::Deleted { uid, version, .. }) => UserWrite::Delete { uid, version },
                     Ok(UserChange::Rejected { .. }) => continue,
+                    Ok(UserChange::Outcome(outcome)) => {
+                        rows.add_outcome(record.partition, outcome);
+                        continue;
+                    }
                     Err(_) => {
                         rows.undecodable += 1;
                         continue;
@@ -209,6 +268,46 @@ mod tests {
                 user: user(2, 10)
             }
         );
+    }
+
+    #[test]
+    fn a_command_outcome_gives_its_users_and_marks_the_partition_done_only_at_the_end() {
+        use crate::topology::record::{ChangedUser, RejectedUser};
+        let report = |done: bool, uid: i64| CommandOutcome {
+            command_id: 7,
+            uid: None,
+            partitions: 6,
+            changed: vec![ChangedUser {
+                uid,
+                version: 2,
+                deleted: false,
+            }],
+            rejected: vec![RejectedUser {
+                uid: uid + 1,
+                reason: "r".repeat(300),
+            }],
+            done,
+        };
+        let batch = vec![
+            change(&UserChange::Outcome(report(false, 1)), 0),
+            change(&UserChange::Outcome(report(true, 10)), 1),
+        ];
+        let rows = rows_of(&batch);
+        assert_eq!(
+            rows.commands_done,
+            vec![CommandDoneRow {
+                command_id: 7,
+                partition: 0,
+                partitions: 6
+            }]
+        );
+        let uids: Vec<_> = rows.command_users.iter().map(|r| (r.uid, r.version)).collect();
+        assert_eq!(uids, vec![(1, Some(2)), (2, None), (10, Some(2)), (11, None)]);
+        assert_eq!(
+            rows.command_users[1].reason.as_ref().map(|r| r.chars().count()),
+            Some(MAX_REASON_CHARS)
+        );
+        assert!(rows.users.is_empty());
     }
 
     #[test]

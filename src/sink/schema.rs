@@ -1,6 +1,7 @@
 //! The MySQL schema: the seed's `User` and `Order_details` tables with its DDL mistakes
-//! fixed, BIGINT ids, a per-row version on `User`, a unique key per order event, and a
-//! tombstone table that keeps deletes from being undone by a replay. `apply` is
+//! fixed, BIGINT ids, a per-row version on `User`, a unique key per order event, a
+//! tombstone table that keeps deletes from being undone by a replay, and the command
+//! outcomes the HTTP API reports (`Command_outcome`, `Command_user`). `apply` is
 //! idempotent (every statement is `IF NOT EXISTS`) and records the schema version.
 
 use super::DbError;
@@ -8,7 +9,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Pool;
 
 /// The version `apply` brings a database to.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub const STATEMENTS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS `User` (
@@ -36,6 +37,20 @@ pub const STATEMENTS: &[&str] = &[
         `uid` BIGINT NOT NULL,
         `version` BIGINT UNSIGNED NOT NULL,
         PRIMARY KEY (`uid`)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+    "CREATE TABLE IF NOT EXISTS `Command_outcome` (
+        `command_id` BIGINT NOT NULL,
+        `partition_id` INT NOT NULL,
+        `partitions` INT NOT NULL,
+        PRIMARY KEY (`command_id`, `partition_id`)
+    ) ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS `Command_user` (
+        `command_id` BIGINT NOT NULL,
+        `uid` BIGINT NOT NULL,
+        `version` BIGINT UNSIGNED NULL,
+        `deleted` BOOLEAN NOT NULL DEFAULT FALSE,
+        `reason` VARCHAR(255) NULL,
+        PRIMARY KEY (`command_id`, `uid`)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
     "CREATE TABLE IF NOT EXISTS `creditstream_schema` (
         `version` INT NOT NULL,

@@ -108,6 +108,50 @@ impl MySqlWriter {
             )
             .await?;
         }
+        for chunk in rows.command_users.chunks(ROWS_PER_STATEMENT) {
+            let placeholders = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let params: Vec<Value> = chunk
+                .iter()
+                .flat_map(|r| {
+                    [
+                        Value::from(r.command_id),
+                        Value::from(r.uid),
+                        Value::from(r.version),
+                        Value::from(r.deleted),
+                        Value::from(r.reason.as_deref()),
+                    ]
+                })
+                .collect();
+            tx.exec_drop(
+                format!(
+                    "INSERT IGNORE INTO `Command_user` (`command_id`, `uid`, `version`, `deleted`, `reason`) \
+                     VALUES {placeholders}"
+                ),
+                params,
+            )
+            .await?;
+        }
+        for chunk in rows.commands_done.chunks(ROWS_PER_STATEMENT) {
+            let placeholders = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            let params: Vec<Value> = chunk
+                .iter()
+                .flat_map(|r| {
+                    [
+                        Value::from(r.command_id),
+                        Value::from(r.partition),
+                        Value::from(r.partitions),
+                    ]
+                })
+                .collect();
+            tx.exec_drop(
+                format!(
+                    "INSERT IGNORE INTO `Command_outcome` (`command_id`, `partition_id`, `partitions`) \
+                     VALUES {placeholders}"
+                ),
+                params,
+            )
+            .await?;
+        }
         tx.commit().await?;
         let m = metrics();
         m.sink_rows

@@ -9,8 +9,8 @@ use super::output::{Observation, OutputRecord, OutputTopic, Provenance, Routed};
 use super::partitioner::uid_key;
 use super::processor::{Context, ProcessError, Processor, Progress, RecordMeta};
 use super::record::{
-    ChangeCause, Column, Decision, Order, OrderStatus, Predicate, Target, Uid, UserChange, UserCommand, UserRow, Value,
-    MAX_NAME_CHARS, NOTE_COMPLETED, NOTE_DECLINED, NOTE_UNKNOWN_USER,
+    ChangeCause, ChangedUser, Column, CommandOutcome, Decision, Order, OrderStatus, Predicate, RejectedUser, Target,
+    Uid, UserChange, UserCommand, UserRow, Value, MAX_NAME_CHARS, NOTE_COMPLETED, NOTE_DECLINED, NOTE_UNKNOWN_USER,
 };
 use super::state::{self, ConditionCursor, OrderSeen, UserState, USER_PREFIX};
 
@@ -223,12 +223,41 @@ pub fn apply_assignments(user: &UserRow, set: &[Predicate]) -> Result<UserRow, S
     Ok(next)
 }
 
-fn reject(ctx: &mut dyn Context<CreditOutput>, uid: Option<Uid>, command_id: i64, reason: String) {
+/// Refuses a command for one user: a `Rejected` change now, and an entry
+/// in the command's outcome.
+fn reject(ctx: &mut dyn Context<CreditOutput>, outcome: &mut CommandOutcome, uid: Uid, reason: String) {
     ctx.forward(CreditOutput::UserChange(UserChange::Rejected {
-        uid,
-        command_id,
-        reason,
+        uid: Some(uid),
+        command_id: outcome.command_id,
+        reason: reason.clone(),
     }));
+    outcome.rejected.push(RejectedUser { uid, reason });
+}
+
+/// Saves a user's new state, emits the change and notes it in the command's outcome.
+fn change_user(
+    ctx: &mut dyn Context<CreditOutput>,
+    outcome: &mut CommandOutcome,
+    version: u64,
+    uid: Uid,
+    next: Option<(UserRow, ChangeCause)>,
+) -> Result<(), ProcessError> {
+    let user = next.as_ref().map(|(user, _)| user.clone());
+    save_user(ctx, uid, &UserState { version, user })?;
+    outcome.changed.push(ChangedUser {
+        uid,
+        version,
+        deleted: next.is_none(),
+    });
+    ctx.forward(CreditOutput::UserChange(match next {
+        Some((user, cause)) => UserChange::Upserted { version, cause, user },
+        None => UserChange::Deleted {
+            uid,
+            version,
+            command_id: outcome.command_id,
+        },
+    }));
+    Ok(())
 }
 
 /// Users a condition command handles per transaction: a command that matches a million
@@ -300,37 +329,46 @@ fn targets(
     Ok((found, progress))
 }
 
+/// Applies a command and reports what it did in a [`CommandOutcome`], marked `done` with
+/// the transaction that finishes the command on this partition.
 fn apply_command(ctx: &mut dyn Context<CreditOutput>, command: UserCommand) -> Result<Progress, ProcessError> {
+    let mut outcome = CommandOutcome {
+        command_id: command.command_id(),
+        uid: command.routing_uid(),
+        partitions: if command.routing_uid().is_some() {
+            1
+        } else {
+            ctx.partition_count()
+        },
+        changed: Vec::new(),
+        rejected: Vec::new(),
+        done: false,
+    };
+    let progress = apply(ctx, &mut outcome, command)?;
+    outcome.done = progress == Progress::Done;
+    ctx.forward(CreditOutput::UserChange(UserChange::Outcome(outcome)));
+    Ok(progress)
+}
+
+fn apply(
+    ctx: &mut dyn Context<CreditOutput>,
+    outcome: &mut CommandOutcome,
+    command: UserCommand,
+) -> Result<Progress, ProcessError> {
     match command {
-        UserCommand::Create { command_id, user } => {
+        UserCommand::Create { user, .. } => {
             if let Err(reason) = validate_user(&user) {
-                reject(ctx, Some(user.uid), command_id, reason);
+                reject(ctx, outcome, user.uid, reason);
                 return Ok(Progress::Done);
             }
             let previous = load_user(ctx, user.uid)?;
             if matches!(previous, Some(UserState { user: Some(_), .. })) {
-                reject(
-                    ctx,
-                    Some(user.uid),
-                    command_id,
-                    format!("user {} already exists", user.uid),
-                );
+                let reason = format!("user {} already exists", user.uid);
+                reject(ctx, outcome, user.uid, reason);
                 return Ok(Progress::Done);
             }
             let version = previous.map_or(0, |p| p.version) + 1;
-            save_user(
-                ctx,
-                user.uid,
-                &UserState {
-                    version,
-                    user: Some(user.clone()),
-                },
-            )?;
-            ctx.forward(CreditOutput::UserChange(UserChange::Upserted {
-                version,
-                cause: ChangeCause::Created,
-                user,
-            }));
+            change_user(ctx, outcome, version, user.uid, Some((user, ChangeCause::Created)))?;
             Ok(Progress::Done)
         }
         UserCommand::Update {
@@ -340,27 +378,12 @@ fn apply_command(ctx: &mut dyn Context<CreditOutput>, command: UserCommand) -> R
         } => {
             let (found, progress) = targets(ctx, command_id, &target)?;
             if let (Target::Uid(uid), true) = (&target, found.is_empty()) {
-                reject(ctx, Some(*uid), command_id, format!("user {uid} does not exist"));
+                reject(ctx, outcome, *uid, format!("user {uid} does not exist"));
             }
             for (version, user) in found {
                 match apply_assignments(&user, &set) {
-                    Ok(next) => {
-                        let version = version + 1;
-                        save_user(
-                            ctx,
-                            user.uid,
-                            &UserState {
-                                version,
-                                user: Some(next.clone()),
-                            },
-                        )?;
-                        ctx.forward(CreditOutput::UserChange(UserChange::Upserted {
-                            version,
-                            cause: ChangeCause::Updated,
-                            user: next,
-                        }));
-                    }
-                    Err(reason) => reject(ctx, Some(user.uid), command_id, reason),
+                    Ok(next) => change_user(ctx, outcome, version + 1, user.uid, Some((next, ChangeCause::Updated)))?,
+                    Err(reason) => reject(ctx, outcome, user.uid, reason),
                 }
             }
             Ok(progress)
@@ -368,16 +391,10 @@ fn apply_command(ctx: &mut dyn Context<CreditOutput>, command: UserCommand) -> R
         UserCommand::Delete { command_id, target } => {
             let (found, progress) = targets(ctx, command_id, &target)?;
             if let (Target::Uid(uid), true) = (&target, found.is_empty()) {
-                reject(ctx, Some(*uid), command_id, format!("user {uid} does not exist"));
+                reject(ctx, outcome, *uid, format!("user {uid} does not exist"));
             }
             for (version, user) in found {
-                let version = version + 1;
-                save_user(ctx, user.uid, &UserState { version, user: None })?;
-                ctx.forward(CreditOutput::UserChange(UserChange::Deleted {
-                    uid: user.uid,
-                    version,
-                    command_id,
-                }));
+                change_user(ctx, outcome, version + 1, user.uid, None)?;
             }
             Ok(progress)
         }

@@ -9,7 +9,7 @@ use super::credit_check::{CreditCheck, CreditOutput, DeadLetter};
 use super::partition_group::PartitionGroup;
 use super::partitioner::partition_for;
 use super::processor::{ProcessError, Processor, Progress, RecordMeta};
-use super::record::{Decision, Order, Uid, UserChange, UserCommand, BROADCAST_KEY};
+use super::record::{CommandOutcome, Decision, Order, Uid, UserChange, UserCommand, BROADCAST_KEY};
 use super::state::{self, UserState};
 use super::store::{ChangeLoggingStore, InMemoryStore, KeyValueStore, StoreChange};
 use super::task_context::TaskContext;
@@ -175,12 +175,24 @@ impl TestDriver {
             .collect()
     }
 
-    /// The user-changes topic, in emission order.
+    /// The user-changes topic without the command outcomes, in emission order.
     pub fn user_changes(&self) -> Vec<&UserChange> {
         self.outputs
             .iter()
             .filter_map(|o| match o {
+                CreditOutput::UserChange(UserChange::Outcome(_)) => None,
                 CreditOutput::UserChange(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The command outcomes on the user-changes topic, in emission order.
+    pub fn outcomes(&self) -> Vec<&CommandOutcome> {
+        self.outputs
+            .iter()
+            .filter_map(|o| match o {
+                CreditOutput::UserChange(UserChange::Outcome(outcome)) => Some(outcome),
                 _ => None,
             })
             .collect()

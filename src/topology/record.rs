@@ -220,6 +220,40 @@ pub enum UserChange {
         command_id: i64,
         reason: String,
     },
+    /// What one transaction of a command did on one partition; the last one of the
+    /// partition says `done`. The HTTP API reports a command's outcome from these.
+    Outcome(CommandOutcome),
+}
+
+/// One partition's report on a command: the users it changed and the ones it refused in
+/// this transaction (a command by condition is applied in chunks, one report per chunk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandOutcome {
+    pub command_id: i64,
+    /// The command's uid; `None` for a command by condition.
+    pub uid: Option<Uid>,
+    /// How many partitions report on this command: 1 for a create or a command by uid,
+    /// every partition for a command by condition.
+    pub partitions: u32,
+    pub changed: Vec<ChangedUser>,
+    pub rejected: Vec<RejectedUser>,
+    /// This partition is finished with the command.
+    pub done: bool,
+}
+
+/// A user a command changed, and the version it now has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedUser {
+    pub uid: Uid,
+    pub version: u64,
+    pub deleted: bool,
+}
+
+/// A user a command could not change (or create), and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedUser {
+    pub uid: Uid,
+    pub reason: String,
 }
 
 impl UserChange {
@@ -228,6 +262,7 @@ impl UserChange {
             UserChange::Upserted { user, .. } => Some(user.uid),
             UserChange::Deleted { uid, .. } => Some(*uid),
             UserChange::Rejected { uid, .. } => *uid,
+            UserChange::Outcome(outcome) => outcome.uid,
         }
     }
 }

@@ -171,7 +171,7 @@ fn check_balances(o: &Observed, found: &mut Vec<Violation>) {
                 }
                 previous.remove(uid);
             }
-            UserChange::Rejected { .. } => {}
+            UserChange::Rejected { .. } | UserChange::Outcome(_) => {}
         }
     }
     for id in completed.keys().filter(|id| !charged.contains(id)) {
@@ -188,7 +188,7 @@ fn check_final_state(o: &Observed, found: &mut Vec<Violation>) {
         let (uid, version, row) = match change {
             UserChange::Upserted { version, user, .. } => (user.uid, *version, Some(user.clone())),
             UserChange::Deleted { uid, version, .. } => (*uid, *version, None),
-            UserChange::Rejected { .. } => continue,
+            UserChange::Rejected { .. } | UserChange::Outcome(_) => continue,
         };
         if latest.get(&uid).is_none_or(|(v, _)| version > *v) {
             latest.insert(uid, (version, row));

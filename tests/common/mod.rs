@@ -178,6 +178,21 @@ pub struct Read {
     pub headers: BTreeMap<String, String>,
 }
 
+impl Read {
+    /// A command's outcome on the user-changes topic, rather than a change of a user.
+    pub fn is_outcome(&self) -> bool {
+        self.value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+            .is_some_and(|v| v["kind"] == "outcome")
+    }
+}
+
+/// The changes of users among `reads` of the user-changes topic (its command outcomes left out).
+pub fn changes_only(reads: &[Read]) -> Vec<&Read> {
+    reads.iter().filter(|r| !r.is_outcome()).collect()
+}
+
 /// Reads `topic` (read_committed) from the beginning until `done` holds for what was read,
 /// or `timeout` passes; returns everything read.
 pub fn read_until(topic: &str, partitions: u32, timeout: Duration, done: impl Fn(&[Read]) -> bool) -> Vec<Read> {

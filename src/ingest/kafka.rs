@@ -1,40 +1,18 @@
-//! The ingest's Kafka producer: idempotent, acks=all, murmur2 placement, batching across
-//! concurrent requests through librdkafka's linger. A publish completes only when the
+//! The ingest's [`Publish`] port on Kafka: an idempotent producer, acks=all, murmur2
+//! placement, batching across concurrent requests through librdkafka's linger. A publish completes only when the
 //! broker acknowledged the record, or fails once the deadline passes.
 //! Invariant: `Ok` means the record is durably on the topic (as far as the cluster's
 //! replication makes anything durable).
 
+use super::ports::{Delivered, Publish, PublishError};
 use crate::config::{IngestConfig, KafkaConfig};
 use crate::metrics::metrics;
 use crate::runtime::client;
+use futures::future::BoxFuture;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use std::time::{Duration, Instant};
-
-/// Why a publish failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// The broker did not acknowledge in time or is unreachable: retry later (HTTP 503).
-    #[error("kafka unavailable: {0}")]
-    Unavailable(String),
-    /// The broker refused the record itself (too large, no such topic): retrying will not help.
-    #[error("kafka refused the record: {0}")]
-    Refused(String),
-}
-
-impl PublishError {
-    pub fn is_retriable(&self) -> bool {
-        matches!(self, PublishError::Unavailable(_))
-    }
-}
-
-/// Where an acknowledged record landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivered {
-    pub partition: i32,
-    pub offset: i64,
-}
 
 /// A producer shared by all requests of an ingest replica.
 #[derive(Clone)]
@@ -100,6 +78,27 @@ impl KafkaPublisher {
     /// Sends everything still queued (graceful shutdown).
     pub fn flush(&self, timeout: Duration) {
         let _ = self.producer.flush(timeout);
+    }
+}
+
+impl Publish for KafkaPublisher {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: Option<i32>,
+        key: &'a [u8],
+        value: &'a [u8],
+    ) -> BoxFuture<'a, Result<Delivered, PublishError>> {
+        Box::pin(KafkaPublisher::publish(self, topic, partition, key, value))
+    }
+
+    fn is_reachable(&self) -> BoxFuture<'_, bool> {
+        let producer = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || producer.is_reachable(Duration::from_secs(2)))
+                .await
+                .unwrap_or(false)
+        })
     }
 }
 
