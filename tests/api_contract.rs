@@ -55,13 +55,14 @@ async fn schemathesis_finds_no_contract_violation() {
     );
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis");
     let report = tmp.path().join("report");
+    // Run from the test's temporary directory, so nothing the fuzzer keeps lands in the clone.
     let out = Command::new(&fuzzer)
-        .current_dir(dir)
+        .current_dir(tmp.path())
         .env("PYTHONPATH", dir)
         .env("NO_COLOR", "1")
         .args([
             "--config-file",
-            "schemathesis.toml",
+            &format!("{dir}/schemathesis.toml"),
             "run",
             &format!("http://127.0.0.1:{port}/openapi.json"),
             "--seed",

@@ -279,7 +279,11 @@ pub fn document(max_wait_ms: u64) -> Value {
         "credit_balance must not exceed credit_limit (checked by the processor; see the command's outcome). \
          Without uid, one is assigned."
     );
+    new_user["example"] = json!({"name": "Asha", "lname": "Rao", "credit_limit": 500, "credit_balance": 500});
     let mut new_order = object(&["uid"], &["uid", "amount"], 0);
+    new_order["example"] = json!({"uid": 1, "amount": 120});
+    let mut user_patch = object(&patch_fields, &[], 1);
+    user_patch["example"] = json!({"credit_limit": 1000});
     new_order["properties"]["amount"] = Rule::Amount.schema();
     new_order["properties"]["idempotency_key"] = Rule::IdempotencyKey.schema();
     let int = json!({"type": "integer", "format": "int64"});
@@ -309,7 +313,7 @@ pub fn document(max_wait_ms: u64) -> Value {
                     "order_id": int, "uid": int, "amount": int, "status": {"type": "string", "enum": ["Initialised"]}}},
                 "NewOrder": new_order,
                 "NewUser": new_user,
-                "UserPatch": object(&patch_fields, &[], 1),
+                "UserPatch": user_patch,
                 "User": {"type": "object", "required": column_names, "properties": {
                     "uid": int, "name": text, "lname": text, "credit_limit": int, "credit_balance": int}},
                 "OrderEvent": {"type": "object", "properties": {
