@@ -286,6 +286,12 @@ share.coordinator.state.topic.min.isr=1
 
 # Do not wait 3 s for more members before the first consumer-group rebalance.
 group.initial.rebalance.delay.ms=0
+
+# ACLs are enforced, but with none defined everyone may do everything (every client here
+# is User:ANONYMOUS). tests/authorization.rs adds a DENY on its own topic to see how the
+# system takes an authorization error.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=true
 EOF
   cat >"$KAFKA_ADMIN_CONFIG" <<EOF
 # Admin-client settings for readiness checks by scripts/stack.sh: fail fast, retry in the script.

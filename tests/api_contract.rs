@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use std::process::Command;
-use std::time::Duration;
 
 fn schemathesis() -> String {
     let path = std::env::var("CREDITSTREAM_SCHEMATHESIS").unwrap_or_else(|_| {
@@ -26,33 +25,9 @@ fn schemathesis() -> String {
 async fn schemathesis_finds_no_contract_violation() {
     let fuzzer = schemathesis();
     let tmp = tempfile::tempdir().unwrap();
-    let def = topology(6).await;
-    let mysql = database().await;
-    let port = free_port();
-    let env: Vec<(String, String)> = vec![
-        (
-            "CREDITSTREAM__TOPOLOGY_FILE".into(),
-            topology_file(&def, tmp.path()).display().to_string(),
-        ),
-        ("CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap()),
-        ("CREDITSTREAM__MYSQL__URL".into(), mysql.url.clone()),
-        ("CREDITSTREAM__INGEST__LISTEN".into(), format!("127.0.0.1:{port}")),
-        (
-            "CREDITSTREAM__PROCESSOR__STATE_DIR".into(),
-            tmp.path().join("state").display().to_string(),
-        ),
-        ("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE".into(), "false".into()),
-        ("CREDITSTREAM__SINK__GROUP_ID".into(), unique("sink")),
-        // The document states this bound; a small one keeps the long polls the fuzzer
-        // tries at the maximum short.
-        ("CREDITSTREAM__INGEST__MAX_WAIT_MS".into(), "2000".into()),
-    ];
-    let system = spawn("all", &env, port, &tmp.path().join("all.log"));
-    assert!(
-        wait_until(Duration::from_secs(120), || http_get(port, "/readyz").is_some()),
-        "creditstream all is ready:\n{}",
-        system.log_tail()
-    );
+    // The document states `wait_ms`'s bound; a small one keeps the long polls the fuzzer
+    // tries at the maximum short.
+    let (system, port) = start_all(tmp.path(), &[("CREDITSTREAM__INGEST__MAX_WAIT_MS", "2000")]).await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis");
     let report = tmp.path().join("report");
     // Run from the test's temporary directory, so nothing the fuzzer keeps lands in the clone.

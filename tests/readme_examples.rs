@@ -90,30 +90,7 @@ async fn the_quick_start_examples_work_as_pasted() {
     let blocks = quick_start_blocks();
     assert!(blocks.len() >= 2, "the REST and the seed examples: {blocks:?}");
     let tmp = tempfile::tempdir().unwrap();
-    let def = topology(6).await;
-    let mysql = database().await;
-    let port = free_port();
-    let env: Vec<(String, String)> = vec![
-        (
-            "CREDITSTREAM__TOPOLOGY_FILE".into(),
-            topology_file(&def, tmp.path()).display().to_string(),
-        ),
-        ("CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap()),
-        ("CREDITSTREAM__MYSQL__URL".into(), mysql.url.clone()),
-        ("CREDITSTREAM__INGEST__LISTEN".into(), format!("127.0.0.1:{port}")),
-        (
-            "CREDITSTREAM__PROCESSOR__STATE_DIR".into(),
-            tmp.path().join("state").display().to_string(),
-        ),
-        ("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE".into(), "false".into()),
-        ("CREDITSTREAM__SINK__GROUP_ID".into(), unique("sink")),
-    ];
-    let system = spawn("all", &env, port, &tmp.path().join("all.log"));
-    assert!(
-        wait_until(Duration::from_secs(120), || http_get(port, "/readyz").is_some()),
-        "creditstream all is ready:\n{}",
-        system.log_tail()
-    );
+    let (system, port) = start_all(tmp.path(), &[]).await;
 
     for block in blocks {
         let mut ids: Vec<(&str, String)> = Vec::new();

@@ -287,6 +287,11 @@ impl Running {
         assert!(status.success(), "kill {signal} failed");
     }
 
+    /// How the child exited, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     pub fn sigterm(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
@@ -526,4 +531,36 @@ pub fn go(min_minor: u32) -> String {
         "{go} is {version:?}; this check needs Go >= 1.{min_minor}"
     );
     go
+}
+
+/// `creditstream all` (ingest, processor, sink in one process) on fresh topics of 6
+/// partitions and a fresh database, listening on a free port, ready; `extra` are more
+/// `CREDITSTREAM__` settings. Returns the process and its port.
+pub async fn start_all(dir: &Path, extra: &[(&str, &str)]) -> (Running, u16) {
+    let def = topology(6).await;
+    let mysql = database().await;
+    let port = free_port();
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "CREDITSTREAM__TOPOLOGY_FILE".into(),
+            topology_file(&def, dir).display().to_string(),
+        ),
+        ("CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap()),
+        ("CREDITSTREAM__MYSQL__URL".into(), mysql.url.clone()),
+        ("CREDITSTREAM__INGEST__LISTEN".into(), format!("127.0.0.1:{port}")),
+        (
+            "CREDITSTREAM__PROCESSOR__STATE_DIR".into(),
+            dir.join("state").display().to_string(),
+        ),
+        ("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE".into(), "false".into()),
+        ("CREDITSTREAM__SINK__GROUP_ID".into(), unique("sink")),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let system = spawn("all", &env, port, &dir.join("all.log"));
+    assert!(
+        wait_until(Duration::from_secs(120), || http_get(port, "/readyz").is_some()),
+        "creditstream all is ready:\n{}",
+        system.log_tail()
+    );
+    (system, port)
 }

@@ -91,7 +91,7 @@ fn classify(error: &KafkaError) -> Severity {
     }
 }
 
-fn is_fatal_code(code: RDKafkaErrorCode) -> bool {
+pub(super) fn is_fatal_code(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode as C;
     matches!(
         code,

@@ -11,7 +11,7 @@
 //! - A producer whose commit or abort did not answer is never used again (librdkafka
 //!   lacks KIP-890, so a late answer could apply to a later transaction).
 
-use super::error::StreamsError;
+use super::error::{is_fatal_code, StreamsError};
 use super::faults::Faults;
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::runtime::{client, dead_letter};
@@ -24,7 +24,6 @@ use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::warn;
@@ -37,10 +36,12 @@ pub const DEAD_LETTER_MAX_BYTES: usize = 256 * 1024;
 /// Largest `error.detail` header.
 const DETAIL_MAX_BYTES: usize = 1024;
 
-/// Follows delivery reports: failures, and the last offset written to each changelog partition.
+/// Follows delivery reports: the failure that tells most about the open transaction (a
+/// fatal one, such as an authorization error, over the first retriable one), and the
+/// last offset written to each changelog partition.
 pub struct DeliveryTracker {
     changelog_topic: String,
-    failures: AtomicU64,
+    failure: Mutex<Option<RDKafkaErrorCode>>,
     changelog_offsets: Mutex<HashMap<i32, i64>>,
 }
 
@@ -60,7 +61,12 @@ impl ProducerContext for DeliveryTracker {
             Ok(_) => {}
             Err((error, _)) => {
                 warn!(%error, "delivery failed");
-                self.failures.fetch_add(1, Ordering::Relaxed);
+                let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                if let Ok(mut failure) = self.failure.lock() {
+                    if failure.is_none() || is_fatal_code(code) {
+                        *failure = Some(code);
+                    }
+                }
             }
         }
     }
@@ -90,7 +96,7 @@ fn new_producer(
 ) -> Result<BaseProducer<DeliveryTracker>, StreamsError> {
     let tracker = DeliveryTracker {
         changelog_topic: changelog.to_string(),
-        failures: AtomicU64::new(0),
+        failure: Mutex::new(None),
         changelog_offsets: Mutex::new(HashMap::new()),
     };
     let config = if exactly_once {
@@ -261,13 +267,18 @@ impl RecordCollector {
         self.producer.poll(Duration::ZERO);
     }
 
-    /// Waits for every record sent to be acknowledged; fails if any delivery failed.
+    /// Waits for every record sent to be acknowledged; fails with the delivery failure's own
+    /// code if any failed, so a fatal cause (a denied topic) is classified as fatal.
     fn flush(&self) -> Result<(), StreamsError> {
         client::flush(&self.producer, KAFKA_CALL_TIMEOUT)?;
-        if self.producer.context().failures.swap(0, Ordering::Relaxed) > 0 {
-            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail).into());
+        match self.take_failure() {
+            Some(code) => Err(KafkaError::MessageProduction(code).into()),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    fn take_failure(&self) -> Option<RDKafkaErrorCode> {
+        self.producer.context().failure.lock().ok().and_then(|mut f| f.take())
     }
 
     /// Ends the open transaction with `offsets` (the consumed positions) in it. Under
@@ -328,7 +339,7 @@ impl RecordCollector {
     pub fn abandon(&mut self, cause: &StreamsError) -> Result<(), StreamsError> {
         let was_open = std::mem::replace(&mut self.in_transaction, false);
         let _ = self.take_changelog_offsets();
-        self.producer.context().failures.store(0, Ordering::Relaxed);
+        let _ = self.take_failure();
         if !self.exactly_once || !(was_open || self.stale) {
             return Ok(());
         }
