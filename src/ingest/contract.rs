@@ -11,8 +11,12 @@ use crate::topology::record::{Column, Value, MAX_NAME_CHARS};
 /// Longest idempotency key, in characters (visible ASCII only).
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
-/// The routes of the application API and the methods each one serves.
+/// Every route and the methods each one serves.
 pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/healthz", &["GET"]),
+    ("/readyz", &["GET"]),
+    ("/metrics", &["GET"]),
+    ("/openapi.json", &["GET"]),
     ("/order", &["GET", "POST"]),
     ("/user", &["GET", "POST"]),
     ("/v1/orders", &["POST"]),
@@ -22,13 +26,12 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/commands/{command_id}", &["GET"]),
 ];
 
-/// The `Allow` header of a route: the methods it serves.
+/// The `Allow` header of a route: the methods it serves (GET for a route not listed).
 pub fn allowed_methods(route: &str) -> String {
     ROUTES
         .iter()
         .find(|(r, _)| *r == route)
-        .map(|(_, methods)| methods.join(", "))
-        .unwrap_or_else(|| "GET".to_string())
+        .map_or_else(|| "GET".to_string(), |(_, methods)| methods.join(", "))
 }
 
 /// What one value must be.

@@ -16,12 +16,17 @@ use warp::reply::Response;
 /// How often a long poll reads again.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-pub(super) async fn read_users(state: &IngestState, condition: &[Predicate]) -> Result<Response, ApiError> {
-    let users = state
+/// The users matching `condition`, at most `limit`; a failed read is 503.
+async fn users(state: &IngestState, condition: &[Predicate], limit: usize) -> Result<Vec<UserRow>, ApiError> {
+    state
         .reader
-        .users(condition, MAX_ROWS)
+        .users(condition, limit)
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| unavailable(e.to_string()))
+}
+
+pub(super) async fn read_users(state: &IngestState, condition: &[Predicate]) -> Result<Response, ApiError> {
+    let users = users(state, condition, MAX_ROWS).await?;
     Ok(eventual(json_reply(StatusCode::OK, &users)))
 }
 
@@ -75,12 +80,7 @@ async fn read_user(state: &IngestState, uid: i64) -> Result<Option<UserRow>, Api
         column: Column::Uid,
         value: Value::Int(uid),
     }];
-    let users = state
-        .reader
-        .users(&condition, 1)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    Ok(users.into_iter().next())
+    Ok(users(state, &condition, 1).await?.into_iter().next())
 }
 
 pub(super) async fn get_user(state: &IngestState, uid: i64) -> Result<Response, ApiError> {

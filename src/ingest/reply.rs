@@ -55,10 +55,7 @@ impl ApiError {
 
     /// 405, with the `Allow` header the route's methods make.
     pub(super) fn method_not_allowed(route: &str, method: &str) -> Self {
-        let allow = match route {
-            "healthz" | "readyz" | "openapi.json" | "metrics" => "GET".to_string(),
-            _ => contract::allowed_methods(route),
-        };
+        let allow = contract::allowed_methods(route);
         let mut error = ApiError::new(405, format!("method {method} is not allowed here; allowed: {allow}"));
         error.allow = Some(allow);
         error

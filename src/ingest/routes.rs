@@ -135,7 +135,7 @@ where
                 Ok::<Response, Infallible>(if method == warp::http::Method::GET {
                     serve().await
                 } else {
-                    error_reply(&ApiError::method_not_allowed(name, method.as_str()))
+                    error_reply(&ApiError::method_not_allowed(&format!("/{name}"), method.as_str()))
                 })
             }
         })
