@@ -175,13 +175,18 @@ pub fn order(views: &[PartitionState], order_id: OrderId) -> Result<Value, Inspe
     let key = state::order_key(order_id);
     for view in views {
         if let Some(bytes) = view.store.get(&key)? {
-            let seen: OrderSeen = decode(view, &key, &bytes)?;
+            let seen: OrderSeen = state::decode_order_seen(&bytes).map_err(|e| InspectError::Corrupt {
+                partition: view.partition,
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
             return Ok(json!({
                 "order_id": order_id,
                 "partition": view.partition,
                 "source": view.source,
                 "found": true,
                 "status": seen.status,
+                "decided_at_ms": seen.decided_at_ms,
             }));
         }
     }
@@ -280,8 +285,11 @@ mod tests {
         store.put(&state::user_key(3), state::encode(&gone)).unwrap();
         let seen = OrderSeen {
             status: OrderStatus::Declined,
+            decided_at_ms: Some(1),
         };
-        store.put(&state::order_key(77), state::encode(&seen)).unwrap();
+        store
+            .put(&state::order_key(77), state::encode_order_seen(&seen))
+            .unwrap();
         PartitionState {
             partition: 4,
             source: "changelog",

@@ -32,6 +32,13 @@ pub struct Metrics {
     pub restoring_tasks: IntGauge,
     pub restored_records: IntCounter,
     pub restore_duration: Histogram,
+    pub restore_rate: IntGauge,
+    pub standby_tasks: IntGauge,
+    pub standby_lag: IntGaugeVec,
+    pub task_idle: IntCounterVec,
+    pub active_tasks: IntGaugeVec,
+    pub paused_partitions: IntGauge,
+    pub expired_entries: IntCounter,
     pub store_keys: IntGaugeVec,
     pub store_size: IntGaugeVec,
     pub dead_letters: IntCounterVec,
@@ -183,6 +190,44 @@ impl Metrics {
                 "Duration of one task's restore.",
                 exponential_buckets(0.001, 2.0, 18).unwrap_or_default(),
             ),
+            restore_rate: IntGauge::new(
+                "creditstream_processor_restore_records_per_second",
+                "Changelog records applied per second by the state updater over the last second (restores and standbys).",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            standby_tasks: IntGauge::new(
+                "creditstream_processor_standby_tasks",
+                "Standby tasks this replica keeps warm (a copy of another replica's store).",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            standby_lag: gauge(
+                &r,
+                "creditstream_processor_standby_lag_records",
+                "Changelog records a standby task has not applied yet, by partition.",
+                &["partition"],
+            ),
+            active_tasks: gauge(
+                &r,
+                "creditstream_processor_active_task",
+                "1 for each task this replica runs right now (restored, reading its inputs), by task id (sub-topology_partition).",
+                &["task"],
+            ),
+            task_idle: counter(
+                &r,
+                "creditstream_processor_task_idle_total",
+                "Times a task began to wait for an input known to hold unfetched records (waited), and records it processed without that input once max_task_idle_ms had passed (enforced).",
+                &["outcome"],
+            ),
+            paused_partitions: IntGauge::new(
+                "creditstream_processor_paused_partitions",
+                "Input partitions paused: their task is restoring, or its buffer of them is full while it waits for the other input.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            expired_entries: IntCounter::new(
+                "creditstream_processor_expired_entries_total",
+                "State entries the processor's scheduled work removed once their retention passed (order de-duplication entries).",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
             store_keys: gauge(
                 &r,
                 "creditstream_processor_store_keys",
@@ -252,13 +297,21 @@ impl Metrics {
             &self.ingest_unavailable,
             &self.transactions_aborted,
             &self.restored_records,
+            &self.expired_entries,
             &self.sink_db_retries,
         ] {
             let _ = self.registry.register(Box::new(c.clone()));
         }
         let _ = self.registry.register(Box::new(self.assigned_partitions.clone()));
         let _ = self.registry.register(Box::new(self.processor_state.clone()));
-        let _ = self.registry.register(Box::new(self.restoring_tasks.clone()));
+        for g in [
+            &self.restoring_tasks,
+            &self.restore_rate,
+            &self.standby_tasks,
+            &self.paused_partitions,
+        ] {
+            let _ = self.registry.register(Box::new(g.clone()));
+        }
         self
     }
 }

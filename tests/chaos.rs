@@ -276,7 +276,7 @@ async fn faults_under_load_break_no_invariant() {
     let long = std::env::var("CREDITSTREAM_CHAOS_LONG").is_ok_and(|v| v == "1");
     let rounds = if long { 3 } else { 1 };
     let outage = Duration::from_secs(if long { 10 } else { 4 });
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = KeptOnFailure::new("chaos");
     let mut def = topology(6).await;
     def.seed_bridge.enabled = true;
     creditstream::runtime::admin::ensure_topics(&kafka(), &def)

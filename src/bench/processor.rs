@@ -174,9 +174,6 @@ fn start_replicas(
                 command
                     .env("CREDITSTREAM__PROCESSOR__STATE_DIR", &state)
                     .env("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE", "false")
-                    // Every order waits for its user, however many users came first (the
-                    // scaling runs create up to 10 M of them before the orders).
-                    .env("CREDITSTREAM__PROCESSOR__COMMANDS_CATCH_UP_MAX_MS", "3600000")
                     .env("CREDITSTREAM__PROCESSOR__METRICS_LISTEN", "127.0.0.1:0");
                 command
             }

@@ -80,6 +80,13 @@ pub fn consumer(kafka: &KafkaConfig, group_id: &str, read_committed: bool) -> Cl
     config
 }
 
+/// A client of consumer group `group_id` that never joins it, for reading the group's
+/// committed offsets as its members will see them (`read_committed`: offsets a pending
+/// transaction still holds are not answered until that transaction ends).
+pub fn group_reader(kafka: &KafkaConfig, group_id: &str) -> ClientConfig {
+    reader(kafka, group_id, true)
+}
+
 /// A consumer that assigns partitions itself (no group membership), for restores and
 /// verification reads.
 pub fn standalone_consumer(kafka: &KafkaConfig, read_committed: bool) -> ClientConfig {
@@ -88,22 +95,34 @@ pub fn standalone_consumer(kafka: &KafkaConfig, read_committed: bool) -> ClientC
 
 /// Moves `consumer` on every partition of `partitions` back to the group's committed offset
 /// (the beginning where none is committed), so whatever was not committed is read again.
+/// Returns where each partition was moved (`None`: to its beginning). A seek that failed
+/// for any one partition fails the whole call: a partition left where it was would skip
+/// records of an aborted transaction or stall.
 pub fn seek_to_committed<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     partitions: TopicPartitionList,
     timeout: Duration,
-) -> Result<(), KafkaError> {
+) -> Result<Vec<(String, i32, Option<i64>)>, KafkaError> {
     let committed = consumer.committed_offsets(partitions, timeout)?;
     let mut seek = TopicPartitionList::new();
+    let mut sought = Vec::new();
     for element in committed.elements() {
         let offset = match element.offset() {
-            Offset::Offset(offset) => Offset::Offset(offset),
-            _ => Offset::Beginning,
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
         };
-        seek.add_partition_offset(element.topic(), element.partition(), offset)?;
+        seek.add_partition_offset(
+            element.topic(),
+            element.partition(),
+            offset.map_or(Offset::Beginning, Offset::Offset),
+        )?;
+        sought.push((element.topic().to_string(), element.partition(), offset));
     }
-    consumer.seek_partitions(seek, timeout)?;
-    Ok(())
+    let result = consumer.seek_partitions(seek, timeout)?;
+    for element in result.elements() {
+        element.error()?;
+    }
+    Ok(sought)
 }
 
 /// Waits until every record sent so far is acknowledged, serving delivery reports as they

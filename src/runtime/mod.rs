@@ -2,6 +2,9 @@
 //! the pure topology layer and to the ingest and sink.
 //!
 //! - [`client`]: librdkafka settings every client shares (murmur2, idempotence, isolation).
+//! - [`consumer_state`]: what a consumer knows without asking the broker (cached
+//!   watermarks, member id).
+//! - [`group_members`]: a consumer group's members and their assignments.
 //! - [`admin`]: creates and verifies the topology's topics.
 //! - [`dead_letter`], [`lag`]: dead-letter headers and consumer lag, shared by the loops.
 //! - [`rocks_store`]: a task's RocksDB store behind the topology's `KeyValueStore`.
@@ -12,7 +15,9 @@
 
 pub mod admin;
 pub mod client;
+pub mod consumer_state;
 pub mod dead_letter;
+pub mod group_members;
 pub mod group_offsets;
 pub mod lag;
 pub mod rocks_store;

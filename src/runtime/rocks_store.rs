@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// Where the next changelog offset to restore from is kept (outside every data prefix).
 pub const CHECKPOINT_KEY: &[u8] = b"\x00meta/changelog-next-offset";
+/// The transactional id of the replica that last took the task over, written to the
+/// changelog too, so the next owner knows whose open transaction may hold it up.
+pub const OWNER_KEY: &[u8] = b"\x00meta/owner";
 
 /// Memory shared by every store of one replica: one block cache, one write-buffer budget.
 #[derive(Clone)]
@@ -91,6 +94,12 @@ impl RocksStore {
                 Ok(Some(i64::from_be_bytes(array)))
             }
         }
+    }
+
+    /// The owner recorded by the last committed claim of the task ([`OWNER_KEY`]).
+    pub fn owner(&self) -> Result<Option<String>, StoreError> {
+        let value = self.db.get(OWNER_KEY).map_err(store_error)?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     pub fn has_pending(&self) -> bool {

@@ -12,7 +12,8 @@ use super::record::{
     ChangeCause, ChangedUser, Column, CommandOutcome, Decision, Order, OrderStatus, Predicate, RejectedUser, Target,
     Uid, UserChange, UserCommand, UserRow, Value, MAX_NAME_CHARS, NOTE_COMPLETED, NOTE_DECLINED, NOTE_UNKNOWN_USER,
 };
-use super::state::{self, ConditionCursor, OrderSeen, UserState, USER_PREFIX};
+use super::state::{self, ConditionCursor, OrderSeen, UserState, ORDER_PREFIX, USER_PREFIX};
+use std::collections::HashMap;
 
 /// A record the processor could not use, with its coordinates, for the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,9 +80,42 @@ impl Routed for CreditOutput {
     }
 }
 
-/// The credit-check processor. Stateless itself: all state lives in the context's store.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CreditCheck;
+/// How long an order id is remembered by default: a week.
+pub const DEFAULT_DEDUP_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Order entries a punctuation looks at, at least.
+const SWEEP_MIN: usize = 1000;
+
+/// The credit-check processor. All state that matters lives in the context's store; it
+/// keeps in memory only where each partition's sweep of old order entries got to.
+#[derive(Debug, Clone)]
+pub struct CreditCheck {
+    /// How long an order id is remembered (and a repeat of it ignored), ms.
+    dedup_retention_ms: i64,
+    /// Per partition: the last order key the sweep looked at, and the orders decided since
+    /// the last sweep (the next sweep looks at twice as many entries, so it keeps up).
+    sweeps: HashMap<u32, Sweep>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Sweep {
+    after: Option<Vec<u8>>,
+    decided: usize,
+}
+
+impl Default for CreditCheck {
+    fn default() -> Self {
+        Self::new(DEFAULT_DEDUP_RETENTION_MS)
+    }
+}
+
+impl CreditCheck {
+    pub fn new(dedup_retention_ms: i64) -> Self {
+        Self {
+            dedup_retention_ms,
+            sweeps: HashMap::new(),
+        }
+    }
+}
 
 impl Processor for CreditCheck {
     type Input = RawRecord;
@@ -94,7 +128,10 @@ impl Processor for CreditCheck {
         raw: &RawRecord,
     ) -> Result<Progress, ProcessError> {
         match decode(raw, ctx.partition_count()) {
-            Ok(CreditInput::Order(order)) => decide_order(ctx, order).map(|()| Progress::Done),
+            Ok(CreditInput::Order(order)) => {
+                self.sweeps.entry(ctx.partition()).or_default().decided += 1;
+                decide_order(ctx, order).map(|()| Progress::Done)
+            }
             Ok(CreditInput::Command(command)) => apply_command(ctx, command),
             Err(rejection) => {
                 ctx.forward(CreditOutput::DeadLetter(DeadLetter {
@@ -108,6 +145,43 @@ impl Processor for CreditCheck {
                 Ok(Progress::Done)
             }
         }
+    }
+
+    /// Expires order entries older than the retention: each call looks at the next
+    /// entries of the partition's order keys (twice as many as orders were decided since
+    /// the last call, at least [`SWEEP_MIN`]) and deletes the expired ones, so the store and
+    /// the changelog (tombstones, which compaction then drops) stay bounded. An entry from
+    /// before entries carried their time is stamped with the current time once.
+    fn punctuate(&mut self, ctx: &mut dyn Context<CreditOutput>) -> Result<usize, ProcessError> {
+        let now = ctx.now_ms();
+        let sweep = self.sweeps.entry(ctx.partition()).or_default();
+        let limit = (sweep.decided * 2).max(SWEEP_MIN);
+        sweep.decided = 0;
+        let page = ctx.store().scan(ORDER_PREFIX, sweep.after.as_deref(), limit)?;
+        sweep.after = if page.len() < limit {
+            None
+        } else {
+            page.last().map(|(key, _)| key.clone())
+        };
+        let mut expired = 0;
+        for (key, bytes) in page {
+            let seen = state::decode_order_seen(&bytes).map_err(corrupt(key.clone()))?;
+            match seen.decided_at_ms {
+                Some(at) if now.saturating_sub(at) > self.dedup_retention_ms => {
+                    ctx.store().delete(&key)?;
+                    expired += 1;
+                }
+                Some(_) => {}
+                None => {
+                    let stamped = OrderSeen {
+                        decided_at_ms: Some(now),
+                        ..seen
+                    };
+                    ctx.store().put(&key, state::encode_order_seen(&stamped))?;
+                }
+            }
+        }
+        Ok(expired)
     }
 }
 
@@ -161,7 +235,11 @@ fn decide_order(ctx: &mut dyn Context<CreditOutput>, order: Order) -> Result<(),
         }
         _ => (OrderStatus::Declined, NOTE_UNKNOWN_USER, None),
     };
-    ctx.store().put(&seen_key, state::encode(&OrderSeen { status }))?;
+    let seen = OrderSeen {
+        status,
+        decided_at_ms: Some(ctx.now_ms()),
+    };
+    ctx.store().put(&seen_key, state::encode_order_seen(&seen))?;
     ctx.forward(CreditOutput::Decision(Decision {
         order_id: order.order_id,
         uid: order.uid,

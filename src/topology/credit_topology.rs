@@ -21,7 +21,7 @@ pub struct CreditTopology {
 impl CreditTopology {
     pub fn new(def: &TopologyDefinition) -> Self {
         Self {
-            check: CreditCheck,
+            check: CreditCheck::new(def.store.dedup_retention_ms),
             bridge: SeedBridge::new(&def.seed_bridge.orders, &def.seed_bridge.users),
         }
     }
@@ -41,6 +41,12 @@ impl Processor for CreditTopology {
             SubTopology::CreditCheck => self.check.process(&mut Routing(ctx), meta, raw),
             SubTopology::SeedBridge => self.bridge.process(ctx, meta, raw),
         }
+    }
+
+    /// Only the credit check has state to look after; the runtime calls this for tasks
+    /// with a store.
+    fn punctuate(&mut self, ctx: &mut dyn Context<OutputRecord>) -> Result<usize, ProcessError> {
+        self.check.punctuate(&mut Routing(ctx))
     }
 }
 

@@ -51,6 +51,15 @@ pub struct Outputs {
 pub struct StoreDefinition {
     pub name: String,
     pub changelog: String,
+    /// How long an order id is remembered, ms: a repeat within it is ignored, one after it
+    /// is decided as a new order. Expired entries are deleted from the store and
+    /// tombstoned on the changelog, so state stays bounded.
+    #[serde(default = "default_dedup_retention_ms")]
+    pub dedup_retention_ms: i64,
+}
+
+fn default_dedup_retention_ms() -> i64 {
+    super::credit_check::DEFAULT_DEDUP_RETENTION_MS
 }
 
 /// The seed's unkeyed topics, repartitioned into the keyed inputs when enabled.
@@ -129,6 +138,11 @@ impl TopologyDefinition {
         }
         if self.replication_factor < 1 {
             return Err(DefinitionError::Invalid("replication_factor must be at least 1".into()));
+        }
+        if self.store.dedup_retention_ms <= 0 {
+            return Err(DefinitionError::Invalid(
+                "store.dedup_retention_ms must be positive".into(),
+            ));
         }
         if self.application_id.trim().is_empty() {
             return Err(DefinitionError::Invalid("application_id must not be empty".into()));

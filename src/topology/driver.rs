@@ -6,7 +6,7 @@
 
 use super::codec::{encode_command, encode_order, InputTopic, RawRecord};
 use super::credit_check::{CreditCheck, CreditOutput, DeadLetter};
-use super::partition_group::PartitionGroup;
+use super::partition_group::{PartitionGroup, Pop};
 use super::partitioner::partition_for;
 use super::processor::{ProcessError, Processor, Progress, RecordMeta};
 use super::record::{CommandOutcome, Decision, Order, Uid, UserChange, UserCommand, BROADCAST_KEY};
@@ -48,7 +48,7 @@ impl TestDriver {
             tasks,
             now_ms: 1_700_000_000_000,
             outputs: Vec::new(),
-            processor: CreditCheck,
+            processor: CreditCheck::default(),
             resumptions: 0,
         }
     }
@@ -133,7 +133,8 @@ impl TestDriver {
     /// Processes everything buffered.
     pub fn run(&mut self) -> Result<(), ProcessError> {
         for (partition, task) in self.tasks.iter_mut().enumerate() {
-            while let Some(record) = task.group.pop() {
+            // Everything piped is fetched: no input lags.
+            while let Pop::Record(record) = task.group.pop(|_| false) {
                 // A record whose work is done in parts is handed in again, as the runtime
                 // does after committing each part.
                 loop {
@@ -152,6 +153,23 @@ impl TestDriver {
             }
         }
         Ok(())
+    }
+
+    /// Runs every task's scheduled work (the runtime's punctuation) at the driver's clock;
+    /// returns how many state entries it expired.
+    pub fn punctuate(&mut self) -> Result<usize, ProcessError> {
+        let mut expired = 0;
+        for (partition, task) in self.tasks.iter_mut().enumerate() {
+            let mut ctx = TaskContext {
+                store: ChangeLoggingStore::new(&mut task.store, &mut task.changelog),
+                outputs: &mut self.outputs,
+                now_ms: self.now_ms,
+                partition: partition as u32,
+                partition_count: self.partitions,
+            };
+            expired += self.processor.punctuate(&mut ctx)?;
+        }
+        Ok(expired)
     }
 
     /// How often a record was handed in again because its work was done in parts (each

@@ -3,15 +3,28 @@
 //! timestamp goes first; each topic keeps its offset order. On a tie, user operations go
 //! before orders (see `InputTopic::slot`), so a user created in the same millisecond as
 //! its first order exists when the order is decided.
+//!
+//! Invariant: a record is never taken ahead of one that may precede it. When one input
+//! has nothing buffered but its partition is known to hold records not fetched yet, the
+//! merge waits for them (the caller bounds the wait, as Kafka Streams' `max.task.idle.ms`
+//! does), so a user's create is decided before an order it precedes, under any lag.
 
 use super::codec::RawRecord;
 use std::collections::VecDeque;
 
-/// The buffered, not yet processed records of one task.
+/// What [`PartitionGroup::pop`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pop {
+    Record(RawRecord),
+    /// One input is empty here but holds unfetched records: wait for them.
+    Waiting,
+    Empty,
+}
+
+/// The buffered, not yet processed records of one task, by input slot.
 #[derive(Debug, Default)]
 pub struct PartitionGroup {
-    commands: VecDeque<RawRecord>,
-    orders: VecDeque<RawRecord>,
+    inputs: [VecDeque<RawRecord>; 2],
 }
 
 impl PartitionGroup {
@@ -20,45 +33,45 @@ impl PartitionGroup {
     }
 
     pub fn push(&mut self, record: RawRecord) {
-        if record.topic.slot() == 0 {
-            self.commands.push_back(record);
-        } else {
-            self.orders.push_back(record);
-        }
+        self.inputs[record.topic.slot()].push_back(record);
     }
 
     pub fn len(&self) -> usize {
-        self.commands.len() + self.orders.len()
+        self.inputs.iter().map(VecDeque::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The next record to process, or `None` when nothing is buffered.
-    pub fn pop(&mut self) -> Option<RawRecord> {
-        let take_command = match (self.commands.front(), self.orders.front()) {
-            (Some(c), Some(o)) => c.meta.timestamp_ms <= o.meta.timestamp_ms,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if take_command {
-            self.commands.pop_front()
-        } else {
-            self.orders.pop_front()
-        }
+    /// Records buffered of the input at `slot`.
+    pub fn buffered(&self, slot: usize) -> usize {
+        self.inputs[slot].len()
     }
 
-    /// The next user command, leaving the orders buffered: what a task takes while it
-    /// catches up on the commands that were on the broker before it could see them.
-    pub fn pop_command(&mut self) -> Option<RawRecord> {
-        self.commands.pop_front()
+    /// The next record in timestamp order. `lagging(slot)` tells whether the input at
+    /// `slot` has records on the broker that were not fetched yet; it is asked only for an
+    /// input with nothing buffered while the other has records.
+    pub fn pop(&mut self, mut lagging: impl FnMut(usize) -> bool) -> Pop {
+        let slot = match (self.inputs[0].front(), self.inputs[1].front()) {
+            (Some(c), Some(o)) => usize::from(c.meta.timestamp_ms > o.meta.timestamp_ms),
+            (Some(_), None) if lagging(1) => return Pop::Waiting,
+            (None, Some(_)) if lagging(0) => return Pop::Waiting,
+            (Some(_), None) => 0,
+            (None, Some(_)) => 1,
+            (None, None) => return Pop::Empty,
+        };
+        match self.inputs[slot].pop_front() {
+            Some(record) => Pop::Record(record),
+            None => Pop::Empty,
+        }
     }
 
     /// Drops everything buffered (after an aborted transaction the records are re-fetched).
     pub fn clear(&mut self) {
-        self.commands.clear();
-        self.orders.clear();
+        for input in &mut self.inputs {
+            input.clear();
+        }
     }
 }
 
@@ -81,13 +94,14 @@ mod tests {
         }
     }
 
-    fn popped(
-        group: &mut PartitionGroup,
-        next: fn(&mut PartitionGroup) -> Option<RawRecord>,
-    ) -> Vec<(InputTopic, i64)> {
-        std::iter::from_fn(|| next(group))
-            .map(|r| (r.topic, r.meta.offset))
-            .collect()
+    fn drain(group: &mut PartitionGroup, lagging: [bool; 2]) -> (Vec<(InputTopic, i64)>, Pop) {
+        let mut out = Vec::new();
+        loop {
+            match group.pop(|slot| lagging[slot]) {
+                Pop::Record(r) => out.push((r.topic, r.meta.offset)),
+                other => return (out, other),
+            }
+        }
     }
 
     #[test]
@@ -97,8 +111,9 @@ mod tests {
         group.push(record(InputTopic::Orders, 1, 30));
         group.push(record(InputTopic::UserCommands, 0, 10));
         group.push(record(InputTopic::UserCommands, 1, 20));
+        let (order, end) = drain(&mut group, [false, false]);
         assert_eq!(
-            popped(&mut group, PartitionGroup::pop),
+            order,
             [
                 (InputTopic::UserCommands, 0),
                 (InputTopic::Orders, 0),
@@ -106,19 +121,53 @@ mod tests {
                 (InputTopic::Orders, 1)
             ]
         );
+        assert_eq!(end, Pop::Empty);
     }
 
     #[test]
-    fn catching_up_takes_commands_and_leaves_orders_buffered() {
+    fn an_order_waits_while_the_commands_partition_holds_unfetched_records() {
         let mut group = PartitionGroup::new();
-        group.push(record(InputTopic::Orders, 0, 1));
-        group.push(record(InputTopic::UserCommands, 0, 5));
+        group.push(record(InputTopic::Orders, 0, 50));
+        assert_eq!(drain(&mut group, [true, false]), (vec![], Pop::Waiting));
+        assert_eq!(group.buffered(1), 1);
+        // The create arrives (older than the order): it goes first; while more commands
+        // lag the order waits on, and once the commands are caught up it goes too.
+        group.push(record(InputTopic::UserCommands, 7, 40));
         assert_eq!(
-            popped(&mut group, PartitionGroup::pop_command),
-            [(InputTopic::UserCommands, 0)]
+            drain(&mut group, [true, false]),
+            (vec![(InputTopic::UserCommands, 7)], Pop::Waiting)
         );
-        assert_eq!(group.len(), 1);
-        assert_eq!(popped(&mut group, PartitionGroup::pop), [(InputTopic::Orders, 0)]);
-        assert!(group.is_empty());
+        assert_eq!(
+            drain(&mut group, [false, false]),
+            (vec![(InputTopic::Orders, 0)], Pop::Empty)
+        );
+    }
+
+    #[test]
+    fn a_command_waits_for_unfetched_orders_too_and_nothing_waits_without_lag() {
+        let mut group = PartitionGroup::new();
+        group.push(record(InputTopic::UserCommands, 0, 5));
+        assert_eq!(drain(&mut group, [false, true]), (vec![], Pop::Waiting));
+        assert_eq!(drain(&mut group, [false, false]).0, [(InputTopic::UserCommands, 0)]);
+    }
+
+    #[test]
+    fn lag_is_asked_only_of_an_empty_input_beside_a_full_one() {
+        let mut group = PartitionGroup::new();
+        let mut asked = Vec::new();
+        assert_eq!(
+            group.pop(|slot| {
+                asked.push(slot);
+                true
+            }),
+            Pop::Empty
+        );
+        group.push(record(InputTopic::Orders, 0, 1));
+        group.push(record(InputTopic::UserCommands, 0, 1));
+        let _ = group.pop(|slot| {
+            asked.push(slot);
+            true
+        });
+        assert!(asked.is_empty());
     }
 }

@@ -57,4 +57,13 @@ pub trait Processor {
         meta: RecordMeta,
         input: &Self::Input,
     ) -> Result<Progress, ProcessError>;
+
+    /// Scheduled work on the task's state (Kafka Streams' wall-clock punctuation), run
+    /// about once a second per task inside the task's transaction: expiring entries whose
+    /// retention passed, for instance. Bounded per call; returns how many entries it
+    /// expired.
+    fn punctuate(&mut self, ctx: &mut dyn Context<Self::Output>) -> Result<usize, ProcessError> {
+        let _ = ctx;
+        Ok(0)
+    }
 }

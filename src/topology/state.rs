@@ -2,7 +2,8 @@
 //! Keys: `u` + uid (big-endian) for users, `o` + order id for orders already decided,
 //! `c` + command id for a condition command applied in part (how far it got).
 //! Values: one format-version byte, then bincode. A value of an unknown version is an
-//! error, never silently misread.
+//! error, never silently misread. Order entries are at version 2 (they carry the time of
+//! their decision, so they can expire); version 1 entries, written before, still read.
 
 use super::record::{OrderId, OrderStatus, Uid, UserRow};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,18 @@ pub struct UserState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSeen {
     pub status: OrderStatus,
+    /// When it was decided, ms since the Unix epoch; `None` for an entry written before
+    /// entries expired (format version 1).
+    pub decided_at_ms: Option<i64>,
+}
+
+/// The format version of order entries.
+pub const ORDER_SEEN_VERSION: u8 = 2;
+
+/// An order entry as format version 1 wrote it.
+#[derive(Deserialize)]
+struct OrderSeenV1 {
+    status: OrderStatus,
 }
 
 /// How far a condition command got on this partition: the last user key it handled.
@@ -72,7 +85,28 @@ pub enum StateCodecError {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![STATE_FORMAT_VERSION];
+    encode_as(STATE_FORMAT_VERSION, value)
+}
+
+pub fn encode_order_seen(seen: &OrderSeen) -> Vec<u8> {
+    encode_as(ORDER_SEEN_VERSION, seen)
+}
+
+/// An order entry of either format version.
+pub fn decode_order_seen(bytes: &[u8]) -> Result<OrderSeen, StateCodecError> {
+    match bytes.first() {
+        Some(&ORDER_SEEN_VERSION) => decode_payload(&bytes[1..]),
+        Some(&STATE_FORMAT_VERSION) => decode_payload::<OrderSeenV1>(&bytes[1..]).map(|v1| OrderSeen {
+            status: v1.status,
+            decided_at_ms: None,
+        }),
+        Some(&other) => Err(StateCodecError::UnknownVersion(other)),
+        None => Err(StateCodecError::Empty),
+    }
+}
+
+fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![version];
     // Encoding plain structs into a Vec cannot fail; an error here would be a bug.
     match bincode::serde::encode_to_vec(value, bincode_config()) {
         Ok(bytes) => out.extend_from_slice(&bytes),
@@ -86,6 +120,10 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StateCode
     if version != STATE_FORMAT_VERSION {
         return Err(StateCodecError::UnknownVersion(version));
     }
+    decode_payload(payload)
+}
+
+fn decode_payload<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, StateCodecError> {
     let (value, read) = bincode::serde::decode_from_slice(payload, bincode_config())
         .map_err(|e| StateCodecError::Decode(e.to_string()))?;
     if read != payload.len() {
@@ -114,6 +152,33 @@ mod tests {
             }),
         };
         assert_eq!(decode::<UserState>(&encode(&state)).unwrap(), state);
+    }
+
+    #[test]
+    fn order_entries_of_both_versions_read() {
+        let seen = OrderSeen {
+            status: OrderStatus::Completed,
+            decided_at_ms: Some(1_700_000_000_000),
+        };
+        assert_eq!(decode_order_seen(&encode_order_seen(&seen)).unwrap(), seen);
+        #[derive(Serialize)]
+        struct V1 {
+            status: OrderStatus,
+        }
+        let old = encode(&V1 {
+            status: OrderStatus::Declined,
+        });
+        assert_eq!(
+            decode_order_seen(&old).unwrap(),
+            OrderSeen {
+                status: OrderStatus::Declined,
+                decided_at_ms: None
+            }
+        );
+        assert!(matches!(
+            decode_order_seen(&[7, 0]),
+            Err(StateCodecError::UnknownVersion(7))
+        ));
     }
 
     #[test]

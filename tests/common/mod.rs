@@ -398,6 +398,33 @@ pub fn urlencode(text: &str) -> String {
         .collect()
 }
 
+/// A test's directory (every process's log), removed only if the test passes.
+pub struct KeptOnFailure(tempfile::TempDir);
+
+impl KeptOnFailure {
+    pub fn new(test: &str) -> Self {
+        Self(
+            tempfile::Builder::new()
+                .prefix(&format!("{test}-"))
+                .tempdir()
+                .expect("a temporary directory"),
+        )
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for KeptOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.disable_cleanup(true);
+            eprintln!("logs kept in {}", self.0.path().display());
+        }
+    }
+}
+
 /// Polls `condition` every 100 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let started = Instant::now();

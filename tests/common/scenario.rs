@@ -54,6 +54,16 @@ impl Scenario {
         scenario
     }
 
+    /// A scenario on topics that exist already (`def`'s), with no users.
+    pub fn with_definition(def: TopologyDefinition) -> Self {
+        Scenario {
+            driver: TestDriver::new(def.partitions),
+            def,
+            next_order: 0,
+            orders: 0,
+        }
+    }
+
     /// Produces `count` orders spread over the users, with amounts that exhaust some balances.
     pub fn orders(&mut self, users: i64, count: usize) {
         let mut records = Vec::new();

@@ -1,133 +1,120 @@
-//! The changelog reader: opens a task's RocksDB store and brings it up to the end of its
-//! changelog partition, from the store's checkpoint, reading only committed records.
-//! Invariant: a store handed to a task holds exactly what the committed changelog holds
-//! up to its end at the time of the restore; local state the changelog cannot vouch for
-//! (a checkpoint outside the changelog's offsets) is wiped and rebuilt from the start.
+//! The changelog reader, as Kafka Streams' `StoreChangelogReader`: the state updater's one
+//! consumer of the changelog. It reads any set of changelog partitions (no group), each
+//! from an offset of its own, `read_committed`, and hands out their records by partition.
+//! Invariant: only committed records are handed out, and [`ChangelogReader::positions`]
+//! tells how far each partition was really read (aborted records and transaction markers
+//! are skipped, so the position can run ahead of the last record handed out).
 
-use super::error::StreamsError;
-use super::record_collector::KAFKA_CALL_TIMEOUT;
 use crate::config::KafkaConfig;
-use crate::metrics::metrics;
-use crate::runtime::client;
-use crate::runtime::rocks_store::{RocksStore, StoreResources};
+use crate::runtime::{client, consumer_state, group_members};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
 
-/// Records applied to RocksDB per write batch while restoring.
-const RESTORE_BATCH: usize = 10_000;
+/// A changelog record: the store key and its value (`None` is a delete).
+pub type ChangelogRecord = (Vec<u8>, Option<Vec<u8>>);
 
-/// Counts a restore in `creditstream_processor_restoring_tasks` for as long as it lives,
-/// however the restore ends.
-struct Restoring;
-
-impl Restoring {
-    fn start() -> Self {
-        metrics().restoring_tasks.inc();
-        Restoring
-    }
+pub struct ChangelogReader {
+    consumer: BaseConsumer,
+    /// Asks for offsets as a `read_uncommitted` client sees them: the log's true end,
+    /// not the last stable offset an open transaction holds back.
+    offsets: BaseConsumer,
+    topic: String,
 }
 
-impl Drop for Restoring {
-    fn drop(&mut self) {
-        metrics().restoring_tasks.dec();
+impl ChangelogReader {
+    pub fn new(kafka: &KafkaConfig, topic: &str) -> Result<Self, KafkaError> {
+        let mut config = client::standalone_consumer(kafka, true);
+        // Restores read big runs of small records: fetch more per request than a live
+        // consumer needs.
+        config
+            .set("max.partition.fetch.bytes", "8388608")
+            .set("fetch.wait.max.ms", "20");
+        Ok(Self {
+            consumer: config.create()?,
+            offsets: client::standalone_consumer(kafka, false).create()?,
+            topic: topic.to_string(),
+        })
     }
-}
 
-/// Opens the store at `path` and restores it from `changelog` partition `partition`.
-/// `stall_after` bounds a restore that stops making progress (the broker is away).
-pub fn open_and_restore(
-    kafka: &KafkaConfig,
-    changelog: &str,
-    partition: u32,
-    path: &Path,
-    resources: &StoreResources,
-    stall_after: Duration,
-) -> Result<RocksStore, StreamsError> {
-    let started = Instant::now();
-    let _restoring = Restoring::start();
-    let consumer: BaseConsumer = client::standalone_consumer(kafka, true).create()?;
-    let (low, high) = consumer.fetch_watermarks(changelog, partition as i32, KAFKA_CALL_TIMEOUT)?;
-    let mut store = RocksStore::open(path, resources)?;
-    let start = match store.checkpoint()? {
-        Some(next) if next >= low && next <= high => next,
-        None => low,
-        Some(next) => {
-            warn!(
-                partition,
-                checkpoint = next,
-                low,
-                high,
-                "local state does not match the changelog; wiping it"
-            );
-            drop(store);
-            RocksStore::destroy(path)?;
-            store = RocksStore::open(path, resources)?;
-            low
-        }
-    };
-    if start >= high {
-        return Ok(store);
+    /// The partition's first offset and the end of its log (the next offset to be
+    /// written, open transactions included), asked of the broker. A restore that has
+    /// read to this end has seen every committed record; one that cannot get there is
+    /// held up by a transaction that is still open.
+    pub fn watermarks(&self, partition: u32, timeout: Duration) -> Result<(i64, i64), KafkaError> {
+        self.offsets.fetch_watermarks(&self.topic, partition as i32, timeout)
     }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(changelog, partition as i32, Offset::Offset(start))?;
-    consumer.assign(&tpl)?;
-    let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-    let mut position = start;
-    let mut restored = 0u64;
-    let mut progress_at = Instant::now();
-    while position < high {
-        if progress_at.elapsed() > stall_after {
-            return Err(StreamsError::RestoreStalled {
-                partition,
-                waited: stall_after,
-            });
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => {
-                if let Some(key) = message.key() {
-                    batch.push((key.to_vec(), message.payload().map(<[u8]>::to_vec)));
+
+    /// The end of the partition as the last fetch response gave it, if one did.
+    pub fn cached_end(&self, partition: u32) -> Option<i64> {
+        consumer_state::cached_watermarks(&self.consumer, &self.topic, partition as i32).map(|(_, high)| high)
+    }
+
+    /// Starts reading `partition` at `from`.
+    pub fn add(&self, partition: u32, from: i64) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, partition as i32, Offset::Offset(from))?;
+        self.consumer.incremental_assign(&tpl)
+    }
+
+    /// Stops reading `partition`.
+    pub fn remove(&self, partition: u32) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, partition as i32);
+        self.consumer.incremental_unassign(&tpl)
+    }
+
+    /// Reads up to `max` records, waiting at most `wait` for the first, into `out` by
+    /// partition. Returns how many were read.
+    pub fn poll(
+        &self,
+        max: usize,
+        wait: Duration,
+        out: &mut BTreeMap<u32, Vec<ChangelogRecord>>,
+    ) -> Result<usize, KafkaError> {
+        let deadline = Instant::now() + wait;
+        let mut read = 0;
+        let mut timeout = wait;
+        while read < max {
+            match self.consumer.poll(timeout) {
+                Some(Ok(message)) => {
+                    if let (Some(key), Ok(partition)) = (message.key(), u32::try_from(message.partition())) {
+                        out.entry(partition)
+                            .or_default()
+                            .push((key.to_vec(), message.payload().map(<[u8]>::to_vec)));
+                    }
+                    read += 1;
+                    timeout = Duration::ZERO;
                 }
-                position = message.offset() + 1;
-                progress_at = Instant::now();
-            }
-            Some(Err(error)) => return Err(error.into()),
-            None => {}
-        }
-        // Aborted records and transaction markers are skipped by read_committed; the
-        // position tells how far the log really was read.
-        if let Ok(positions) = consumer.position() {
-            if let Some(Offset::Offset(p)) = positions
-                .find_partition(changelog, partition as i32)
-                .map(|e| e.offset())
-            {
-                if p > position {
-                    position = p;
-                    progress_at = Instant::now();
+                Some(Err(error)) => return Err(error),
+                None if read == 0 && Instant::now() < deadline => {
+                    timeout = deadline.saturating_duration_since(Instant::now());
                 }
+                None => break,
             }
         }
-        if batch.len() >= RESTORE_BATCH || (position >= high && !batch.is_empty()) {
-            restored += batch.len() as u64;
-            store.apply_restored(&batch, position)?;
-            batch.clear();
-        }
+        Ok(read)
     }
-    if batch.is_empty() {
-        store.apply_restored(&[], position)?;
+
+    /// How far each partition read was consumed (the next offset it will hand out).
+    pub fn positions(&self) -> BTreeMap<u32, i64> {
+        let Ok(tpl) = self.consumer.position() else {
+            return BTreeMap::new();
+        };
+        tpl.elements()
+            .iter()
+            .filter_map(|e| match (u32::try_from(e.partition()), e.offset()) {
+                (Ok(p), Offset::Offset(next)) => Some((p, next)),
+                _ => None,
+            })
+            .collect()
     }
-    metrics().restored_records.inc_by(restored);
-    metrics().restore_duration.observe(started.elapsed().as_secs_f64());
-    info!(
-        partition,
-        from = start,
-        to = position,
-        restored,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "restored state from the changelog"
-    );
-    Ok(store)
+
+    /// Consumer group `group`'s state, members and assignments (for standby placement).
+    pub fn group(&self, group: &str, timeout: Duration) -> Result<group_members::Group, KafkaError> {
+        group_members::describe(&self.consumer, group, timeout)
+    }
 }

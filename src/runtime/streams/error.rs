@@ -37,20 +37,28 @@ pub enum StreamsError {
     /// The state directory cannot be used.
     #[error("state dir: {0}")]
     StateDir(String),
-    /// A restore made no way to the changelog's end in time (the broker is away or slow).
-    #[error("restore of partition {partition} did not reach the changelog end within {waited:?}")]
-    RestoreStalled { partition: u32, waited: Duration },
     /// A commit's call did not return in time: the broker may or may not have committed.
     #[error("commit outcome unknown after {waited:?}: {source}")]
     CommitOutcomeUnknown { source: KafkaError, waited: Duration },
+    /// A topic of the topology does not have the topology's partition count: the inputs
+    /// of a task would no longer be read together, so the replica refuses to run.
+    #[error("topic {topic} has {found} where the topology needs {expected} (inputs, outputs and changelog must be co-partitioned)")]
+    CoPartitioning {
+        topic: String,
+        expected: u32,
+        found: String,
+    },
 }
 
 impl StreamsError {
     pub fn severity(&self) -> Severity {
         match self {
             StreamsError::Kafka { severity, .. } => *severity,
-            StreamsError::CommitOutcomeUnknown { .. } | StreamsError::RestoreStalled { .. } => Severity::Retriable,
-            StreamsError::Store(_) | StreamsError::Process { .. } | StreamsError::StateDir(_) => Severity::Fatal,
+            StreamsError::CommitOutcomeUnknown { .. } => Severity::Retriable,
+            StreamsError::Store(_)
+            | StreamsError::Process { .. }
+            | StreamsError::StateDir(_)
+            | StreamsError::CoPartitioning { .. } => Severity::Fatal,
         }
     }
 
@@ -105,6 +113,7 @@ pub(super) fn is_fatal_code(code: RDKafkaErrorCode) -> bool {
             | C::InvalidConfig
             | C::InvalidArgument
             | C::InvalidTransactionTimeout
+            | C::InvalidSessionTimeout
             | C::UnsupportedVersion
             | C::UnsupportedForMessageFormat
             | C::UnsupportedFeature

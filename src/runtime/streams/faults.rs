@@ -6,6 +6,8 @@
 //! - `process_error=N`: the Nth record processed fails with a store error after its
 //!   outputs and changelog records went into the open transaction (a disk that fails
 //!   mid-record); the replica then stops, as on any fatal error.
+//! - `restore_rate=N`: the state updater applies at most N changelog records a second
+//!   (a restore of a large store, held long enough for a test to act during it).
 //!
 //! Invariant: an injected fault is one the code must already survive, put where the real
 //! one can strike; injection never changes what the broker does.
@@ -18,6 +20,7 @@ pub const ENV: &str = "CREDITSTREAM_TEST_FAULTS";
 pub struct Faults {
     commit_outcome_unknown: AtomicU32,
     process_error: AtomicU32,
+    restore_rate: AtomicU32,
 }
 
 impl Faults {
@@ -37,6 +40,9 @@ impl Faults {
                 Some(("process_error", n)) => {
                     faults.process_error.store(n.parse().unwrap_or(1), Ordering::Relaxed);
                 }
+                Some(("restore_rate", n)) => {
+                    faults.restore_rate.store(n.parse().unwrap_or(1000), Ordering::Relaxed);
+                }
                 _ => tracing::warn!(item, "unknown injected fault; ignored"),
             }
         }
@@ -49,6 +55,11 @@ impl Faults {
         self.process_error
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             == Ok(1)
+    }
+
+    /// The most changelog records the state updater may apply a second, if throttled.
+    pub fn restore_rate(&self) -> Option<u32> {
+        Some(self.restore_rate.load(Ordering::Relaxed)).filter(|&n| n > 0)
     }
 
     /// Whether this commit, which the broker has applied, is to be reported as timed out.

@@ -3,11 +3,17 @@
 //! layer and knows nothing of what the processor decides.
 //!
 //! - [`stream_thread`]: the poll loop; joins the group, feeds tasks, drives commits.
-//! - [`task_manager`]: the tasks, their commit as one transaction, rollback and recovery.
-//! - [`task`]: one partition: its store, buffered input, positions and catch-up.
+//! - [`task_manager`]: the tasks, incremental assignment, their commit as one
+//!   transaction, rollback and recovery.
+//! - [`task`]: one partition: its store, buffered input, positions, and the wait for an
+//!   input that lags.
+//! - [`assignment`]: leader and follower topics, co-partitioning checks.
+//! - [`state_updater`]: restores assigned tasks and keeps standby tasks warm, on a thread
+//!   of its own.
+//! - [`changelog_reader`]: the state updater's consumer of the changelog.
+//! - [`standby_placement`]: which replica keeps a standby of which task (pure).
+//! - [`paused_inputs`]: the input partitions paused, and why.
 //! - [`record_collector`]: the one producer: outputs, changelog, dead letters, transactions.
-//! - [`changelog_reader`]: restores a task's store from its changelog.
-//! - [`catch_up`]: a new task reads the user commands already on the broker first.
 //! - [`commit_policy`]: when to commit (pure).
 //! - [`rebalance`]: the consumer's rebalance callbacks.
 //! - [`process_id`]: the replica's unique, restart-stable id.
@@ -21,17 +27,22 @@
 //!   never ahead of the committed changelog.
 //! - Under `at_least_once`, an offset is committed only after every output and changelog
 //!   record before it was acknowledged and the store was written.
-//! - After any failure, whatever was not committed is forgotten: stores are restored from
-//!   the committed changelog, inputs re-read from the committed offsets.
+//! - After any failure, whatever was not committed is forgotten: inputs are re-read from
+//!   the committed offsets, and where the broker's outcome is unknown stores are restored
+//!   from the committed changelog.
+//! - A rebalance touches only the tasks that move; a restore never blocks the poll loop.
 
-pub mod catch_up;
+pub mod assignment;
 pub mod changelog_reader;
 pub mod commit_policy;
 pub mod error;
 pub mod faults;
+pub mod paused_inputs;
 pub mod process_id;
 pub mod rebalance;
 pub mod record_collector;
+pub mod standby_placement;
+pub mod state_updater;
 pub mod stream_thread;
 pub mod task;
 pub mod task_manager;

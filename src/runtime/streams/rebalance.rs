@@ -1,9 +1,12 @@
 //! The rebalance listener: librdkafka calls it from inside `poll`, on the stream thread,
-//! and it hands each revocation and assignment to the task manager.
+//! for each incremental (cooperative-sticky) change of the group's assignment, and it
+//! hands the change to the task manager, which assigns or unassigns the tasks' partitions
+//! itself (the group assigns only each sub-topology's leader topic; see `assignment`).
 //! Invariants: revoked tasks commit their processed work before they are closed (or, when
 //! the assignment was lost, abandon it: another replica may already own the partitions);
-//! assigned tasks are restored before any of their records is processed. A failure here
-//! is parked for the stream loop, which recovers from it outside the callback.
+//! tasks that are not part of the change are not touched; assigned stateful tasks restore
+//! in the state updater, so the callback returns at once. A failure here is parked for
+//! the stream loop, which recovers from it outside the callback.
 
 use super::error::StreamsError;
 use super::task_manager::TaskManager;
@@ -11,11 +14,12 @@ use crate::metrics::metrics;
 use crate::topology::codec::RawRecord;
 use crate::topology::output::Routed;
 use crate::topology::processor::Processor;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::bindings::rd_kafka_resp_err_t as RespErr;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, TopicPartitionList};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tracing::{info, warn};
+use tracing::warn;
 
 pub struct RebalanceListener<P: Processor> {
     tasks: Arc<Mutex<TaskManager<P>>>,
@@ -60,46 +64,31 @@ where
     P: Processor<Input = RawRecord> + Send + 'static,
     P::Output: Routed + Send,
 {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(tpl) = rebalance else {
-            return;
-        };
-        let mut tasks = lock(&self.tasks);
-        tasks.epoch += 1;
-        let revoked = tasks.tasks_of(tpl);
-        let names: Vec<String> = revoked.iter().map(ToString::to_string).collect();
-        if consumer.assignment_lost() {
-            metrics().rebalances.with_label_values(&["lost"]).inc();
-            warn!(tasks = ?names, "assignment lost; abandoning uncommitted work");
-            let cause = StreamsError::from(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownMemberId));
-            if let Err(error) = tasks.abandon(&cause) {
-                self.fail(error);
-            }
-        } else {
-            metrics().rebalances.with_label_values(&["revoke"]).inc();
-            info!(tasks = ?names, "tasks revoked; committing their work");
-            if let Err(error) = tasks.process_and_commit(consumer) {
-                self.fail(error);
-            }
-        }
-        tasks.close_tasks(&revoked);
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RespErr, tpl: &mut TopicPartitionList) {
+        let result = match err {
+            RespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 metrics().rebalances.with_label_values(&["assign"]).inc();
-                let mut tasks = lock(&self.tasks);
-                let assigned = tasks.tasks_of(tpl);
-                let names: Vec<String> = assigned.iter().map(ToString::to_string).collect();
-                info!(tasks = ?names, "tasks assigned; restoring state");
-                tasks.epoch += 1;
-                if let Err(error) = tasks.open_tasks(consumer, &assigned) {
-                    self.fail(error);
-                }
+                lock(&self.tasks).assign(consumer, tpl)
             }
-            Rebalance::Error(error) => warn!(%error, "rebalance error"),
-            Rebalance::Revoke(_) => {}
+            RespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                metrics()
+                    .rebalances
+                    .with_label_values(&[if lost { "lost" } else { "revoke" }])
+                    .inc();
+                lock(&self.tasks).revoke(consumer, tpl, lost)
+            }
+            other => {
+                let code = RDKafkaErrorCode::from(other);
+                warn!(error = %code, "rebalance error");
+                // As librdkafka's default handler does: give the partitions up.
+                lock(&self.tasks)
+                    .revoke(consumer, tpl, true)
+                    .and(Err(KafkaError::Rebalance(code).into()))
+            }
+        };
+        if let Err(error) = result {
+            self.fail(error);
         }
     }
 }

@@ -162,6 +162,11 @@ impl RecordCollector {
         self.exactly_once
     }
 
+    /// The transactional id this replica's transactions run under.
+    pub fn transactional_id(&self) -> &str {
+        &self.transactional_id
+    }
+
     /// Whether records were sent since the last commit or abort.
     pub fn is_open(&self) -> bool {
         self.in_transaction
@@ -336,38 +341,49 @@ impl RecordCollector {
     /// Abandons the open transaction: aborts it if `cause` allows, otherwise (fenced,
     /// fatal, an unknown outcome, or a failed abort) replaces the producer, whose
     /// `init_transactions` settles whatever the broker still holds open for this id.
-    pub fn abandon(&mut self, cause: &StreamsError) -> Result<(), StreamsError> {
+    /// Says which of the two happened: after [`Abandoned::Replaced`] nobody here knows what
+    /// the broker made of the abandoned work.
+    pub fn abandon(&mut self, cause: &StreamsError) -> Result<Abandoned, StreamsError> {
         let was_open = std::mem::replace(&mut self.in_transaction, false);
         let _ = self.take_changelog_offsets();
         let _ = self.take_failure();
         if !self.exactly_once || !(was_open || self.stale) {
-            return Ok(());
+            return Ok(Abandoned::Clean);
         }
         let aborted = was_open && cause.abortable() && self.producer.abort_transaction(KAFKA_CALL_TIMEOUT).is_ok();
-        if !aborted {
-            self.stale = true;
+        if aborted && !self.stale {
+            return Ok(Abandoned::Clean);
         }
-        if self.stale {
-            // Nothing the abandoned transaction sent may reach the broker later: librdkafka
-            // would keep retrying queued and in-flight records, and one appended after the
-            // replacement's epoch bump aborted the transaction elsewhere has no abort marker
-            // on its partition, so the next commit of this transactional id makes it
-            // visible (seen once in the long fault run, after a broker SIGKILL: a decision
-            // of the abandoned transaction, then the same order decided again).
-            self.producer
-                .purge(PurgeConfig::default().queue().inflight().non_blocking());
-            warn!(%cause, "replacing the transactional producer");
-            self.producer = new_producer(
-                &self.kafka,
-                &self.def.store.changelog,
-                true,
-                &self.transactional_id,
-                self.transaction_timeout_ms,
-            )?;
-            self.stale = false;
-        }
-        Ok(())
+        self.stale = true;
+        // Nothing the abandoned transaction sent may reach the broker later: librdkafka
+        // would keep retrying queued and in-flight records, and one appended after the
+        // replacement's epoch bump aborted the transaction elsewhere has no abort marker
+        // on its partition, so the next commit of this transactional id makes it visible
+        // (seen once in the long fault run, after a broker SIGKILL: a decision of the
+        // abandoned transaction, then the same order decided again).
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight().non_blocking());
+        warn!(%cause, "replacing the transactional producer");
+        self.producer = new_producer(
+            &self.kafka,
+            &self.def.store.changelog,
+            true,
+            &self.transactional_id,
+            self.transaction_timeout_ms,
+        )?;
+        self.stale = false;
+        Ok(Abandoned::Replaced)
     }
+}
+
+/// How [`RecordCollector::abandon`] left the open work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abandoned {
+    /// Nothing was open, or the transaction was aborted: the broker keeps none of it.
+    Clean,
+    /// The producer was replaced: what the broker made of the open work is its own to say
+    /// (it may have committed it), so local state must be rebuilt from what is committed.
+    Replaced,
 }
 
 #[cfg(test)]

@@ -4,36 +4,38 @@
 //! process and commit them, all in one transaction per commit; every failure goes through
 //! the task manager's recovery.
 //!
-//! Partition assignment uses the `range` assignor: with equal partition counts it gives
-//! partition p of both source topics of a sub-topology to the same replica, which the join
-//! needs.
-//! (`cooperative-sticky` balances partitions without regard to co-partitioning; Kafka
-//! Streams uses its own assignor for the same reason.)
+//! Membership: the group uses librdkafka's `cooperative-sticky` assignor on one leader
+//! topic per sub-topology; the task manager assigns each leader partition's followers
+//! itself (see `assignment`), so a rebalance moves only the tasks that change hands and
+//! the two inputs of a task are always read together. A replica that stops leaves the
+//! group at once, so its tasks move without waiting for its session to expire.
 
+use super::assignment;
 use super::error::StreamsError;
 use super::process_id;
 use super::rebalance::{lock, RebalanceListener};
-use super::record_collector::RecordCollector;
-use super::task::now_ms;
+use super::record_collector::{RecordCollector, KAFKA_CALL_TIMEOUT};
+use super::task::{now_ms, InputLag};
 use super::task_manager::{set_state, TaskManager, ThreadState};
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::metrics::metrics;
-use crate::runtime::client;
 use crate::runtime::lag::consumer_lag;
+use crate::runtime::{client, consumer_state};
 use crate::shutdown::Shutdown;
 use crate::topology::codec::{InputTopic, RawRecord};
 use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
 use crate::topology::output::Routed;
 use crate::topology::processor::{Processor, RecordMeta};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// Records polled into one batch at most before they are processed.
 const MAX_POLL_BATCH: usize = 5_000;
-/// How often lag and store sizes are refreshed.
+/// How often lag, store sizes and the topics' partition counts are looked at again.
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
 
 type GroupConsumer<P> = BaseConsumer<RebalanceListener<P>>;
@@ -73,40 +75,100 @@ where
     );
     let exactly_once = def.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
     let mut consumer_config = client::consumer(&kafka, &def.application_id, exactly_once);
-    consumer_config.set("partition.assignment.strategy", "range");
-    let sources: Vec<(String, InputTopic)> = def
-        .subtopologies(cfg.run_seed_bridge)
-        .into_iter()
-        .flat_map(|s| s.sources())
-        .map(|topic| (def.input_name(topic).to_string(), topic))
-        .collect();
-    let tasks = Arc::new(Mutex::new(TaskManager::new(def, kafka, cfg, collector, processor)));
+    let session = cfg.session_timeout_ms.max(1000);
+    consumer_config
+        .set("client.id", &transactional_id)
+        .set("session.timeout.ms", session.to_string())
+        .set("heartbeat.interval.ms", (session / 10).max(100).to_string());
+    let tasks = Arc::new(Mutex::new(TaskManager::new(
+        def.clone(),
+        kafka,
+        cfg,
+        collector,
+        processor,
+    )?));
     let consumer: GroupConsumer<P> = consumer_config.create_with_context(RebalanceListener::new(tasks.clone()))?;
-    let names: Vec<&str> = sources.iter().map(|(name, _)| name.as_str()).collect();
+    if !wait_for_topics(&consumer, &def, &shutdown)? {
+        return Ok(());
+    }
+    let subtopologies = lock(&tasks).subtopologies().to_vec();
+    let leaders = assignment::subscription(&def, &subtopologies);
+    let names: Vec<&str> = leaders.iter().map(String::as_str).collect();
     consumer.subscribe(&names)?;
     set_state(ThreadState::Running);
 
-    let result = stream_loop(&consumer, &tasks, &sources, &shutdown);
+    let result = stream_loop(&consumer, &tasks, &def, &shutdown);
     // Graceful: commit what was processed, then leave the group (the revoke callback
-    // commits too). After a failure the open work was abandoned and nothing is committed.
+    // commits too). After a fatal failure the open work was abandoned.
     let result = result.and_then(|()| lock(&tasks).process_and_commit(&consumer));
     if let Err(error) = &result {
         set_state(ThreadState::Failed);
         warn!(%error, "processor stopping on an error; nothing uncommitted was kept");
     }
-    consumer.unsubscribe();
-    let _ = consumer.poll(Duration::from_millis(100));
+    leave_group(&consumer);
     info!("processor stopped");
     result
 }
 
-/// Polls one batch of at most [`MAX_POLL_BATCH`] records, waiting at most `wait` for the first.
+/// Waits until every topic of the topology exists, and checks that each has the
+/// topology's partition count. `Ok(false)` if shutdown came first.
+fn wait_for_topics<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    def: &TopologyDefinition,
+    shutdown: &Shutdown,
+) -> Result<bool, StreamsError> {
+    let mut warned = false;
+    while !shutdown.is_requested() {
+        match assignment::verify_partition_counts(consumer, def, KAFKA_CALL_TIMEOUT) {
+            Ok(None) => return Ok(true),
+            Ok(Some(topic)) => {
+                if !warned {
+                    warn!(
+                        topic,
+                        "waiting for the topology's topics (create them with `creditstream topics`)"
+                    );
+                    warned = true;
+                }
+            }
+            Err(error) if error.is_retriable() => warn!(%error, "cannot read the topics' metadata; retrying"),
+            Err(error) => return Err(error),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(false)
+}
+
+/// Leaves the group at once: unsubscribing revokes (and commits) every task and sends
+/// the group a leave, so the other replicas take the tasks over without waiting for this
+/// one's session to expire.
+fn leave_group<P>(consumer: &GroupConsumer<P>)
+where
+    P: Processor<Input = RawRecord> + Send + 'static,
+    P::Output: Routed + Send,
+{
+    consumer.unsubscribe();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let _ = consumer.poll(Duration::from_millis(50));
+        if consumer.assignment().map_or(true, |a| a.count() == 0) {
+            break;
+        }
+    }
+    if let Some(error) = consumer.context().take_failure() {
+        warn!(%error, "leaving the group");
+    }
+}
+
+/// Polls one batch of at most [`MAX_POLL_BATCH`] records, waiting at most `wait` for the
+/// first. A consumer error no retry can cure (the group refused the session timeout, an
+/// authorization error) is returned; others are logged, and librdkafka retries.
 fn poll_batch<P>(
     consumer: &GroupConsumer<P>,
-    sources: &[(String, InputTopic)],
+    def: &TopologyDefinition,
     wait: Duration,
     batch: &mut Vec<RawRecord>,
-) where
+) -> Result<(), StreamsError>
+where
     P: Processor<Input = RawRecord> + Send + 'static,
     P::Output: Routed + Send,
 {
@@ -114,7 +176,7 @@ fn poll_batch<P>(
     while batch.len() < MAX_POLL_BATCH {
         match consumer.poll(timeout) {
             Some(Ok(message)) => {
-                let Some(&(_, topic)) = sources.iter().find(|(name, _)| name == message.topic()) else {
+                let Some(topic) = def.input_named(message.topic()) else {
                     continue;
                 };
                 batch.push(RawRecord {
@@ -130,18 +192,23 @@ fn poll_batch<P>(
                 timeout = Duration::ZERO;
             }
             Some(Err(error)) => {
+                let error = StreamsError::from(error);
+                if !error.is_retriable() {
+                    return Err(error);
+                }
                 warn!(%error, "consumer error");
                 break;
             }
             None => break,
         }
     }
+    Ok(())
 }
 
 fn stream_loop<P>(
     consumer: &GroupConsumer<P>,
     tasks: &Arc<Mutex<TaskManager<P>>>,
-    sources: &[(String, InputTopic)],
+    def: &TopologyDefinition,
     shutdown: &Shutdown,
 ) -> Result<(), StreamsError>
 where
@@ -151,40 +218,38 @@ where
     let mut batch: Vec<RawRecord> = Vec::with_capacity(MAX_POLL_BATCH);
     let mut last_housekeeping = Instant::now();
     while !shutdown.is_requested() {
-        if let Some(error) = consumer.context().take_failure() {
-            lock(tasks).recover(consumer, error, shutdown)?;
-        }
-        lock(tasks).retry_recovery(consumer, shutdown)?;
         let (epoch, wait) = {
-            let t = lock(tasks);
+            let mut t = lock(tasks);
+            if let Some(error) = consumer.context().take_failure() {
+                t.fail(error)?;
+            }
+            t.handle_updater_events(consumer)?;
+            t.retry_recovery(consumer, shutdown)?;
             (t.epoch, t.poll_wait())
         };
         // Poll without holding the task manager: rebalance callbacks run inside poll and lock it.
-        poll_batch(consumer, sources, wait, &mut batch);
+        let polled = poll_batch(consumer, def, wait, &mut batch);
         let backlog = batch.len() >= MAX_POLL_BATCH;
         let mut t = lock(tasks);
+        if let Err(error) = polled {
+            t.fail(error)?;
+        }
         if t.epoch != epoch {
-            // A rebalance or rollback happened while polling. The batch may hold records
-            // polled after it, which the consumer would not fetch again: drop them and
-            // rewind to the committed offsets, so everything uncommitted is fetched again.
-            // With a transaction still open a failure is pending, and its rollback rewinds.
+            // A failure happened while polling: the batch may hold records past what is
+            // committed, which the rewind fetches again.
             batch.clear();
-            if !t.collector.is_open() {
-                if let Err(error) = t.rewind_to_committed(consumer) {
-                    t.recover(consumer, error, shutdown)?;
-                }
-            }
         }
         for record in batch.drain(..) {
             t.buffer(record);
         }
-        t.update_catch_up(consumer);
-        if let Err(error) = t.process_buffered() {
-            t.recover(consumer, error, shutdown)?;
+        let mut lag = ConsumerLag::new(consumer, def);
+        if let Err(error) = t.process_buffered(&mut lag).and_then(|()| t.punctuate(&mut lag)) {
+            t.fail(error)?;
         }
+        t.sync_paused(consumer)?;
         if t.commit_due(backlog) {
             if let Err(error) = t.commit(consumer) {
-                t.recover(consumer, error, shutdown)?;
+                t.fail(error)?;
             }
         } else {
             t.tick_idle();
@@ -192,14 +257,59 @@ where
         if last_housekeeping.elapsed() >= HOUSEKEEPING {
             last_housekeeping = Instant::now();
             t.update_store_metrics();
+            t.log_tasks(consumer);
             drop(t);
             update_lag(consumer);
+            if let Some(topic) = assignment::verify_partition_counts(consumer, def, KAFKA_CALL_TIMEOUT)
+                .or_else(|e| if e.is_retriable() { Ok(None) } else { Err(e) })?
+            {
+                warn!(topic, "a topic of the topology is missing from the broker's metadata");
+            }
         }
     }
     Ok(())
 }
 
-fn update_lag<C: rdkafka::consumer::ConsumerContext + 'static>(consumer: &BaseConsumer<C>) {
+/// Input lag from what the consumer already knows: a partition lags when the high
+/// watermark of its last fetch response lies beyond the position the task will read next.
+struct ConsumerLag<'a, C: ConsumerContext> {
+    consumer: &'a BaseConsumer<C>,
+    def: &'a TopologyDefinition,
+    positions: Option<TopicPartitionList>,
+}
+
+impl<'a, C: ConsumerContext> ConsumerLag<'a, C> {
+    fn new(consumer: &'a BaseConsumer<C>, def: &'a TopologyDefinition) -> Self {
+        Self {
+            consumer,
+            def,
+            positions: None,
+        }
+    }
+}
+
+impl<C: ConsumerContext> InputLag for ConsumerLag<'_, C> {
+    fn unfetched(&mut self, topic: InputTopic, partition: u32, next: Option<i64>) -> bool {
+        let name = self.def.input_name(topic);
+        let Some((low, high)) = consumer_state::cached_watermarks(self.consumer, name, partition as i32) else {
+            return false;
+        };
+        let consumer = self.consumer;
+        let positions = self
+            .positions
+            .get_or_insert_with(|| consumer.position().unwrap_or_default());
+        let position = positions
+            .find_partition(name, partition as i32)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            });
+        // Nothing read since the task started and no offset known: the log's start.
+        position.into_iter().chain(next).max().unwrap_or(low).max(low) < high
+    }
+}
+
+fn update_lag<C: ConsumerContext + 'static>(consumer: &BaseConsumer<C>) {
     for (topic, partition, lag) in consumer_lag(consumer) {
         metrics()
             .processor_lag

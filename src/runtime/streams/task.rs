@@ -1,6 +1,7 @@
 //! A stream task, as Kafka Streams' `StreamTask`: partition p of both source topics of its
 //! sub-topology, the RocksDB store of partition p when the sub-topology has state, the
-//! records fetched but not yet processed, and how far processing got.
+//! records fetched but not yet processed, and how far processing got. A task exists here
+//! only while it runs; while its store is restored it lives in the state updater.
 //!
 //! Invariants:
 //! - A record's position is taken only after the processor handled it and every output
@@ -8,20 +9,22 @@
 //!   never part of a commit.
 //! - The store's writes stay in its overlay until the task manager commits; any failure
 //!   ends in a rollback that drops them.
+//! - Records are taken in timestamp order across the two inputs; a task waits (at most
+//!   `max_idle`) for an input known to hold unfetched records rather than run ahead of it.
 
 use super::error::StreamsError;
 use super::faults::Faults;
 use super::record_collector::RecordCollector;
-use crate::runtime::rocks_store::RocksStore;
+use crate::metrics::metrics;
+use crate::runtime::rocks_store::{RocksStore, OWNER_KEY};
 use crate::topology::codec::{InputTopic, RawRecord};
 use crate::topology::output::{Observation, Routed};
-use crate::topology::partition_group::PartitionGroup;
+use crate::topology::partition_group::{PartitionGroup, Pop};
 use crate::topology::processor::{Processor, Progress};
 use crate::topology::store::{ChangeLoggingStore, KeyValueStore, NoStore, StoreChange, StoreError};
 use crate::topology::task_context::TaskContext;
 use crate::topology::task_id::TaskId;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tracing::warn;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -35,6 +38,8 @@ pub struct PendingMetrics {
     pub observations: Vec<Observation>,
     /// Records consumed, per input topic (by [`InputTopic::index`]).
     pub consumed: [u64; 4],
+    /// State entries the processors' scheduled work expired.
+    pub expired: u64,
 }
 
 /// Buffers reused from record to record, so processing allocates no vectors of its own.
@@ -52,11 +57,23 @@ impl<Out> Default for Scratch<Out> {
     }
 }
 
-/// The user commands a newly assigned task must see before its first order: those on the
-/// broker when it was assigned (up to `commands_end`).
-struct CatchUp {
-    commands_end: i64,
-    since: Instant,
+/// Whether an input partition holds records on the broker that were not polled yet.
+/// `next` is the offset the task expects the consumer to hand it next, where it knows it.
+pub trait InputLag {
+    fn unfetched(&mut self, topic: InputTopic, partition: u32, next: Option<i64>) -> bool;
+}
+
+/// What one call of [`Task::process_buffered`] shares with every task.
+pub struct Run<'a, P: Processor> {
+    pub processor: &'a mut P,
+    pub collector: &'a mut RecordCollector,
+    pub partition_count: u32,
+    pub scratch: &'a mut Scratch<P::Output>,
+    pub pending: &'a mut PendingMetrics,
+    pub faults: &'a Faults,
+    pub lag: &'a mut dyn InputLag,
+    /// How long a task waits for an input with unfetched records (`max_task_idle_ms`).
+    pub max_idle: Duration,
 }
 
 pub struct Task {
@@ -66,11 +83,16 @@ pub struct Task {
     group: PartitionGroup,
     /// Next offset to commit, per source topic (by [`InputTopic::slot`]).
     positions: [Option<i64>; 2],
-    /// Set while the task catches up on user commands: its orders wait.
-    catch_up: Option<CatchUp>,
+    /// Next offset the consumer will hand this task, per source topic, where known (from
+    /// the offsets it was sought to and the records buffered since).
+    fetched: [Option<i64>; 2],
+    /// Since when the task waits for an input that holds unfetched records.
+    waiting_since: Option<Instant>,
     /// A record whose work is done in parts: once the part done so far is committed, it
     /// is processed again, before anything else, so nothing overtakes it.
     partial: Option<RawRecord>,
+    /// Whether this replica's claim of the task is in the open work (see [`Task::claim`]).
+    claimed: bool,
 }
 
 impl Task {
@@ -80,46 +102,85 @@ impl Task {
             store,
             group: PartitionGroup::new(),
             positions: [None, None],
-            catch_up: None,
+            fetched: [None, None],
+            waiting_since: None,
             partial: None,
+            claimed: false,
         }
     }
 
     pub fn buffer(&mut self, record: RawRecord) {
+        self.fetched[record.topic.slot()] = Some(record.meta.offset + 1);
         self.group.push(record);
     }
 
-    /// The next buffered record to process: while catching up on user commands, only those.
-    fn next_record(&mut self) -> Option<RawRecord> {
+    /// The consumer was moved to `next` on the input at `slot`.
+    pub fn sought(&mut self, slot: usize, next: i64) {
+        self.fetched[slot] = Some(next);
+    }
+
+    /// Records buffered of the input at `slot`.
+    pub fn buffered(&self, slot: usize) -> usize {
+        self.group.buffered(slot)
+    }
+
+    /// Whether the task waits for an input, and until when at most.
+    pub fn waiting_until(&self, max_idle: Duration) -> Option<Instant> {
+        self.waiting_since.map(|since| since + max_idle)
+    }
+
+    /// The next record to process, in timestamp order; `None` when nothing is buffered or
+    /// the task waits for an input that holds unfetched records.
+    fn next_record(&mut self, lag: &mut dyn InputLag, max_idle: Duration) -> Option<RawRecord> {
         if let Some(record) = self.partial.take() {
             return Some(record);
         }
-        if self.catch_up.is_some() {
-            self.group.pop_command()
-        } else {
-            self.group.pop()
+        let (sources, partition, fetched) = (self.id.subtopology.sources(), self.id.partition, self.fetched);
+        match self
+            .group
+            .pop(|slot| lag.unfetched(sources[slot], partition, fetched[slot]))
+        {
+            Pop::Record(record) => {
+                self.waiting_since = None;
+                Some(record)
+            }
+            Pop::Waiting => match self.waiting_since {
+                // Waited long enough: go on without the lagging input until it delivers.
+                Some(since) if since.elapsed() >= max_idle => match self.group.pop(|_| false) {
+                    Pop::Record(record) => {
+                        metrics().task_idle.with_label_values(&["enforced"]).inc();
+                        Some(record)
+                    }
+                    _ => None,
+                },
+                Some(_) => None,
+                None => {
+                    metrics().task_idle.with_label_values(&["waited"]).inc();
+                    self.waiting_since = Some(Instant::now());
+                    None
+                }
+            },
+            Pop::Empty => {
+                self.waiting_since = None;
+                None
+            }
         }
     }
 
     /// Processes every buffered record it may, sending outputs and changelog records to
-    /// `collector`. Returns how many records were processed, and [`Progress::Partial`]
+    /// the collector. Returns how many records were processed, and [`Progress::Partial`]
     /// if it stopped at a record whose next part must wait for a commit.
-    pub fn process_buffered<P>(
-        &mut self,
-        processor: &mut P,
-        collector: &mut RecordCollector,
-        partition_count: u32,
-        scratch: &mut Scratch<P::Output>,
-        pending: &mut PendingMetrics,
-        faults: &Faults,
-    ) -> Result<(usize, Progress), StreamsError>
+    pub fn process_buffered<P>(&mut self, run: &mut Run<'_, P>) -> Result<(usize, Progress), StreamsError>
     where
         P: Processor<Input = RawRecord>,
         P::Output: Routed,
     {
+        if !self.claimed {
+            self.claim(run.collector)?;
+        }
         let mut processed = 0;
         let partition = self.id.partition;
-        while let Some(record) = self.next_record() {
+        while let Some(record) = self.next_record(run.lag, run.max_idle) {
             let (topic, offset) = (record.topic, record.meta.offset);
             let progress = {
                 let mut no_store = NoStore;
@@ -128,13 +189,13 @@ impl Task {
                     None => &mut no_store,
                 };
                 let mut ctx = TaskContext {
-                    store: ChangeLoggingStore::new(store, &mut scratch.changes),
-                    outputs: &mut scratch.outputs,
+                    store: ChangeLoggingStore::new(store, &mut run.scratch.changes),
+                    outputs: &mut run.scratch.outputs,
                     now_ms: now_ms(),
                     partition,
-                    partition_count,
+                    partition_count: run.partition_count,
                 };
-                processor
+                run.processor
                     .process(&mut ctx, record.meta, &record)
                     .map_err(|source| StreamsError::Process {
                         task: self.id,
@@ -142,17 +203,8 @@ impl Task {
                         source,
                     })?
             };
-            for output in scratch.outputs.drain(..) {
-                let output = output.into_record();
-                collector.send(partition, &output)?;
-                if output.observation != Observation::Nothing {
-                    pending.observations.push(output.observation);
-                }
-            }
-            for change in scratch.changes.drain(..) {
-                collector.send_changelog(partition, &change)?;
-            }
-            if faults.fail_record() {
+            self.forward(run)?;
+            if run.faults.fail_record() {
                 return Err(StreamsError::Process {
                     task: self.id,
                     offset,
@@ -164,10 +216,81 @@ impl Task {
                 return Ok((processed, Progress::Partial));
             }
             self.positions[topic.slot()] = Some(offset + 1);
-            pending.consumed[topic.index()] += 1;
+            run.pending.consumed[topic.index()] += 1;
             processed += 1;
         }
         Ok((processed, Progress::Done))
+    }
+
+    /// Records, with the task's first work, that this replica owns it now: the store and
+    /// the changelog name its transactional id. A later owner that finds the changelog
+    /// held up by an open transaction learns from it whose producer to fence. Written only
+    /// when the owner changes.
+    fn claim(&mut self, collector: &mut RecordCollector) -> Result<(), StreamsError> {
+        self.claimed = true;
+        let Some(store) = &mut self.store else {
+            return Ok(());
+        };
+        let me = collector.transactional_id().to_string();
+        if !collector.exactly_once() || store.owner()?.as_deref() == Some(me.as_str()) {
+            return Ok(());
+        }
+        store.put(OWNER_KEY, me.clone().into_bytes())?;
+        collector.send_changelog(
+            self.id.partition,
+            &StoreChange {
+                key: OWNER_KEY.to_vec(),
+                value: Some(me.into_bytes()),
+            },
+        )
+    }
+
+    /// Lets the processor do its scheduled work (expiring old state) at `now_ms`.
+    pub fn punctuate<P>(&mut self, run: &mut Run<'_, P>, now_ms: i64) -> Result<(), StreamsError>
+    where
+        P: Processor<Input = RawRecord>,
+        P::Output: Routed,
+    {
+        let Some(store) = &mut self.store else {
+            return Ok(());
+        };
+        let mut ctx = TaskContext {
+            store: ChangeLoggingStore::new(store, &mut run.scratch.changes),
+            outputs: &mut run.scratch.outputs,
+            now_ms,
+            partition: self.id.partition,
+            partition_count: run.partition_count,
+        };
+        let expired = run
+            .processor
+            .punctuate(&mut ctx)
+            .map_err(|source| StreamsError::Process {
+                task: self.id,
+                offset: -1,
+                source,
+            })?;
+        run.pending.expired += expired as u64;
+        self.forward(run)
+    }
+
+    /// Hands what the processor just produced (outputs, then changelog records) to the collector.
+    fn forward<P>(&mut self, run: &mut Run<'_, P>) -> Result<(), StreamsError>
+    where
+        P: Processor<Input = RawRecord>,
+        P::Output: Routed,
+    {
+        let partition = self.id.partition;
+        for output in run.scratch.outputs.drain(..) {
+            let output = output.into_record();
+            run.collector.send(partition, &output)?;
+            if output.observation != Observation::Nothing {
+                run.pending.observations.push(output.observation);
+            }
+        }
+        for change in run.scratch.changes.drain(..) {
+            run.collector.send_changelog(partition, &change)?;
+        }
+        Ok(())
     }
 
     /// Whether a record waits for a commit before its next part.
@@ -199,43 +322,20 @@ impl Task {
             store.rollback();
         }
         self.partial = None;
+        self.waiting_since = None;
+        self.claimed = false;
         self.group.clear();
         self.positions = [None, None];
+        self.fetched = [None, None];
     }
 
     pub fn store(&self) -> Option<&RocksStore> {
         self.store.as_ref()
     }
 
-    /// Orders wait until the user commands up to `commands_end` were read.
-    pub fn start_catch_up(&mut self, commands_end: i64) {
-        self.catch_up = Some(CatchUp {
-            commands_end,
-            since: Instant::now(),
-        });
-    }
-
-    pub fn catching_up(&self) -> bool {
-        self.catch_up.is_some()
-    }
-
-    /// Ends the catch-up once the consumer's position on the user commands (`polled`) has
-    /// reached the end noted at assignment, or after `limit`.
-    pub fn update_catch_up(&mut self, polled: Option<i64>, limit: Duration) {
-        let Some(catch_up) = &self.catch_up else {
-            return;
-        };
-        let caught_up = polled.is_some_and(|offset| offset >= catch_up.commands_end);
-        if !caught_up && catch_up.since.elapsed() < limit {
-            return;
-        }
-        if !caught_up {
-            warn!(
-                task = %self.id,
-                waited_ms = catch_up.since.elapsed().as_millis() as u64,
-                "stopped waiting for user commands; orders go ahead"
-            );
-        }
-        self.catch_up = None;
+    /// Closes the task: forgets what it did not commit and gives up its store.
+    pub fn close(mut self) -> Option<RocksStore> {
+        self.reset_input();
+        self.store
     }
 }

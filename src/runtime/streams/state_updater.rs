@@ -1,0 +1,738 @@
+//! The state updater, as Kafka Streams' `DefaultStateUpdater`: a thread of its own that
+//! restores the stores of newly assigned tasks and keeps standby copies of other
+//! replicas' stores warm. The stream thread never waits for a restore: it keeps polling,
+//! so the group sees it alive, and its other tasks keep deciding.
+//!
+//! Invariants:
+//! - Only this thread opens a store. It hands a store to the stream thread once the store
+//!   holds the committed changelog up to the end the partition had when the restore began,
+//!   and gets it back when the task closes; a store is used by one side at a time.
+//! - A standby never writes to Kafka: it applies the committed changelog and checkpoints
+//!   what it applied, so promoting it costs only the records it has not read yet.
+//! - A restore that cannot progress (the broker is away, a transaction is still open)
+//!   waits; no timer fails the replica. When it is held up by a transaction the task's
+//!   previous owner left open (it was killed, or froze), that owner's transactional id
+//!   is fenced, which aborts the transaction at once instead of after its timeout.
+
+use super::changelog_reader::{ChangelogReader, ChangelogRecord};
+use super::error::StreamsError;
+use super::faults::Faults;
+use super::standby_placement::standby_partitions;
+use crate::config::KafkaConfig;
+use crate::metrics::metrics;
+use crate::runtime::client;
+use crate::runtime::rocks_store::{RocksStore, StoreResources};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, Producer};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Longest a broker call of the state updater may block.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Records read from the changelog before they are applied.
+const BATCH: usize = 20_000;
+/// How often standby placement is read again from the group.
+const PLACEMENT_EVERY: Duration = Duration::from_secs(2);
+/// How long a request that met a broker error waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// How long a restore may stand still below its target before the previous owner's
+/// open transaction is fenced, and how long before it is fenced again.
+const HELD_UP_AFTER: Duration = Duration::from_millis(500);
+const FENCE_AGAIN_AFTER: Duration = Duration::from_secs(5);
+/// How long a restore may stand still before it is reported as stuck (a "hanging"
+/// transaction, one the broker lost track of, holds the partition).
+const STUCK_AFTER: Duration = Duration::from_secs(30);
+
+/// What the stream thread asks of the state updater.
+pub enum Command {
+    /// Hand over the store of `partition` for an active task, caught up. `store` is the
+    /// task's own store when it is restored again after a failure (from its checkpoint).
+    Restore {
+        partition: u32,
+        ticket: u64,
+        store: Option<RocksStore>,
+    },
+    /// The task of `partition` was closed here (revoked, or restoring when revoked); its
+    /// store, if the stream thread held it, comes back. Kept as a standby if placed here.
+    Release { partition: u32, store: Option<RocksStore> },
+    /// This replica's member id and active partitions, after every rebalance.
+    Membership {
+        member_id: Option<String>,
+        active: BTreeSet<u32>,
+    },
+}
+
+/// What the state updater reports back.
+pub enum Event {
+    Restored {
+        partition: u32,
+        ticket: u64,
+        store: RocksStore,
+    },
+    /// A store could not be opened or written: fatal for the replica.
+    Failed { partition: u32, error: StreamsError },
+}
+
+/// Everything the state updater needs to know to open and place stores.
+pub struct UpdaterConfig {
+    pub kafka: KafkaConfig,
+    pub changelog: String,
+    /// Where partition p's store lives: `<root>/<p>`.
+    pub store_root: PathBuf,
+    pub resources: StoreResources,
+    /// `num_standby_replicas`: standby copies per stateful task.
+    pub standby_copies: usize,
+    pub group_id: String,
+    /// The topic whose partitions the group assigns for the stateful sub-topology.
+    pub leader_topic: String,
+    /// This replica's transactional id: a task's previous owner is fenced only if it is
+    /// another replica.
+    pub transactional_id: String,
+    /// The input topics of the stateful sub-topology: a restored task is handed over once
+    /// their committed offsets are stable too (no transaction of a previous owner holds them).
+    pub inputs: Vec<String>,
+    pub transaction_timeout_ms: u64,
+}
+
+/// The stream thread's side: commands go in, events come out; dropping it stops the thread.
+pub struct StateUpdater {
+    commands: Option<Sender<Command>>,
+    events: Receiver<Event>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StateUpdater {
+    pub fn start(config: UpdaterConfig) -> Result<Self, StreamsError> {
+        let reader = ChangelogReader::new(&config.kafka, &config.changelog)?;
+        let offsets: BaseConsumer = client::group_reader(&config.kafka, &config.group_id).create()?;
+        let (commands, command_rx) = mpsc::channel();
+        let (event_tx, events) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("state-updater".into())
+            .spawn(move || Updater::new(config, reader, offsets, command_rx, event_tx).run())
+            .map_err(|e| StreamsError::StateDir(format!("cannot start the state updater: {e}")))?;
+        Ok(Self {
+            commands: Some(commands),
+            events,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn send(&self, command: Command) {
+        if let Some(commands) = &self.commands {
+            // Fails only once the thread is gone, which `next_event` reports.
+            let _ = commands.send(command);
+        }
+    }
+
+    /// The next event, without waiting.
+    pub fn next_event(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+}
+
+impl Drop for StateUpdater {
+    fn drop(&mut self) {
+        self.commands = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A store the updater works on.
+struct Entry {
+    store: RocksStore,
+    /// The next changelog offset to apply.
+    position: i64,
+    role: Role,
+    batch: Vec<ChangelogRecord>,
+    /// Whether the reader's position for the partition can be taken: not while it may
+    /// still be the one it had before the partition was last removed and re-added lower
+    /// (until the first record of the new read).
+    trusted: bool,
+}
+
+enum Role {
+    /// Restoring for an active task: handed over once `position` reaches `target`.
+    Active {
+        ticket: u64,
+        target: i64,
+        started: Instant,
+        applied: u64,
+        /// When the restore last moved forward.
+        progress_at: Instant,
+        /// When the previous owner was last fenced for this restore.
+        fenced_at: Option<Instant>,
+        /// Whether the restore was reported as stuck.
+        reported: bool,
+    },
+    Standby,
+}
+
+impl Role {
+    fn active(ticket: u64, target: i64) -> Self {
+        let now = Instant::now();
+        Role::Active {
+            ticket,
+            target,
+            started: now,
+            applied: 0,
+            progress_at: now,
+            fenced_at: None,
+            reported: false,
+        }
+    }
+}
+
+/// A request that met a broker error, tried again after [`RETRY_AFTER`].
+struct Deferred {
+    partition: u32,
+    ticket: Option<u64>,
+    store: Option<RocksStore>,
+    at: Instant,
+}
+
+struct Updater {
+    config: UpdaterConfig,
+    reader: ChangelogReader,
+    /// Reads the application group's committed offsets (see [`Updater::offsets_stable`]).
+    offsets: BaseConsumer,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+    entries: BTreeMap<u32, Entry>,
+    /// Partitions whose store the stream thread holds.
+    lent: BTreeSet<u32>,
+    /// Where each partition's read stood when it was last removed from the reader.
+    removed_at: BTreeMap<u32, i64>,
+    /// Restores asked for while the store was still lent, by ticket.
+    parked: BTreeMap<u32, u64>,
+    deferred: Vec<Deferred>,
+    member_id: Option<String>,
+    active: BTreeSet<u32>,
+    standby_set: BTreeSet<u32>,
+    placed_at: Option<Instant>,
+    applied_since: u64,
+    rate_since: Instant,
+    faults: Faults,
+}
+
+impl Updater {
+    fn new(
+        config: UpdaterConfig,
+        reader: ChangelogReader,
+        offsets: BaseConsumer,
+        commands: Receiver<Command>,
+        events: Sender<Event>,
+    ) -> Self {
+        Self {
+            config,
+            reader,
+            offsets,
+            commands,
+            events,
+            entries: BTreeMap::new(),
+            lent: BTreeSet::new(),
+            removed_at: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            deferred: Vec::new(),
+            member_id: None,
+            active: BTreeSet::new(),
+            standby_set: BTreeSet::new(),
+            placed_at: None,
+            applied_since: 0,
+            rate_since: Instant::now(),
+            faults: Faults::from_env(),
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let wait = if self.entries.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            };
+            match self.commands.recv_timeout(wait) {
+                Ok(command) => {
+                    self.handle(command);
+                    while let Ok(command) = self.commands.try_recv() {
+                        self.handle(command);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.retry_deferred();
+            if self.placed_at.is_none_or(|at| at.elapsed() >= PLACEMENT_EVERY) {
+                self.place_standbys();
+            }
+            if !self.entries.is_empty() {
+                self.read_and_apply();
+            }
+            self.report();
+        }
+        metrics().restoring_tasks.set(0);
+        metrics().standby_tasks.set(0);
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Restore {
+                partition,
+                ticket,
+                store,
+            } => self.restore(partition, ticket, store),
+            Command::Release { partition, store } => self.release(partition, store),
+            Command::Membership { member_id, active } => {
+                self.member_id = member_id;
+                self.active = active;
+                self.placed_at = None;
+            }
+        }
+    }
+
+    fn fail(&self, partition: u32, error: StreamsError) {
+        let _ = self.events.send(Event::Failed { partition, error });
+    }
+
+    fn restore(&mut self, partition: u32, ticket: u64, store: Option<RocksStore>) {
+        if store.is_some() {
+            self.lent.remove(&partition);
+        } else if self.lent.contains(&partition) {
+            // The store is still with the stream thread (a stale hand-over on its way back).
+            self.parked.insert(partition, ticket);
+            return;
+        }
+        self.parked.remove(&partition);
+        if let Some(entry) = self.entries.get_mut(&partition) {
+            match self.reader.watermarks(partition, CALL_TIMEOUT) {
+                Ok((_, high)) => {
+                    entry.role = Role::active(ticket, high);
+                    info!(
+                        partition,
+                        from = entry.position,
+                        to = high,
+                        "promoting the standby task"
+                    );
+                    self.fence_departed_owner(partition);
+                }
+                Err(error) => {
+                    warn!(partition, %error, "cannot read the changelog's end; retrying");
+                    self.defer(partition, Some(ticket), None);
+                }
+            }
+            return;
+        }
+        self.open(partition, Some(ticket), store);
+    }
+
+    fn release(&mut self, partition: u32, store: Option<RocksStore>) {
+        self.deferred.retain(|d| d.partition != partition || d.ticket.is_none());
+        match store {
+            Some(store) => {
+                self.lent.remove(&partition);
+                if let Some(ticket) = self.parked.remove(&partition) {
+                    self.restore(partition, ticket, Some(store));
+                } else if self.standby_set.contains(&partition) {
+                    self.open(partition, None, Some(store));
+                }
+            }
+            None => {
+                self.parked.remove(&partition);
+                let keep = self.standby_set.contains(&partition);
+                match self.entries.get_mut(&partition) {
+                    Some(entry) if keep => entry.role = Role::Standby,
+                    Some(_) => self.close(partition),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    fn defer(&mut self, partition: u32, ticket: Option<u64>, store: Option<RocksStore>) {
+        self.deferred.push(Deferred {
+            partition,
+            ticket,
+            store,
+            at: Instant::now() + RETRY_AFTER,
+        });
+    }
+
+    fn retry_deferred(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|d| d.at <= now);
+        self.deferred = later;
+        for d in due {
+            match d.ticket {
+                Some(ticket) => self.restore(d.partition, ticket, d.store),
+                None if self.standby_set.contains(&d.partition) && !self.entries.contains_key(&d.partition) => {
+                    self.open(d.partition, None, d.store)
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Opens the store of `partition` (or takes `store`), checks its checkpoint against the
+    /// changelog, and starts reading it: for an active task when `ticket` is given, else as
+    /// a standby.
+    fn open(&mut self, partition: u32, ticket: Option<u64>, store: Option<RocksStore>) {
+        let (low, high) = match self.reader.watermarks(partition, CALL_TIMEOUT) {
+            Ok(marks) => marks,
+            Err(error) => {
+                warn!(partition, %error, "cannot read the changelog's offsets; retrying");
+                self.defer(partition, ticket, store);
+                return;
+            }
+        };
+        let path = self.config.store_root.join(partition.to_string());
+        let opened = match store {
+            Some(store) => Ok(store),
+            None => RocksStore::open(&path, &self.config.resources),
+        };
+        let (store, position) = match opened.and_then(|store| checked(store, &path, low, high, &self.config.resources))
+        {
+            Ok(opened) => opened,
+            Err(error) => return self.fail(partition, error.into()),
+        };
+        if let Err(error) = self.reader.add(partition, position) {
+            warn!(partition, %error, "cannot read the changelog; retrying");
+            self.defer(partition, ticket, Some(store));
+            return;
+        }
+        let role = match ticket {
+            Some(ticket) => Role::active(ticket, high),
+            None => Role::Standby,
+        };
+        let trusted = position >= self.removed_at.get(&partition).copied().unwrap_or(0);
+        self.entries.insert(
+            partition,
+            Entry {
+                store,
+                position,
+                role,
+                batch: Vec::new(),
+                trusted,
+            },
+        );
+        if ticket.is_some() {
+            self.fence_departed_owner(partition);
+        }
+    }
+
+    fn close(&mut self, partition: u32) {
+        if let Some(entry) = self.entries.remove(&partition) {
+            self.stop_reading(partition, entry.position);
+        }
+    }
+
+    fn stop_reading(&mut self, partition: u32, position: i64) {
+        self.removed_at.insert(partition, position);
+        if let Err(error) = self.reader.remove(partition) {
+            warn!(partition, %error, "cannot stop reading the changelog partition");
+        }
+    }
+
+    /// Reads standby placement from the group: this replica keeps standbys of the tasks
+    /// the placement gives it, and of no task it runs itself.
+    fn place_standbys(&mut self) {
+        self.placed_at = Some(Instant::now());
+        let Some(me) = self.member_id.clone() else {
+            return;
+        };
+        if self.config.standby_copies == 0 {
+            return;
+        }
+        let members = match self.reader.group(&self.config.group_id, CALL_TIMEOUT) {
+            Ok(group) if group.is_stable() && group.members.iter().any(|m| m.id == me) => group.members,
+            // Rebalancing, or this replica is not in the description yet: keep what is warm.
+            Ok(_) => return,
+            Err(error) => {
+                warn!(%error, "cannot describe the group; standby placement unchanged");
+                return;
+            }
+        };
+        let placed = standby_partitions(&members, &me, &self.config.leader_topic, self.config.standby_copies);
+        let wanted: BTreeSet<u32> = placed
+            .into_iter()
+            .filter(|p| !self.active.contains(p) && !self.lent.contains(p))
+            .collect();
+        if wanted != self.standby_set {
+            info!(standbys = ?wanted, "standby tasks placed");
+        }
+        self.standby_set = wanted;
+        let drop: Vec<u32> = self
+            .entries
+            .iter()
+            .filter(|(p, e)| matches!(e.role, Role::Standby) && !self.standby_set.contains(p))
+            .map(|(p, _)| *p)
+            .collect();
+        for partition in drop {
+            self.close(partition);
+        }
+        let open: Vec<u32> = self
+            .standby_set
+            .iter()
+            .copied()
+            .filter(|p| !self.entries.contains_key(p) && !self.parked.contains_key(p))
+            .filter(|p| !self.deferred.iter().any(|d| d.partition == *p))
+            .collect();
+        for partition in open {
+            self.open(partition, None, None);
+        }
+    }
+
+    /// Reads what the changelog has, applies it to the stores, and hands over every
+    /// active task's store that reached its target.
+    fn read_and_apply(&mut self) {
+        let mut read: BTreeMap<u32, Vec<ChangelogRecord>> = BTreeMap::new();
+        let batch = match self.faults.restore_rate() {
+            Some(rate) => {
+                std::thread::sleep(Duration::from_millis(100));
+                (rate as usize / 10).max(1)
+            }
+            None => BATCH,
+        };
+        if let Err(error) = self.reader.poll(batch, Duration::from_millis(50), &mut read) {
+            warn!(%error, "changelog read failed; retrying");
+            std::thread::sleep(RETRY_AFTER);
+            return;
+        }
+        for (partition, records) in read {
+            if let Some(entry) = self.entries.get_mut(&partition) {
+                entry.trusted = true;
+                entry.batch.extend(records);
+            }
+        }
+        let positions = self.reader.positions();
+        let mut caught_up = Vec::new();
+        let mut failed = Vec::new();
+        let mut held_up_restores = Vec::new();
+        for (&partition, entry) in &mut self.entries {
+            let read_to = positions.get(&partition).copied().filter(|_| entry.trusted);
+            let position = read_to.unwrap_or(entry.position).max(entry.position);
+            if position > entry.position || !entry.batch.is_empty() {
+                let applied = entry.batch.len() as u64;
+                if let Err(error) = entry.store.apply_restored(&entry.batch, position) {
+                    failed.push((partition, error));
+                    continue;
+                }
+                entry.batch.clear();
+                entry.position = position;
+                self.applied_since += applied;
+                if let Role::Active {
+                    applied: a,
+                    progress_at,
+                    ..
+                } = &mut entry.role
+                {
+                    *a += applied;
+                    *progress_at = Instant::now();
+                }
+            }
+            match &mut entry.role {
+                Role::Active { target, .. } if entry.position >= *target => caught_up.push(partition),
+                Role::Active {
+                    progress_at,
+                    reported: false,
+                    target,
+                    ..
+                } if progress_at.elapsed() >= STUCK_AFTER => {
+                    tracing::error!(
+                        partition,
+                        at = entry.position,
+                        end = *target,
+                        topic = self.config.changelog,
+                        "restore stuck: a transaction that no producer will end holds the changelog partition \
+                         (a hanging transaction); find it with `kafka-transactions.sh find-hanging` and abort it \
+                         with `kafka-transactions.sh abort`"
+                    );
+                    if let Role::Active { reported, .. } = &mut entry.role {
+                        *reported = true;
+                    }
+                }
+                Role::Active { progress_at, .. } if progress_at.elapsed() >= HELD_UP_AFTER => {
+                    held_up_restores.push(partition)
+                }
+                _ => {}
+            }
+        }
+        for (partition, error) in failed {
+            self.close(partition);
+            self.fail(partition, error.into());
+        }
+        for partition in caught_up {
+            if self.offsets_stable(partition) {
+                self.hand_over(partition);
+            } else {
+                held_up_restores.push(partition);
+            }
+        }
+        for partition in held_up_restores {
+            if let Some(owner) = self.previous_owner_to_fence(partition) {
+                self.fence(partition, &owner, "its open transaction holds the restore up");
+            }
+        }
+    }
+
+    /// Whether the group's committed offsets of the inputs of `partition` can be read, so
+    /// the task starts from them at once. They cannot while the previous owner's
+    /// transaction, which commits them, is still open.
+    fn offsets_stable(&self, partition: u32) -> bool {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for topic in &self.config.inputs {
+            tpl.add_partition(topic, partition as i32);
+        }
+        self.offsets.committed_offsets(tpl, Duration::from_millis(500)).is_ok()
+    }
+
+    /// Fences the task's previous owner if it is no longer a member of the group (it was
+    /// killed, or froze past its session): its open transaction would otherwise hold back
+    /// the task's outputs from every `read_committed` reader until the transaction timed
+    /// out, though the task decides again at once. An owner that handed the task over and
+    /// is still a member is left alone (its transaction holds other tasks' work).
+    fn fence_departed_owner(&mut self, partition: u32) {
+        let Some(owner) = self
+            .entries
+            .get(&partition)
+            .and_then(|e| e.store.owner().ok().flatten())
+            .filter(|owner| *owner != self.config.transactional_id)
+        else {
+            return;
+        };
+        match self.reader.group(&self.config.group_id, CALL_TIMEOUT) {
+            Ok(group) if !group.members.is_empty() && !group.members.iter().any(|m| m.client_id == owner) => {
+                if let Some(Entry {
+                    role: Role::Active { fenced_at, .. },
+                    ..
+                }) = self.entries.get_mut(&partition)
+                {
+                    *fenced_at = Some(Instant::now());
+                }
+                self.fence(partition, &owner, "it left the group")
+            }
+            Ok(_) => {}
+            Err(error) => warn!(partition, %error, "cannot describe the group; the previous owner is not fenced"),
+        }
+    }
+
+    /// The previous owner of an active task whose restore is held up, unless it is this
+    /// replica or was fenced for it a moment ago.
+    fn previous_owner_to_fence(&mut self, partition: u32) -> Option<String> {
+        let entry = self.entries.get_mut(&partition)?;
+        let Role::Active { fenced_at, .. } = &mut entry.role else {
+            return None;
+        };
+        if fenced_at.is_some_and(|at| at.elapsed() < FENCE_AGAIN_AFTER) {
+            return None;
+        }
+        *fenced_at = Some(Instant::now());
+        entry
+            .store
+            .owner()
+            .ok()
+            .flatten()
+            .filter(|owner| *owner != self.config.transactional_id)
+    }
+
+    /// Aborts whatever transaction `owner` left open: a producer with its transactional
+    /// id is initialised (which fences any producer of that id still alive) and dropped.
+    fn fence(&self, partition: u32, owner: &str, why: &str) {
+        info!(partition, owner, why, "fencing the task's previous owner");
+        let created = client::transactional_producer(&self.config.kafka, owner, self.config.transaction_timeout_ms)
+            .create::<BaseProducer>();
+        match created.and_then(|producer| producer.init_transactions(CALL_TIMEOUT)) {
+            Ok(()) => info!(partition, owner, "previous owner fenced"),
+            Err(error) => warn!(partition, owner, %error, "cannot fence the previous owner"),
+        }
+    }
+
+    fn hand_over(&mut self, partition: u32) {
+        let Some(entry) = self.entries.remove(&partition) else {
+            return;
+        };
+        self.stop_reading(partition, entry.position);
+        let Role::Active {
+            ticket,
+            started,
+            applied,
+            ..
+        } = entry.role
+        else {
+            return;
+        };
+        let elapsed = started.elapsed();
+        metrics().restored_records.inc_by(applied);
+        metrics().restore_duration.observe(elapsed.as_secs_f64());
+        info!(
+            partition,
+            to = entry.position,
+            restored = applied,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "restored state from the changelog"
+        );
+        self.lent.insert(partition);
+        let _ = self.events.send(Event::Restored {
+            partition,
+            ticket,
+            store: entry.store,
+        });
+    }
+
+    fn report(&mut self) {
+        if self.rate_since.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        let m = metrics();
+        let per_second = self.applied_since as f64 / self.rate_since.elapsed().as_secs_f64();
+        m.restore_rate.set(per_second as i64);
+        self.applied_since = 0;
+        self.rate_since = Instant::now();
+        let restoring = self
+            .entries
+            .values()
+            .filter(|e| matches!(e.role, Role::Active { .. }))
+            .count();
+        m.restoring_tasks.set((restoring + self.parked.len()) as i64);
+        m.standby_tasks.set((self.entries.len() - restoring) as i64);
+        m.standby_lag.reset();
+        for (partition, entry) in &self.entries {
+            if matches!(entry.role, Role::Standby) {
+                let end = self.reader.cached_end(*partition).unwrap_or(entry.position);
+                m.standby_lag
+                    .with_label_values(&[&partition.to_string()])
+                    .set((end - entry.position).max(0));
+            }
+        }
+    }
+}
+
+/// The store and the offset to read from: its checkpoint, or the changelog's start. Local
+/// state the changelog cannot vouch for (a checkpoint outside its offsets) is wiped.
+fn checked(
+    store: RocksStore,
+    path: &std::path::Path,
+    low: i64,
+    high: i64,
+    resources: &StoreResources,
+) -> Result<(RocksStore, i64), crate::topology::store::StoreError> {
+    match store.checkpoint()? {
+        Some(next) if next >= low && next <= high => Ok((store, next)),
+        None => Ok((store, low)),
+        Some(next) => {
+            warn!(
+                checkpoint = next,
+                low, high, "local state does not match the changelog; wiping it"
+            );
+            drop(store);
+            RocksStore::destroy(path)?;
+            Ok((RocksStore::open(path, resources)?, low))
+        }
+    }
+}

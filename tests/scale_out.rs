@@ -1,0 +1,415 @@
+//! Scaling is a non-event, on the real broker: replicas that join or leave under load
+//! never pause the partitions that stay where they are, a killed replica's partitions
+//! decide again within seconds on the replica that kept a standby of them, a replica can
+//! join while another restores a large partition, topics whose partition counts differ
+//! are refused, an order never overtakes its user's create under a backlog of commands,
+//! and order ids are forgotten after their retention.
+
+mod common;
+
+use common::scenario::{assigned, Scenario, WAIT};
+use common::*;
+use creditstream::topology::codec::{encode_command, encode_order};
+use creditstream::topology::partitioner::partition_for;
+use creditstream::topology::record::{Decision, Order, UserCommand, UserRow};
+use rdkafka::producer::{BaseRecord, Producer};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const USERS: i64 = 600;
+
+/// Orders for every user in turn, `per_second` of them, until `stop`; order ids count up
+/// from `first`; `sent` counts what was handed to the producer.
+fn steady_orders(topic: String, per_second: u64, first: i64, stop: Arc<AtomicBool>, sent: Arc<AtomicI64>) {
+    let producer = producer();
+    let pause = Duration::from_micros(1_000_000 / per_second);
+    let mut next = first;
+    while !stop.load(Ordering::Relaxed) {
+        let uid = next % USERS + 1;
+        let (key, value) = encode_order(&Order {
+            order_id: next,
+            uid,
+            amount: 1,
+            timestamp_ms: 0,
+        });
+        let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic)
+            .partition(partition_for(&key, 6) as i32)
+            .key(&key[..])
+            .payload(&value[..]);
+        if producer.send(record).is_ok() {
+            next += 1;
+            sent.store(next - first, Ordering::Relaxed);
+        }
+        producer.poll(Duration::ZERO);
+        std::thread::sleep(pause);
+    }
+    let _ = producer.flush(Duration::from_secs(60));
+}
+
+/// Users with balances no order of these tests exhausts.
+async fn rich_users(users: i64) -> Scenario {
+    let scenario = Scenario::new(0).await;
+    let records: Vec<RawRecord> = (1..=users)
+        .map(|uid| {
+            let (key, value) = encode_command(&UserCommand::Create {
+                command_id: uid,
+                user: UserRow {
+                    uid,
+                    name: format!("N{uid}"),
+                    lname: "L".into(),
+                    credit_limit: 1_000_000,
+                    credit_balance: 1_000_000,
+                },
+            });
+            (Some(partition_for(&key, 6) as i32), Some(key), Some(value))
+        })
+        .collect();
+    produce(&scenario.def.inputs.user_commands, &records);
+    scenario
+}
+
+/// The tasks a replica runs now, from its `creditstream_processor_active_task` gauge.
+fn running(replica: &Running) -> BTreeSet<String> {
+    let Some(body) = http_get(replica.metrics_port, "/metrics") else {
+        return BTreeSet::new();
+    };
+    body.lines()
+        .filter(|l| l.starts_with("creditstream_processor_active_task{") && l.ends_with(" 1"))
+        .filter_map(|l| Some(l.split("task=\"").nth(1)?.split('"').next()?.to_string()))
+        .filter(|task| task.starts_with("0_"))
+        .collect()
+}
+
+/// Which replica runs each credit-check task, once every task runs exactly once.
+fn owners(replicas: &[(&str, &Running)]) -> Option<BTreeMap<String, String>> {
+    let mut owner = BTreeMap::new();
+    for (name, replica) in replicas {
+        for task in running(replica) {
+            if owner.insert(task, name.to_string()).is_some() {
+                return None;
+            }
+        }
+    }
+    (owner.len() == 6).then_some(owner)
+}
+
+/// Waits until every task runs once and the owners did not change for `settle`.
+fn settled(replicas: &[(&str, &Running)], settle: Duration) -> BTreeMap<String, String> {
+    let started = Instant::now();
+    let mut last: Option<(BTreeMap<String, String>, Instant)> = None;
+    while started.elapsed() < WAIT {
+        if let Some(now) = owners(replicas) {
+            match &last {
+                Some((previous, since)) if *previous == now && since.elapsed() >= settle => return now,
+                Some((previous, _)) if *previous == now => {}
+                _ => last = Some((now, Instant::now())),
+            }
+        } else {
+            last = None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "the tasks never settled on {:?}",
+        replicas.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+}
+
+/// Every committed decision, with the partition it was written to.
+fn decisions(scenario: &Scenario, expected: usize) -> Vec<(i32, Decision)> {
+    read_until(&scenario.def.outputs.decisions, 6, WAIT, |r| r.len() >= expected)
+        .into_iter()
+        .map(|r| (r.partition, serde_json::from_slice(&r.value.unwrap()).unwrap()))
+        .collect()
+}
+
+/// Each order decided exactly once.
+fn assert_each_decided_once(decided: &[(i32, Decision)], orders: i64, first: i64) {
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    for (_, d) in decided {
+        *seen.entry(d.order_id).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "orders decided more than once: {twice:?}");
+    let missing: Vec<i64> = (first..first + orders)
+        .filter(|id| !seen.contains_key(id))
+        .take(10)
+        .collect();
+    assert!(missing.is_empty(), "orders never decided: {missing:?} (of {orders})");
+}
+
+/// The longest stretch without a decision on `partition`, within `[from, to]` (ms).
+fn longest_gap(decided: &[(i32, Decision)], partition: i32, from: i64, to: i64) -> i64 {
+    let mut times: Vec<i64> = decided
+        .iter()
+        .filter(|(p, _)| *p == partition)
+        .map(|(_, d)| d.decided_at_ms)
+        .filter(|t| (from..=to).contains(t))
+        .collect();
+    times.sort_unstable();
+    times.push(to);
+    let mut previous = from;
+    let mut longest = 0;
+    for t in times {
+        longest = longest.max(t - previous);
+        previous = t;
+    }
+    longest
+}
+
+/// Task owners by task id.
+type Owners = BTreeMap<String, String>;
+
+/// A scaling step: its name, when it began and settled (ms), and the owners before and after.
+type Step = (&'static str, i64, i64, Owners, Owners);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn replica(scenario: &Scenario, dir: &Path, name: &str) -> Running {
+    scenario.replica(&dir.join(name))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_joining_and_leaving_under_load_never_pause_the_partitions_that_stay() {
+    let dir = KeptOnFailure::new("scaling");
+    let scenario = rich_users(USERS).await;
+    let a = replica(&scenario, dir.path(), "a");
+    assert!(wait_until(WAIT, || assigned(&a) == 6.0), "a owns everything");
+    let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicI64::new(0)));
+    let load = {
+        let (topic, stop, sent) = (scenario.def.inputs.orders.clone(), stop.clone(), sent.clone());
+        std::thread::spawn(move || steady_orders(topic, 150, 1, stop, sent))
+    };
+    let mut steps: Vec<Step> = Vec::new();
+    let before = settled(&[("a", &a)], Duration::from_secs(2));
+
+    let from = now_ms();
+    let mut b = replica(&scenario, dir.path(), "b");
+    let mut c = replica(&scenario, dir.path(), "c");
+    let after = settled(&[("a", &a), ("b", &b), ("c", &c)], Duration::from_secs(3));
+    steps.push(("1 -> 3", from, now_ms(), before, after.clone()));
+
+    let from = now_ms();
+    assert!(c.sigterm().success(), "c stops gracefully");
+    let after_c = settled(&[("a", &a), ("b", &b)], Duration::from_secs(2));
+    steps.push(("3 -> 2", from, now_ms(), after, after_c.clone()));
+
+    let from = now_ms();
+    assert!(b.sigterm().success(), "b stops gracefully");
+    let alone = settled(&[("a", &a)], Duration::from_secs(2));
+    steps.push(("2 -> 1", from, now_ms(), after_c, alone));
+
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let orders = sent.load(Ordering::Relaxed);
+    let decided = decisions(&scenario, orders as usize);
+    assert_each_decided_once(&decided, orders, 1);
+    for (step, from, to, before, after) in &steps {
+        let moved: BTreeSet<&String> = before.keys().filter(|t| before.get(*t) != after.get(*t)).collect();
+        for task in &moved {
+            let partition: i32 = task[2..].parse().unwrap();
+            let gap = longest_gap(&decided, partition, *from, *to);
+            eprintln!(
+                "step {step}: task {task} moved {} -> {}, longest gap {gap} ms",
+                before[*task], after[*task]
+            );
+        }
+        assert!(!moved.is_empty() || *step == "1 -> 3", "step {step} moved no task");
+        for task in before.keys().filter(|t| !moved.contains(t)) {
+            let partition: i32 = task[2..].parse().unwrap();
+            let gap = longest_gap(&decided, partition, *from, *to);
+            eprintln!(
+                "step {step}: task {task} stayed on {}, longest gap {gap} ms",
+                after[task]
+            );
+            assert!(
+                gap <= 1_000,
+                "step {step}: task {task} stayed on {} but made no decision for {gap} ms",
+                after[task]
+            );
+        }
+    }
+}
+
+/// Creates `count` more users with uids above the rich ones, to give every store some weight.
+fn ballast_users(topic: &str, count: i64) {
+    let records: Vec<RawRecord> = (0..count)
+        .map(|i| {
+            let uid = 1_000_000 + i;
+            let (key, value) = encode_command(&UserCommand::Create {
+                command_id: uid,
+                user: UserRow {
+                    uid,
+                    name: "B".into(),
+                    lname: "Ballast".into(),
+                    credit_limit: 10,
+                    credit_balance: 10,
+                },
+            });
+            (Some(partition_for(&key, 6) as i32), Some(key), Some(value))
+        })
+        .collect();
+    produce(topic, &records);
+}
+
+/// When (ms) a `read_committed` reader first sees, on each of `partitions`, a decision
+/// made after `after` (ms).
+fn first_decision_seen(topic: &str, mut partitions: BTreeSet<i32>, after: i64) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("visibility"))
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, rdkafka::Offset::End).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let started = Instant::now();
+    while !partitions.is_empty() && started.elapsed() < Duration::from_secs(30) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) {
+            let decided_after = serde_json::from_slice::<Decision>(m.payload().unwrap_or_default())
+                .is_ok_and(|d| d.decided_at_ms > after);
+            if decided_after {
+                partitions.remove(&m.partition());
+            }
+        }
+    }
+    now_ms()
+}
+
+fn metric_sum(replica: &Running, name: &str) -> f64 {
+    replica.metric(name).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_replicas_partitions_decide_again_within_five_seconds_on_its_standbys() {
+    let dir = KeptOnFailure::new("failover");
+    let scenario = rich_users(USERS).await;
+    ballast_users(&scenario.def.inputs.user_commands, 60_000);
+    let a = replica(&scenario, dir.path(), "a");
+    let b = replica(&scenario, dir.path(), "b");
+    let mut c = replica(&scenario, dir.path(), "c");
+    let all = [("a", &a), ("b", &b), ("c", &c)];
+    let before = settled(&all, Duration::from_secs(2));
+    // Every replica keeps two standbys (one copy of each of the others' tasks), caught up.
+    assert!(
+        wait_until(WAIT, || all.iter().all(|(_, r)| {
+            metric_sum(r, "creditstream_processor_standby_tasks") == 2.0
+                && metric_sum(r, "creditstream_processor_standby_lag_records") == 0.0
+        })),
+        "standbys placed and warm"
+    );
+    let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicI64::new(0)));
+    let load = {
+        let (topic, stop, sent) = (scenario.def.inputs.orders.clone(), stop.clone(), sent.clone());
+        std::thread::spawn(move || steady_orders(topic, 150, 1, stop, sent))
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let killed_at = now_ms();
+    c.sigkill();
+    // How soon a read_committed reader sees c's partitions decide again: the survivors
+    // must also fence c, whose open transaction would hide their decisions until it timed out.
+    let c_partitions: BTreeSet<i32> = before
+        .iter()
+        .filter(|(_, owner)| *owner == "c")
+        .map(|(task, _)| task[2..].parse().unwrap())
+        .collect();
+    let visible = {
+        let (topic, partitions) = (scenario.def.outputs.decisions.clone(), c_partitions.clone());
+        std::thread::spawn(move || first_decision_seen(&topic, partitions, killed_at) - killed_at)
+    };
+    let after = settled(&[("a", &a), ("b", &b)], Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(2));
+    let load_stopped_at = now_ms();
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let orders = sent.load(Ordering::Relaxed);
+    let decided = decisions(&scenario, orders as usize);
+    assert_each_decided_once(&decided, orders, 1);
+    let restored: f64 = [&a, &b]
+        .iter()
+        .map(|r| metric_sum(r, "creditstream_processor_restored_records_total"))
+        .sum();
+    for (task, owner) in before.iter().filter(|(_, owner)| *owner == "c") {
+        let partition: i32 = task[2..].parse().unwrap();
+        let gap = longest_gap(&decided, partition, killed_at - 1_000, load_stopped_at);
+        eprintln!("task {task} of c went to {}: no decision for {gap} ms", after[task]);
+        assert!(
+            gap <= 5_000,
+            "task {task} (was on {owner}) made no decision for {gap} ms"
+        );
+    }
+    let visible_after = visible.join().unwrap();
+    eprintln!(
+        "records restored by the survivors: {restored}; their decisions visible {visible_after} ms after the kill"
+    );
+    assert!(
+        visible_after <= 5_000,
+        "decisions of c's partitions were visible to read_committed readers only {visible_after} ms after the kill"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_joins_while_another_restores_and_every_task_ends_up_deciding() {
+    let dir = KeptOnFailure::new("join-during-restore");
+    let scenario = rich_users(USERS).await;
+    ballast_users(&scenario.def.inputs.user_commands, 30_000);
+    // A first replica builds the changelog, then goes away with its state.
+    let mut first = replica(&scenario, dir.path(), "first");
+    assert!(
+        wait_until(WAIT, || metric_sum(
+            &first,
+            "creditstream_processor_records_consumed_total"
+        ) >= 30_600.0),
+        "the users are processed"
+    );
+    assert!(first.sigterm().success());
+    // a starts on an empty state dir and restores about 5 000 records a partition at 2 000
+    // a second: its restore takes a quarter of a minute, and b joins in the middle of it.
+    let slow = [("CREDITSTREAM_TEST_FAULTS", "restore_rate=2000")];
+    let a = scenario.replica_with(&dir.path().join("a"), &slow);
+    assert!(
+        wait_until(WAIT, || metric_sum(&a, "creditstream_processor_restoring_tasks") >= 3.0),
+        "a restores"
+    );
+    let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicI64::new(0)));
+    let load = {
+        let (topic, stop, sent) = (scenario.def.inputs.orders.clone(), stop.clone(), sent.clone());
+        std::thread::spawn(move || steady_orders(topic, 100, 1, stop, sent))
+    };
+    let b = replica(&scenario, dir.path(), "b");
+    // b takes half of the tasks, a's restores of them stop, and a goes on with the rest;
+    // meanwhile a keeps its membership (it polls while it restores).
+    let split = settled(&[("a", &a), ("b", &b)], Duration::from_secs(2));
+    assert!(
+        split.values().any(|o| o == "a") && split.values().any(|o| o == "b"),
+        "{split:?}"
+    );
+    assert_eq!(metric_sum(&a, "creditstream_processor_restoring_tasks"), 0.0);
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let orders = sent.load(Ordering::Relaxed);
+    let decided = decisions(&scenario, orders as usize);
+    assert_each_decided_once(&decided, orders, 1);
+    assert_eq!(
+        a.metric("creditstream_processor_rebalances_total{kind=\"lost\"}")
+            .unwrap_or(0.0),
+        0.0,
+        "a never lost its membership while restoring"
+    );
+    assert_eq!(a.metric("creditstream_processor_state").unwrap_or(-1.0), 0.0, "a runs");
+    assert_eq!(b.metric("creditstream_processor_state").unwrap_or(-1.0), 0.0, "b runs");
+}
