@@ -279,6 +279,13 @@ listeners=CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$CONTROLLER_DATA
+# A broker that stops heartbeating is fenced after 2 s. A broker killed and restarted
+# then finds itself fenced in the first metadata it loads, instead of publishing itself as
+# the leader of everything until its new registration fences it: in that window its
+# transaction coordinator can resend commit/abort markers, find the data partitions
+# without a leader, and skip them for good (Kafka treats them as deleted), which leaves
+# hanging transactions that stop every read_committed reader.
+broker.session.timeout.ms=2000
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=true
 EOF
@@ -294,6 +301,8 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$KAFKA_DATA
+# Heartbeats well inside the controller's 2 s broker session.
+broker.heartbeat.interval.ms=300
 
 # Topics are created explicitly by the application/tests.
 auto.create.topics.enable=false
@@ -427,6 +436,10 @@ start_kafka() {
   write_kafka_config
   format_kafka_storage
   start_controller
+  # The broker's copy of the cluster metadata is only a cache of the controller's: dropping
+  # it makes the broker load the controller's current view (itself fenced, after a kill)
+  # rather than replay a stale one in which it still leads every partition.
+  rm -rf "$KAFKA_DATA/__cluster_metadata-0"
   say "kafka: starting broker on $HOST:$KAFKA_PORT (controller $HOST:$KAFKA_CONTROLLER_PORT)"
   # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS holds several JVM flags
   spawn "$KAFKA_PIDFILE" "$KAFKA_OUT" java $KAFKA_HEAP_OPTS -server \

@@ -565,3 +565,33 @@ fn balances_equal_initial_minus_completed_amounts() {
     }
     assert_eq!(d.decisions().len(), 600);
 }
+
+#[test]
+fn an_order_id_is_remembered_for_its_retention_then_forgotten_with_a_tombstone() {
+    let mut driver = TestDriver::with_dedup_retention(PARTITIONS, 60_000);
+    let t0 = 1_700_000_000_000;
+    driver.set_now_ms(t0);
+    create(&mut driver, 1, 100, 100);
+    order(&mut driver, 5, 1, 30);
+    // Within the retention: a repeat is ignored, and the sweep expires nothing.
+    driver.set_now_ms(t0 + 59_000);
+    order(&mut driver, 5, 1, 30);
+    assert_eq!(driver.punctuate().unwrap(), 0);
+    assert_eq!(driver.decisions().len(), 1);
+    // After it: the entry is deleted, the changelog says so, and the id is a new order.
+    driver.set_now_ms(t0 + 61_000);
+    assert_eq!(driver.punctuate().unwrap(), 1);
+    let partition = partition_for(&uid_key(1), PARTITIONS);
+    let key = creditstream::topology::state::order_key(5);
+    let last = driver
+        .changelog(partition)
+        .iter()
+        .rev()
+        .find(|c| c.key == key)
+        .expect("the order's entry on the changelog");
+    assert_eq!(last.value, None, "a tombstone");
+    assert_eq!(driver.punctuate().unwrap(), 0, "expired once");
+    order(&mut driver, 5, 1, 30);
+    let balances: Vec<_> = driver.decisions().iter().map(|d| d.balance_after).collect();
+    assert_eq!(balances, [Some(70), Some(40)]);
+}

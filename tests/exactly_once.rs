@@ -274,7 +274,7 @@ async fn a_replica_frozen_past_its_session_is_fenced_when_it_wakes() {
     // Frozen (SIGSTOP) with a transaction open, past the session timeout (10 s) and the
     // transaction timeout (10 s): its partitions move to the other replica. When it wakes
     // it must neither commit what it held nor write anything the new owner does not know.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = KeptOnFailure::new("frozen-replica");
     let mut scenario = Scenario::new(20).await;
     let a = scenario.replica(&dir.path().join("a"));
     let b = scenario.replica(&dir.path().join("b"));

@@ -33,6 +33,13 @@ pub struct TestDriver {
 }
 
 impl TestDriver {
+    /// A driver whose processor remembers order ids for `dedup_retention_ms`.
+    pub fn with_dedup_retention(partitions: u32, dedup_retention_ms: i64) -> Self {
+        let mut driver = Self::new(partitions);
+        driver.processor = CreditCheck::new(dedup_retention_ms);
+        driver
+    }
+
     pub fn new(partitions: u32) -> Self {
         let partitions = partitions.max(1);
         let tasks = (0..partitions)

@@ -3,13 +3,15 @@
 //! layer and knows nothing of what the processor decides.
 //!
 //! - [`stream_thread`]: the poll loop; joins the group, feeds tasks, drives commits.
-//! - [`task_manager`]: the tasks, incremental assignment, their commit as one
-//!   transaction, rollback and recovery.
+//! - [`task_manager`]: the tasks and their incremental assignment;
+//!   [`commit`]: their work committed as one transaction; [`recovery`]: what a failure
+//!   of the open work leads to.
 //! - [`task`]: one partition: its store, buffered input, positions, and the wait for an
 //!   input that lags.
 //! - [`assignment`]: leader and follower topics, co-partitioning checks.
 //! - [`state_updater`]: restores assigned tasks and keeps standby tasks warm, on a thread
-//!   of its own.
+//!   of its own; [`updater_tasks`]: its tasks and how they move forward;
+//!   [`owner_fencing`]: fencing a task's departed previous owner.
 //! - [`changelog_reader`]: the state updater's consumer of the changelog.
 //! - [`standby_placement`]: which replica keeps a standby of which task (pure).
 //! - [`paused_inputs`]: the input partitions paused, and why.
@@ -34,18 +36,22 @@
 
 pub mod assignment;
 pub mod changelog_reader;
+pub mod commit;
 pub mod commit_policy;
 pub mod error;
 pub mod faults;
+pub mod owner_fencing;
 pub mod paused_inputs;
 pub mod process_id;
 pub mod rebalance;
 pub mod record_collector;
+pub mod recovery;
 pub mod standby_placement;
 pub mod state_updater;
 pub mod stream_thread;
 pub mod task;
 pub mod task_manager;
+pub mod updater_tasks;
 
 pub use error::StreamsError;
 pub use stream_thread::run;

@@ -14,16 +14,16 @@
 //!   previous owner left open (it was killed, or froze), that owner's transactional id
 //!   is fenced, which aborts the transaction at once instead of after its timeout.
 
-use super::changelog_reader::{ChangelogReader, ChangelogRecord};
+use super::changelog_reader::ChangelogReader;
 use super::error::StreamsError;
 use super::faults::Faults;
 use super::standby_placement::standby_partitions;
+use super::updater_tasks::{Entry, Role};
 use crate::config::KafkaConfig;
 use crate::metrics::metrics;
 use crate::runtime::client;
 use crate::runtime::rocks_store::{RocksStore, StoreResources};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::consumer::BaseConsumer;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -31,20 +31,11 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// Longest a broker call of the state updater may block.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Records read from the changelog before they are applied.
-const BATCH: usize = 20_000;
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often standby placement is read again from the group.
 const PLACEMENT_EVERY: Duration = Duration::from_secs(2);
 /// How long a request that met a broker error waits before it is tried again.
-const RETRY_AFTER: Duration = Duration::from_millis(500);
-/// How long a restore may stand still below its target before the previous owner's
-/// open transaction is fenced, and how long before it is fenced again.
-const HELD_UP_AFTER: Duration = Duration::from_millis(500);
-const FENCE_AGAIN_AFTER: Duration = Duration::from_secs(5);
-/// How long a restore may stand still before it is reported as stuck (a "hanging"
-/// transaction, one the broker lost track of, holds the partition).
-const STUCK_AFTER: Duration = Duration::from_secs(30);
+pub(super) const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 /// What the stream thread asks of the state updater.
 pub enum Command {
@@ -143,81 +134,36 @@ impl Drop for StateUpdater {
     }
 }
 
-/// A store the updater works on.
-struct Entry {
-    store: RocksStore,
-    /// The next changelog offset to apply.
-    position: i64,
-    role: Role,
-    batch: Vec<ChangelogRecord>,
-    /// Whether the reader's position for the partition can be taken: not while it may
-    /// still be the one it had before the partition was last removed and re-added lower
-    /// (until the first record of the new read).
-    trusted: bool,
-}
-
-enum Role {
-    /// Restoring for an active task: handed over once `position` reaches `target`.
-    Active {
-        ticket: u64,
-        target: i64,
-        started: Instant,
-        applied: u64,
-        /// When the restore last moved forward.
-        progress_at: Instant,
-        /// When the previous owner was last fenced for this restore.
-        fenced_at: Option<Instant>,
-        /// Whether the restore was reported as stuck.
-        reported: bool,
-    },
-    Standby,
-}
-
-impl Role {
-    fn active(ticket: u64, target: i64) -> Self {
-        let now = Instant::now();
-        Role::Active {
-            ticket,
-            target,
-            started: now,
-            applied: 0,
-            progress_at: now,
-            fenced_at: None,
-            reported: false,
-        }
-    }
-}
-
 /// A request that met a broker error, tried again after [`RETRY_AFTER`].
-struct Deferred {
+pub(super) struct Deferred {
     partition: u32,
     ticket: Option<u64>,
     store: Option<RocksStore>,
     at: Instant,
 }
 
-struct Updater {
-    config: UpdaterConfig,
-    reader: ChangelogReader,
+pub(super) struct Updater {
+    pub(super) config: UpdaterConfig,
+    pub(super) reader: ChangelogReader,
     /// Reads the application group's committed offsets (see [`Updater::offsets_stable`]).
-    offsets: BaseConsumer,
-    commands: Receiver<Command>,
-    events: Sender<Event>,
-    entries: BTreeMap<u32, Entry>,
+    pub(super) offsets: BaseConsumer,
+    pub(super) commands: Receiver<Command>,
+    pub(super) events: Sender<Event>,
+    pub(super) entries: BTreeMap<u32, Entry>,
     /// Partitions whose store the stream thread holds.
-    lent: BTreeSet<u32>,
+    pub(super) lent: BTreeSet<u32>,
     /// Where each partition's read stood when it was last removed from the reader.
-    removed_at: BTreeMap<u32, i64>,
+    pub(super) removed_at: BTreeMap<u32, i64>,
     /// Restores asked for while the store was still lent, by ticket.
-    parked: BTreeMap<u32, u64>,
-    deferred: Vec<Deferred>,
-    member_id: Option<String>,
-    active: BTreeSet<u32>,
-    standby_set: BTreeSet<u32>,
-    placed_at: Option<Instant>,
-    applied_since: u64,
-    rate_since: Instant,
-    faults: Faults,
+    pub(super) parked: BTreeMap<u32, u64>,
+    pub(super) deferred: Vec<Deferred>,
+    pub(super) member_id: Option<String>,
+    pub(super) active: BTreeSet<u32>,
+    pub(super) standby_set: BTreeSet<u32>,
+    pub(super) placed_at: Option<Instant>,
+    pub(super) applied_since: u64,
+    pub(super) rate_since: Instant,
+    pub(super) faults: Faults,
 }
 
 impl Updater {
@@ -295,7 +241,7 @@ impl Updater {
         }
     }
 
-    fn fail(&self, partition: u32, error: StreamsError) {
+    pub(super) fn fail(&self, partition: u32, error: StreamsError) {
         let _ = self.events.send(Event::Failed { partition, error });
     }
 
@@ -426,13 +372,13 @@ impl Updater {
         }
     }
 
-    fn close(&mut self, partition: u32) {
+    pub(super) fn close(&mut self, partition: u32) {
         if let Some(entry) = self.entries.remove(&partition) {
             self.stop_reading(partition, entry.position);
         }
     }
 
-    fn stop_reading(&mut self, partition: u32, position: i64) {
+    pub(super) fn stop_reading(&mut self, partition: u32, position: i64) {
         self.removed_at.insert(partition, position);
         if let Err(error) = self.reader.remove(partition) {
             warn!(partition, %error, "cannot stop reading the changelog partition");
@@ -485,230 +431,6 @@ impl Updater {
             .collect();
         for partition in open {
             self.open(partition, None, None);
-        }
-    }
-
-    /// Reads what the changelog has, applies it to the stores, and hands over every
-    /// active task's store that reached its target.
-    fn read_and_apply(&mut self) {
-        let mut read: BTreeMap<u32, Vec<ChangelogRecord>> = BTreeMap::new();
-        let batch = match self.faults.restore_rate() {
-            Some(rate) => {
-                std::thread::sleep(Duration::from_millis(100));
-                (rate as usize / 10).max(1)
-            }
-            None => BATCH,
-        };
-        if let Err(error) = self.reader.poll(batch, Duration::from_millis(50), &mut read) {
-            warn!(%error, "changelog read failed; retrying");
-            std::thread::sleep(RETRY_AFTER);
-            return;
-        }
-        for (partition, records) in read {
-            if let Some(entry) = self.entries.get_mut(&partition) {
-                entry.trusted = true;
-                entry.batch.extend(records);
-            }
-        }
-        let positions = self.reader.positions();
-        let mut caught_up = Vec::new();
-        let mut failed = Vec::new();
-        let mut held_up_restores = Vec::new();
-        for (&partition, entry) in &mut self.entries {
-            let read_to = positions.get(&partition).copied().filter(|_| entry.trusted);
-            let position = read_to.unwrap_or(entry.position).max(entry.position);
-            if position > entry.position || !entry.batch.is_empty() {
-                let applied = entry.batch.len() as u64;
-                if let Err(error) = entry.store.apply_restored(&entry.batch, position) {
-                    failed.push((partition, error));
-                    continue;
-                }
-                entry.batch.clear();
-                entry.position = position;
-                self.applied_since += applied;
-                if let Role::Active {
-                    applied: a,
-                    progress_at,
-                    ..
-                } = &mut entry.role
-                {
-                    *a += applied;
-                    *progress_at = Instant::now();
-                }
-            }
-            match &mut entry.role {
-                Role::Active { target, .. } if entry.position >= *target => caught_up.push(partition),
-                Role::Active {
-                    progress_at,
-                    reported: false,
-                    target,
-                    ..
-                } if progress_at.elapsed() >= STUCK_AFTER => {
-                    tracing::error!(
-                        partition,
-                        at = entry.position,
-                        end = *target,
-                        topic = self.config.changelog,
-                        "restore stuck: a transaction that no producer will end holds the changelog partition \
-                         (a hanging transaction); find it with `kafka-transactions.sh find-hanging` and abort it \
-                         with `kafka-transactions.sh abort`"
-                    );
-                    if let Role::Active { reported, .. } = &mut entry.role {
-                        *reported = true;
-                    }
-                }
-                Role::Active { progress_at, .. } if progress_at.elapsed() >= HELD_UP_AFTER => {
-                    held_up_restores.push(partition)
-                }
-                _ => {}
-            }
-        }
-        for (partition, error) in failed {
-            self.close(partition);
-            self.fail(partition, error.into());
-        }
-        for partition in caught_up {
-            if self.offsets_stable(partition) {
-                self.hand_over(partition);
-            } else {
-                held_up_restores.push(partition);
-            }
-        }
-        for partition in held_up_restores {
-            if let Some(owner) = self.previous_owner_to_fence(partition) {
-                self.fence(partition, &owner, "its open transaction holds the restore up");
-            }
-        }
-    }
-
-    /// Whether the group's committed offsets of the inputs of `partition` can be read, so
-    /// the task starts from them at once. They cannot while the previous owner's
-    /// transaction, which commits them, is still open.
-    fn offsets_stable(&self, partition: u32) -> bool {
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for topic in &self.config.inputs {
-            tpl.add_partition(topic, partition as i32);
-        }
-        self.offsets.committed_offsets(tpl, Duration::from_millis(500)).is_ok()
-    }
-
-    /// Fences the task's previous owner if it is no longer a member of the group (it was
-    /// killed, or froze past its session): its open transaction would otherwise hold back
-    /// the task's outputs from every `read_committed` reader until the transaction timed
-    /// out, though the task decides again at once. An owner that handed the task over and
-    /// is still a member is left alone (its transaction holds other tasks' work).
-    fn fence_departed_owner(&mut self, partition: u32) {
-        let Some(owner) = self
-            .entries
-            .get(&partition)
-            .and_then(|e| e.store.owner().ok().flatten())
-            .filter(|owner| *owner != self.config.transactional_id)
-        else {
-            return;
-        };
-        match self.reader.group(&self.config.group_id, CALL_TIMEOUT) {
-            Ok(group) if !group.members.is_empty() && !group.members.iter().any(|m| m.client_id == owner) => {
-                if let Some(Entry {
-                    role: Role::Active { fenced_at, .. },
-                    ..
-                }) = self.entries.get_mut(&partition)
-                {
-                    *fenced_at = Some(Instant::now());
-                }
-                self.fence(partition, &owner, "it left the group")
-            }
-            Ok(_) => {}
-            Err(error) => warn!(partition, %error, "cannot describe the group; the previous owner is not fenced"),
-        }
-    }
-
-    /// The previous owner of an active task whose restore is held up, unless it is this
-    /// replica or was fenced for it a moment ago.
-    fn previous_owner_to_fence(&mut self, partition: u32) -> Option<String> {
-        let entry = self.entries.get_mut(&partition)?;
-        let Role::Active { fenced_at, .. } = &mut entry.role else {
-            return None;
-        };
-        if fenced_at.is_some_and(|at| at.elapsed() < FENCE_AGAIN_AFTER) {
-            return None;
-        }
-        *fenced_at = Some(Instant::now());
-        entry
-            .store
-            .owner()
-            .ok()
-            .flatten()
-            .filter(|owner| *owner != self.config.transactional_id)
-    }
-
-    /// Aborts whatever transaction `owner` left open: a producer with its transactional
-    /// id is initialised (which fences any producer of that id still alive) and dropped.
-    fn fence(&self, partition: u32, owner: &str, why: &str) {
-        info!(partition, owner, why, "fencing the task's previous owner");
-        let created = client::transactional_producer(&self.config.kafka, owner, self.config.transaction_timeout_ms)
-            .create::<BaseProducer>();
-        match created.and_then(|producer| producer.init_transactions(CALL_TIMEOUT)) {
-            Ok(()) => info!(partition, owner, "previous owner fenced"),
-            Err(error) => warn!(partition, owner, %error, "cannot fence the previous owner"),
-        }
-    }
-
-    fn hand_over(&mut self, partition: u32) {
-        let Some(entry) = self.entries.remove(&partition) else {
-            return;
-        };
-        self.stop_reading(partition, entry.position);
-        let Role::Active {
-            ticket,
-            started,
-            applied,
-            ..
-        } = entry.role
-        else {
-            return;
-        };
-        let elapsed = started.elapsed();
-        metrics().restored_records.inc_by(applied);
-        metrics().restore_duration.observe(elapsed.as_secs_f64());
-        info!(
-            partition,
-            to = entry.position,
-            restored = applied,
-            elapsed_ms = elapsed.as_millis() as u64,
-            "restored state from the changelog"
-        );
-        self.lent.insert(partition);
-        let _ = self.events.send(Event::Restored {
-            partition,
-            ticket,
-            store: entry.store,
-        });
-    }
-
-    fn report(&mut self) {
-        if self.rate_since.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        let m = metrics();
-        let per_second = self.applied_since as f64 / self.rate_since.elapsed().as_secs_f64();
-        m.restore_rate.set(per_second as i64);
-        self.applied_since = 0;
-        self.rate_since = Instant::now();
-        let restoring = self
-            .entries
-            .values()
-            .filter(|e| matches!(e.role, Role::Active { .. }))
-            .count();
-        m.restoring_tasks.set((restoring + self.parked.len()) as i64);
-        m.standby_tasks.set((self.entries.len() - restoring) as i64);
-        m.standby_lag.reset();
-        for (partition, entry) in &self.entries {
-            if matches!(entry.role, Role::Standby) {
-                let end = self.reader.cached_end(*partition).unwrap_or(entry.position);
-                m.standby_lag
-                    .with_label_values(&[&partition.to_string()])
-                    .set((end - entry.position).max(0));
-            }
         }
     }
 }

@@ -17,25 +17,25 @@
 //!   anything else can commit it.
 
 use super::assignment;
-use super::commit_policy::{CommitPolicy, CommitState};
+use super::commit_policy::CommitPolicy;
 use super::error::StreamsError;
 use super::faults::Faults;
 use super::paused_inputs::{InputPartition, PausedInputs};
-use super::record_collector::{Abandoned, RecordCollector, KAFKA_CALL_TIMEOUT};
+use super::record_collector::{RecordCollector, KAFKA_CALL_TIMEOUT};
+use super::recovery::PendingRecovery;
 use super::state_updater::{Command, Event, StateUpdater, UpdaterConfig};
 use super::task::{now_ms, InputLag, PendingMetrics, Run, Scratch, Task};
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::metrics::metrics;
+use crate::runtime::consumer_state;
 use crate::runtime::rocks_store::StoreResources;
-use crate::runtime::{client, consumer_state};
-use crate::shutdown::Shutdown;
-use crate::topology::codec::{InputTopic, RawRecord};
+use crate::topology::codec::RawRecord;
 use crate::topology::definition::TopologyDefinition;
-use crate::topology::output::{Observation, Routed};
+use crate::topology::output::Routed;
 use crate::topology::processor::{Processor, Progress};
 use crate::topology::task_id::{SubTopology, TaskId};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::TopicPartitionList;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -43,56 +43,38 @@ use tracing::{debug, info, warn};
 /// How often each running task's processor does its scheduled work.
 const PUNCTUATE_EVERY: Duration = Duration::from_secs(1);
 
-/// The replica's health, as `/readyz` and `creditstream_processor_state` show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThreadState {
-    Running = 0,
-    /// Rolling back and retrying after a retriable failure.
-    Recovering = 1,
-    /// Stopped on a fatal error.
-    Failed = 2,
-}
-
-pub fn set_state(state: ThreadState) {
-    metrics().processor_state.set(state as i64);
-}
-
-/// The rewind a failure left to do, tried from the stream loop until it succeeds.
-struct PendingRecovery {
-    cause: StreamsError,
-    at: Instant,
-}
-
+/// The tasks of one stream thread. Committing lives in `commit`, failure handling in
+/// `recovery` (both `impl` blocks of this type).
 pub struct TaskManager<P: Processor> {
-    def: TopologyDefinition,
-    cfg: ProcessorConfig,
-    subtopologies: Vec<SubTopology>,
-    policy: CommitPolicy,
+    pub(super) def: TopologyDefinition,
+    pub(super) cfg: ProcessorConfig,
+    pub(super) subtopologies: Vec<SubTopology>,
+    pub(super) policy: CommitPolicy,
     pub collector: RecordCollector,
-    updater: StateUpdater,
+    pub(super) updater: StateUpdater,
     /// The running tasks.
-    tasks: BTreeMap<TaskId, Task>,
+    pub(super) tasks: BTreeMap<TaskId, Task>,
     /// Tasks whose store the state updater restores, by the ticket of their request.
-    restoring: BTreeMap<TaskId, u64>,
-    next_ticket: u64,
-    paused: PausedInputs,
-    processed_since_commit: usize,
+    pub(super) restoring: BTreeMap<TaskId, u64>,
+    pub(super) next_ticket: u64,
+    pub(super) paused: PausedInputs,
+    pub(super) processed_since_commit: usize,
     /// A record's part was done: commit now, so its next part can follow.
-    part_done: bool,
-    last_commit: Instant,
-    last_punctuate: Instant,
+    pub(super) part_done: bool,
+    pub(super) last_commit: Instant,
+    pub(super) last_punctuate: Instant,
     /// Bumped by every failure: a batch polled under an older epoch is stale.
     pub epoch: u64,
-    pending: PendingMetrics,
+    pub(super) pending: PendingMetrics,
     /// Set from a failure until every running task was moved back to its committed offsets;
     /// nothing is processed meanwhile.
-    recovery: Option<PendingRecovery>,
+    pub(super) recovery: Option<PendingRecovery>,
     /// The wait before the last retry of a failed rewind: doubles while they keep failing
     /// (200 ms to 5 s), zero once one succeeds.
-    recovery_backoff: Duration,
-    processor: P,
-    scratch: Scratch<P::Output>,
-    faults: Faults,
+    pub(super) recovery_backoff: Duration,
+    pub(super) processor: P,
+    pub(super) scratch: Scratch<P::Output>,
+    pub(super) faults: Faults,
 }
 
 impl<P> TaskManager<P>
@@ -241,7 +223,7 @@ where
     }
 
     /// Asks the state updater for the store of `id`, caught up; its inputs stay paused.
-    fn restore(&mut self, id: TaskId, store: Option<crate::runtime::rocks_store::RocksStore>) {
+    pub(super) fn restore(&mut self, id: TaskId, store: Option<crate::runtime::rocks_store::RocksStore>) {
         self.next_ticket += 1;
         self.restoring.insert(id, self.next_ticket);
         self.updater.send(Command::Restore {
@@ -251,21 +233,21 @@ where
         });
     }
 
-    fn start(&mut self, task: Task) {
+    pub(super) fn start(&mut self, task: Task) {
         info!(task = %task.id, "task running");
         metrics().active_tasks.with_label_values(&[&task.id.to_string()]).set(1);
         self.tasks.insert(task.id, task);
     }
 
     /// Takes a running task out (it is closed, or restored again).
-    fn stop(&mut self, id: TaskId) -> Option<Task> {
+    pub(super) fn stop(&mut self, id: TaskId) -> Option<Task> {
         let task = self.tasks.remove(&id)?;
         let _ = metrics().active_tasks.remove_label_values(&[&id.to_string()]);
         Some(task)
     }
 
     /// Closes task `id` here, running or restoring, and hands its store back.
-    fn close(&mut self, id: TaskId) {
+    pub(super) fn close(&mut self, id: TaskId) {
         if let Some(task) = self.stop(id) {
             if let Some(store) = task.close() {
                 self.updater.send(Command::Release {
@@ -401,28 +383,6 @@ where
         Ok(())
     }
 
-    /// Processes what is buffered, then commits it; a failure of either is handled as any
-    /// failure (and returned only when fatal). Used where a commit must happen now
-    /// (revocation, shutdown).
-    pub fn process_and_commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), StreamsError> {
-        let mut lag = NoLag;
-        let result = self.process_buffered(&mut lag).and_then(|()| self.commit(consumer));
-        match result {
-            Ok(()) => Ok(()),
-            Err(error) => self.fail(error),
-        }
-    }
-
-    pub fn commit_due(&self, backlog: bool) -> bool {
-        (self.part_done && self.collector.is_open())
-            || self.policy.due(&CommitState {
-                open: self.collector.is_open(),
-                processed: self.processed_since_commit,
-                since_commit: self.last_commit.elapsed(),
-                backlog,
-            })
-    }
-
     /// How long the next poll may wait before a commit, a punctuation or the end of a
     /// task's wait for its other input could become due.
     pub fn poll_wait(&self) -> Duration {
@@ -442,208 +402,6 @@ where
         }
         wait.min(PUNCTUATE_EVERY.saturating_sub(self.last_punctuate.elapsed()))
             .max(Duration::from_millis(1))
-    }
-
-    /// Restarts the commit clock of an idle replica (nothing open), so that an idle poll
-    /// waits a whole interval.
-    pub fn tick_idle(&mut self) {
-        if !self.collector.is_open() && self.last_commit.elapsed() >= self.policy.interval {
-            self.last_commit = Instant::now();
-        }
-    }
-
-    fn consumed_offsets(&self) -> Result<TopicPartitionList, StreamsError> {
-        let mut tpl = TopicPartitionList::new();
-        for task in self.tasks.values() {
-            for (topic, next) in task.positions() {
-                tpl.add_partition_offset(
-                    self.def.input_name(topic),
-                    task.id.partition as i32,
-                    Offset::Offset(next),
-                )?;
-            }
-        }
-        Ok(tpl)
-    }
-
-    /// Commits the open work of every running task. On failure nothing is assumed: the
-    /// caller hands the error to [`Self::fail`].
-    pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), StreamsError> {
-        self.last_commit = Instant::now();
-        if !self.collector.is_open() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let offsets = self.consumed_offsets()?;
-        if self.collector.exactly_once() {
-            self.collector
-                .commit(&offsets, consumer.group_metadata(), &self.faults)?;
-            let changelog = self.collector.take_changelog_offsets();
-            for task in self.tasks.values_mut() {
-                let next = changelog.get(&(task.id.partition as i32)).map(|last| last + 1);
-                task.commit_store(next)?;
-            }
-        } else {
-            self.collector.commit(&offsets, None, &self.faults)?;
-            // At-least-once: the store before the offsets, so a crash repeats work, never skips it.
-            for task in self.tasks.values_mut() {
-                task.commit_store(None)?;
-            }
-            if offsets.count() > 0 {
-                consumer.commit(&offsets, CommitMode::Sync)?;
-            }
-        }
-        self.processed_since_commit = 0;
-        self.part_done = false;
-        self.report_committed(started);
-        Ok(())
-    }
-
-    fn report_committed(&mut self, started: Instant) {
-        let m = metrics();
-        m.commit_duration.observe(started.elapsed().as_secs_f64());
-        let now = now_ms();
-        let pending = std::mem::take(&mut self.pending);
-        for observation in pending.observations {
-            match observation {
-                Observation::Nothing => {}
-                Observation::Decision { status, event_time_ms } => {
-                    m.decisions.with_label_values(&[status]).inc();
-                    m.end_to_end_latency
-                        .observe(((now - event_time_ms).max(0) as f64) / 1000.0);
-                }
-                Observation::DeadLetter { reason } => m.dead_letters.with_label_values(&[reason]).inc(),
-            }
-        }
-        m.expired_entries.inc_by(pending.expired);
-        for topic in InputTopic::ALL {
-            let consumed = pending.consumed[topic.index()];
-            if consumed > 0 {
-                m.records_consumed.with_label_values(&[topic.as_str()]).inc_by(consumed);
-            }
-        }
-    }
-
-    /// Handles a failure of the open work. A fatal one aborts it and is returned. A
-    /// retriable one aborts it (or replaces the producer), forgets everything uncommitted,
-    /// restores every store when the broker's outcome is unknown, and leaves the rewind of
-    /// the inputs to [`Self::retry_recovery`], which the stream loop repeats until the
-    /// broker answers; the loop keeps polling meanwhile, so the consumer stays in its group.
-    pub fn fail(&mut self, error: StreamsError) -> Result<(), StreamsError> {
-        self.epoch += 1;
-        self.pending = PendingMetrics::default();
-        self.processed_since_commit = 0;
-        self.part_done = false;
-        let abandoned = self.collector.abandon(&error);
-        for task in self.tasks.values_mut() {
-            task.reset_input();
-        }
-        if !error.is_retriable() {
-            set_state(ThreadState::Failed);
-            return Err(error);
-        }
-        metrics().transactions_aborted.inc();
-        set_state(ThreadState::Recovering);
-        warn!(%error, "rolling back to the last commit");
-        if !matches!(abandoned, Ok(Abandoned::Clean)) {
-            self.restore_all();
-        }
-        self.recovery = Some(PendingRecovery {
-            cause: match abandoned {
-                Err(next) => next,
-                Ok(_) => error,
-            },
-            at: Instant::now(),
-        });
-        Ok(())
-    }
-
-    /// Closes every running stateful task dirty and restores it from the committed changelog.
-    fn restore_all(&mut self) {
-        let dirty: Vec<TaskId> = self
-            .tasks
-            .keys()
-            .copied()
-            .filter(|id| id.subtopology.has_store())
-            .collect();
-        for id in dirty {
-            if let Some(task) = self.stop(id) {
-                let store = task.close();
-                self.restore(id, store);
-            }
-        }
-        info!(tasks = self.restoring.len(), "restoring every store from the changelog");
-    }
-
-    /// Finishes a failure's recovery once its backoff has passed: a producer that could not
-    /// be replaced is replaced, and every running task is moved back to its committed offsets.
-    pub fn retry_recovery<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        shutdown: &Shutdown,
-    ) -> Result<(), StreamsError> {
-        let Some(pending) = self.recovery.take() else {
-            return Ok(());
-        };
-        if pending.at > Instant::now() {
-            self.recovery = Some(pending);
-            return Ok(());
-        }
-        let running: Vec<TaskId> = self.tasks.keys().copied().collect();
-        let attempt = self.collector.abandon(&pending.cause).and_then(|abandoned| {
-            if abandoned == Abandoned::Replaced {
-                self.restore_all();
-            }
-            self.rewind(consumer, &running)
-        });
-        match attempt {
-            Ok(()) => {
-                self.recovery_backoff = Duration::ZERO;
-                set_state(ThreadState::Running);
-                info!("rolled back; processing again from the last commit");
-                Ok(())
-            }
-            Err(next) if next.is_retriable() && !shutdown.is_requested() => {
-                let backoff = (self.recovery_backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
-                self.recovery_backoff = backoff;
-                warn!(error = %next, retry_in_ms = backoff.as_millis() as u64, "rollback failed; retrying");
-                self.recovery = Some(PendingRecovery {
-                    cause: next,
-                    at: Instant::now() + backoff,
-                });
-                Ok(())
-            }
-            Err(next) => {
-                set_state(ThreadState::Failed);
-                Err(next)
-            }
-        }
-    }
-
-    /// Moves the consumer back to the committed offsets of the inputs of `ids` (running
-    /// tasks), forgetting what they buffered, so whatever was not committed is read again.
-    fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, ids: &[TaskId]) -> Result<(), StreamsError> {
-        let ids: Vec<TaskId> = ids.iter().copied().filter(|id| self.tasks.contains_key(id)).collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let sought =
-            client::seek_to_committed(consumer, assignment::partitions_of(&self.def, &ids), KAFKA_CALL_TIMEOUT)?;
-        debug!(?sought, "inputs moved to their committed offsets");
-        for id in &ids {
-            if let Some(task) = self.tasks.get_mut(id) {
-                task.reset_input();
-            }
-        }
-        for (topic, partition, offset) in sought {
-            let Some(input) = self.def.input_named(&topic) else {
-                continue;
-            };
-            if let (Some(task), Some(next)) = (self.tasks.get_mut(&TaskId::of(input, partition as u32)), offset) {
-                task.sought(input.slot(), next);
-            }
-        }
-        Ok(())
     }
 
     /// Pauses the inputs of restoring tasks, and of running tasks the input whose buffer
@@ -702,14 +460,5 @@ where
             metrics().store_keys.with_label_values(&[&label]).set(keys as i64);
             metrics().store_size.with_label_values(&[&label]).set(size as i64);
         }
-    }
-}
-
-/// No input is known to lag: for processing that cannot wait (revocation, shutdown).
-struct NoLag;
-
-impl InputLag for NoLag {
-    fn unfetched(&mut self, _: InputTopic, _: u32, _: Option<i64>) -> bool {
-        false
     }
 }

@@ -1,0 +1,137 @@
+//! How the task manager commits: the work of every running task in one Kafka
+//! transaction (outputs, changelog records, consumed offsets), then each task's store with
+//! the changelog offset it corresponds to; under at_least_once the outputs are awaited,
+//! the stores written and the offsets committed, in that order.
+//!
+//! Invariant: a store is written only after the transaction holding its changelog records
+//! committed, so it is never ahead of the committed changelog; metrics count only what
+//! committed.
+
+use super::commit_policy::CommitState;
+use super::error::StreamsError;
+use super::task::{now_ms, InputLag};
+use super::task_manager::TaskManager;
+use crate::metrics::metrics;
+use crate::topology::codec::{InputTopic, RawRecord};
+use crate::topology::output::{Observation, Routed};
+use crate::topology::processor::Processor;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::Instant;
+
+impl<P> TaskManager<P>
+where
+    P: Processor<Input = RawRecord>,
+    P::Output: Routed,
+{
+    /// Processes what is buffered, then commits it; a failure of either is handled as any
+    /// failure (and returned only when fatal). Used where a commit must happen now
+    /// (revocation, shutdown).
+    pub fn process_and_commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), StreamsError> {
+        let mut lag = NoLag;
+        let result = self.process_buffered(&mut lag).and_then(|()| self.commit(consumer));
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => self.fail(error),
+        }
+    }
+
+    pub fn commit_due(&self, backlog: bool) -> bool {
+        (self.part_done && self.collector.is_open())
+            || self.policy.due(&CommitState {
+                open: self.collector.is_open(),
+                processed: self.processed_since_commit,
+                since_commit: self.last_commit.elapsed(),
+                backlog,
+            })
+    }
+
+    /// Restarts the commit clock of an idle replica (nothing open), so that an idle poll
+    /// waits a whole interval.
+    pub fn tick_idle(&mut self) {
+        if !self.collector.is_open() && self.last_commit.elapsed() >= self.policy.interval {
+            self.last_commit = Instant::now();
+        }
+    }
+
+    pub(super) fn consumed_offsets(&self) -> Result<TopicPartitionList, StreamsError> {
+        let mut tpl = TopicPartitionList::new();
+        for task in self.tasks.values() {
+            for (topic, next) in task.positions() {
+                tpl.add_partition_offset(
+                    self.def.input_name(topic),
+                    task.id.partition as i32,
+                    Offset::Offset(next),
+                )?;
+            }
+        }
+        Ok(tpl)
+    }
+
+    /// Commits the open work of every running task. On failure nothing is assumed: the
+    /// caller hands the error to [`Self::fail`].
+    pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), StreamsError> {
+        self.last_commit = Instant::now();
+        if !self.collector.is_open() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let offsets = self.consumed_offsets()?;
+        if self.collector.exactly_once() {
+            self.collector
+                .commit(&offsets, consumer.group_metadata(), &self.faults)?;
+            let changelog = self.collector.take_changelog_offsets();
+            for task in self.tasks.values_mut() {
+                let next = changelog.get(&(task.id.partition as i32)).map(|last| last + 1);
+                task.commit_store(next)?;
+            }
+        } else {
+            self.collector.commit(&offsets, None, &self.faults)?;
+            // At-least-once: the store before the offsets, so a crash repeats work, never skips it.
+            for task in self.tasks.values_mut() {
+                task.commit_store(None)?;
+            }
+            if offsets.count() > 0 {
+                consumer.commit(&offsets, CommitMode::Sync)?;
+            }
+        }
+        self.processed_since_commit = 0;
+        self.part_done = false;
+        self.report_committed(started);
+        Ok(())
+    }
+
+    pub(super) fn report_committed(&mut self, started: Instant) {
+        let m = metrics();
+        m.commit_duration.observe(started.elapsed().as_secs_f64());
+        let now = now_ms();
+        let pending = std::mem::take(&mut self.pending);
+        for observation in pending.observations {
+            match observation {
+                Observation::Nothing => {}
+                Observation::Decision { status, event_time_ms } => {
+                    m.decisions.with_label_values(&[status]).inc();
+                    m.end_to_end_latency
+                        .observe(((now - event_time_ms).max(0) as f64) / 1000.0);
+                }
+                Observation::DeadLetter { reason } => m.dead_letters.with_label_values(&[reason]).inc(),
+            }
+        }
+        m.expired_entries.inc_by(pending.expired);
+        for topic in InputTopic::ALL {
+            let consumed = pending.consumed[topic.index()];
+            if consumed > 0 {
+                m.records_consumed.with_label_values(&[topic.as_str()]).inc_by(consumed);
+            }
+        }
+    }
+}
+
+/// No input is known to lag: for processing that cannot wait (revocation, shutdown).
+struct NoLag;
+
+impl InputLag for NoLag {
+    fn unfetched(&mut self, _: InputTopic, _: u32, _: Option<i64>) -> bool {
+        false
+    }
+}

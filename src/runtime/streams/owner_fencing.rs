@@ -1,0 +1,93 @@
+//! Fencing a task's previous owner. A replica that was killed or froze leaves its open
+//! transaction behind; until the broker times it out (`transaction.timeout.ms`), it holds
+//! back every `read_committed` reader of the partitions it wrote, the new owner's restore
+//! and committed offsets included. The previous owner's transactional id is the one the
+//! changelog's owner record names (written by each owner on taking a task over); a
+//! producer initialised with it aborts that transaction at once.
+//! Invariant: an owner that handed the task over and is still a member of the group is
+//! never fenced (its transaction holds its other tasks' work).
+
+use super::state_updater::{Updater, CALL_TIMEOUT};
+use super::updater_tasks::{Entry, Role};
+use crate::runtime::client;
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::{BaseProducer, Producer};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// How long before the previous owner of one restore is fenced again.
+const FENCE_AGAIN_AFTER: Duration = Duration::from_secs(5);
+
+impl Updater {
+    /// Whether the group's committed offsets of the inputs of `partition` can be read, so
+    /// the task starts from them at once. They cannot while the previous owner's
+    /// transaction, which commits them, is still open.
+    pub(super) fn offsets_stable(&self, partition: u32) -> bool {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for topic in &self.config.inputs {
+            tpl.add_partition(topic, partition as i32);
+        }
+        self.offsets.committed_offsets(tpl, Duration::from_millis(500)).is_ok()
+    }
+
+    /// Fences the task's previous owner if it is no longer a member of the group (it was
+    /// killed, or froze past its session): its open transaction would otherwise hold back
+    /// the task's outputs from every `read_committed` reader until the transaction timed
+    /// out, though the task decides again at once. An owner that handed the task over and
+    /// is still a member is left alone (its transaction holds other tasks' work).
+    pub(super) fn fence_departed_owner(&mut self, partition: u32) {
+        let Some(owner) = self
+            .entries
+            .get(&partition)
+            .and_then(|e| e.store.owner().ok().flatten())
+            .filter(|owner| *owner != self.config.transactional_id)
+        else {
+            return;
+        };
+        match self.reader.group(&self.config.group_id, CALL_TIMEOUT) {
+            Ok(group) if !group.members.is_empty() && !group.members.iter().any(|m| m.client_id == owner) => {
+                if let Some(Entry {
+                    role: Role::Active { fenced_at, .. },
+                    ..
+                }) = self.entries.get_mut(&partition)
+                {
+                    *fenced_at = Some(Instant::now());
+                }
+                self.fence(partition, &owner, "it left the group")
+            }
+            Ok(_) => {}
+            Err(error) => warn!(partition, %error, "cannot describe the group; the previous owner is not fenced"),
+        }
+    }
+
+    /// The previous owner of an active task whose restore is held up, unless it is this
+    /// replica or was fenced for it a moment ago.
+    pub(super) fn previous_owner_to_fence(&mut self, partition: u32) -> Option<String> {
+        let entry = self.entries.get_mut(&partition)?;
+        let Role::Active { fenced_at, .. } = &mut entry.role else {
+            return None;
+        };
+        if fenced_at.is_some_and(|at| at.elapsed() < FENCE_AGAIN_AFTER) {
+            return None;
+        }
+        *fenced_at = Some(Instant::now());
+        entry
+            .store
+            .owner()
+            .ok()
+            .flatten()
+            .filter(|owner| *owner != self.config.transactional_id)
+    }
+
+    /// Aborts whatever transaction `owner` left open: a producer with its transactional
+    /// id is initialised (which fences any producer of that id still alive) and dropped.
+    pub(super) fn fence(&self, partition: u32, owner: &str, why: &str) {
+        info!(partition, owner, why, "fencing the task's previous owner");
+        let created = client::transactional_producer(&self.config.kafka, owner, self.config.transaction_timeout_ms)
+            .create::<BaseProducer>();
+        match created.and_then(|producer| producer.init_transactions(CALL_TIMEOUT)) {
+            Ok(()) => info!(partition, owner, "previous owner fenced"),
+            Err(error) => warn!(partition, owner, %error, "cannot fence the previous owner"),
+        }
+    }
+}

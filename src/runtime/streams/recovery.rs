@@ -1,0 +1,178 @@
+//! What the task manager does after a failure of the open work: a fatal error aborts it
+//! and stops the replica; a retriable one aborts it (or replaces the producer), forgets
+//! everything uncommitted, restores every store when the broker's outcome is unknown, and
+//! moves every running task back to its committed offsets, retried with backoff until the
+//! broker answers.
+//!
+//! Invariant: after a failure no task keeps anything uncommitted, and nothing is processed
+//! until every running task was moved back to its committed offsets. The stream loop keeps
+//! polling meanwhile, because a consumer that is not polled cannot stay in its group, and
+//! without the group the committed offsets cannot be read.
+
+use super::assignment;
+use super::error::StreamsError;
+use super::record_collector::{Abandoned, KAFKA_CALL_TIMEOUT};
+use super::task::PendingMetrics;
+use super::task_manager::TaskManager;
+use crate::metrics::metrics;
+use crate::runtime::client;
+use crate::shutdown::Shutdown;
+use crate::topology::codec::RawRecord;
+use crate::topology::output::Routed;
+use crate::topology::processor::Processor;
+use crate::topology::task_id::TaskId;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// The replica's health, as `/readyz` and `creditstream_processor_state` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadState {
+    Running = 0,
+    /// Rolling back and retrying after a retriable failure.
+    Recovering = 1,
+    /// Stopped on a fatal error.
+    Failed = 2,
+}
+
+pub fn set_state(state: ThreadState) {
+    metrics().processor_state.set(state as i64);
+}
+
+/// The rewind a failure left to do, tried from the stream loop until it succeeds.
+pub(super) struct PendingRecovery {
+    pub(super) cause: StreamsError,
+    pub(super) at: Instant,
+}
+
+impl<P> TaskManager<P>
+where
+    P: Processor<Input = RawRecord>,
+    P::Output: Routed,
+{
+    /// Handles a failure of the open work. A fatal one aborts it and is returned. A
+    /// retriable one aborts it (or replaces the producer), forgets everything uncommitted,
+    /// restores every store when the broker's outcome is unknown, and leaves the rewind of
+    /// the inputs to [`Self::retry_recovery`], which the stream loop repeats until the
+    /// broker answers; the loop keeps polling meanwhile, so the consumer stays in its group.
+    pub fn fail(&mut self, error: StreamsError) -> Result<(), StreamsError> {
+        self.epoch += 1;
+        self.pending = PendingMetrics::default();
+        self.processed_since_commit = 0;
+        self.part_done = false;
+        let abandoned = self.collector.abandon(&error);
+        for task in self.tasks.values_mut() {
+            task.reset_input();
+        }
+        if !error.is_retriable() {
+            set_state(ThreadState::Failed);
+            return Err(error);
+        }
+        metrics().transactions_aborted.inc();
+        set_state(ThreadState::Recovering);
+        warn!(%error, "rolling back to the last commit");
+        if !matches!(abandoned, Ok(Abandoned::Clean)) {
+            self.restore_all();
+        }
+        self.recovery = Some(PendingRecovery {
+            cause: match abandoned {
+                Err(next) => next,
+                Ok(_) => error,
+            },
+            at: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Closes every running stateful task dirty and restores it from the committed changelog.
+    pub(super) fn restore_all(&mut self) {
+        let dirty: Vec<TaskId> = self
+            .tasks
+            .keys()
+            .copied()
+            .filter(|id| id.subtopology.has_store())
+            .collect();
+        for id in dirty {
+            if let Some(task) = self.stop(id) {
+                let store = task.close();
+                self.restore(id, store);
+            }
+        }
+        info!(tasks = self.restoring.len(), "restoring every store from the changelog");
+    }
+
+    /// Finishes a failure's recovery once its backoff has passed: a producer that could not
+    /// be replaced is replaced, and every running task is moved back to its committed offsets.
+    pub fn retry_recovery<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        shutdown: &Shutdown,
+    ) -> Result<(), StreamsError> {
+        let Some(pending) = self.recovery.take() else {
+            return Ok(());
+        };
+        if pending.at > Instant::now() {
+            self.recovery = Some(pending);
+            return Ok(());
+        }
+        let running: Vec<TaskId> = self.tasks.keys().copied().collect();
+        let attempt = self.collector.abandon(&pending.cause).and_then(|abandoned| {
+            if abandoned == Abandoned::Replaced {
+                self.restore_all();
+            }
+            self.rewind(consumer, &running)
+        });
+        match attempt {
+            Ok(()) => {
+                self.recovery_backoff = Duration::ZERO;
+                set_state(ThreadState::Running);
+                info!("rolled back; processing again from the last commit");
+                Ok(())
+            }
+            Err(next) if next.is_retriable() && !shutdown.is_requested() => {
+                let backoff = (self.recovery_backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
+                self.recovery_backoff = backoff;
+                warn!(error = %next, retry_in_ms = backoff.as_millis() as u64, "rollback failed; retrying");
+                self.recovery = Some(PendingRecovery {
+                    cause: next,
+                    at: Instant::now() + backoff,
+                });
+                Ok(())
+            }
+            Err(next) => {
+                set_state(ThreadState::Failed);
+                Err(next)
+            }
+        }
+    }
+
+    /// Moves the consumer back to the committed offsets of the inputs of `ids` (running
+    /// tasks), forgetting what they buffered, so whatever was not committed is read again.
+    pub(super) fn rewind<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        ids: &[TaskId],
+    ) -> Result<(), StreamsError> {
+        let ids: Vec<TaskId> = ids.iter().copied().filter(|id| self.tasks.contains_key(id)).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sought =
+            client::seek_to_committed(consumer, assignment::partitions_of(&self.def, &ids), KAFKA_CALL_TIMEOUT)?;
+        debug!(?sought, "inputs moved to their committed offsets");
+        for id in &ids {
+            if let Some(task) = self.tasks.get_mut(id) {
+                task.reset_input();
+            }
+        }
+        for (topic, partition, offset) in sought {
+            let Some(input) = self.def.input_named(&topic) else {
+                continue;
+            };
+            if let (Some(task), Some(next)) = (self.tasks.get_mut(&TaskId::of(input, partition as u32)), offset) {
+                task.sought(input.slot(), next);
+            }
+        }
+        Ok(())
+    }
+}
