@@ -39,6 +39,8 @@ pub struct Metrics {
     pub active_tasks: IntGaugeVec,
     pub paused_partitions: IntGauge,
     pub expired_entries: IntCounter,
+    pub changelog_read_restarts: IntCounter,
+    pub input_read_restarts: IntCounter,
     pub store_keys: IntGaugeVec,
     pub store_size: IntGaugeVec,
     pub dead_letters: IntCounterVec,
@@ -228,6 +230,16 @@ impl Metrics {
                 "State entries the processor's scheduled work removed once their retention passed (order de-duplication entries).",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
+            changelog_read_restarts: IntCounter::new(
+                "creditstream_processor_changelog_read_restarts_total",
+                "Changelog reads (restores, standbys) started again because they stood still with committed records beyond them.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            input_read_restarts: IntCounter::new(
+                "creditstream_processor_input_read_restarts_total",
+                "Times a task's input stood still with committed records beyond it, and was read again from the last commit.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
             store_keys: gauge(
                 &r,
                 "creditstream_processor_store_keys",
@@ -298,6 +310,8 @@ impl Metrics {
             &self.transactions_aborted,
             &self.restored_records,
             &self.expired_entries,
+            &self.changelog_read_restarts,
+            &self.input_read_restarts,
             &self.sink_db_retries,
         ] {
             let _ = self.registry.register(Box::new(c.clone()));

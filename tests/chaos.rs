@@ -138,9 +138,12 @@ fn load(port: u16, stop: Arc<AtomicBool>, figures: Arc<LoadFigures>, worker: u64
 }
 
 /// Puts bad records straight onto the orders topic, one every 1.5 s, cycling through the
-/// kinds the processor must reject; the first is about 1 MB. Returns how many it wrote.
+/// kinds the processor must reject; the first is about 1 MB. Like the seed orders it never
+/// waits on the broker, so a frozen or killed broker does not stop it; what it queued is
+/// delivered before it returns. Returns how many it queued.
 fn poison(topic: String, partitions: u32, stop: Arc<AtomicBool>) -> u64 {
-    let big = producer_with(&[("message.max.bytes", "2000000")]);
+    use rdkafka::producer::{BaseRecord, Producer};
+    let big = producer_with(&[("message.max.bytes", "2000000"), ("message.timeout.ms", "0")]);
     let mut written = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let uid = (written as i64 % USERS) + 1;
@@ -153,7 +156,7 @@ fn poison(topic: String, partitions: u32, stop: Arc<AtomicBool>) -> u64 {
             )
             .into_bytes()
         };
-        let record: RawRecord = match written % 5 {
+        let (partition, key, value): RawRecord = match written % 5 {
             0 if written == 0 => (Some(p), Some(key), Some(vec![b'x'; 1_040_000])),
             0 => (Some(p), Some(key), Some(vec![0xde, 0xad])),
             1 => (Some(p), Some(key), Some(order(-5))),
@@ -161,10 +164,24 @@ fn poison(topic: String, partitions: u32, stop: Arc<AtomicBool>) -> u64 {
             3 => (Some((p + 1) % partitions as i32), Some(key), Some(order(5))),
             _ => (Some(p), None, Some(order(5))),
         };
-        produce_through(&big, &topic, &[record]);
-        written += 1;
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        if let Some(key) = &key {
+            record = record.key(&key[..]);
+        }
+        if let Some(value) = &value {
+            record = record.payload(&value[..]);
+        }
+        if big.send(record).is_ok() {
+            written += 1;
+        }
+        big.poll(Duration::ZERO);
         std::thread::sleep(Duration::from_millis(1500));
     }
+    big.flush(Duration::from_secs(180))
+        .expect("the bad records reach the broker");
     written
 }
 
@@ -450,8 +467,8 @@ async fn faults_under_load_break_no_invariant() {
     for w in workers {
         let _ = w.join();
     }
-    let bad_records = poisoner.join().unwrap_or(0);
-    let seed_sent = seeder.join().unwrap_or(0);
+    let bad_records = poisoner.join().expect("the bad-record writer ran to the end");
+    let seed_sent = seeder.join().expect("the seed-order writer ran to the end");
     let seeded = seed_order_ids(&def.seed_bridge.orders);
     let last_fault = Instant::now();
     let mut acknowledged = figures.acknowledged.lock().unwrap().clone();

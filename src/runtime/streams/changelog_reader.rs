@@ -48,6 +48,13 @@ impl ChangelogReader {
         self.offsets.fetch_watermarks(&self.topic, partition as i32, timeout)
     }
 
+    /// The partition's last stable offset: the end of what a `read_committed` read can get
+    /// to now (below the log's end while a transaction is open).
+    pub fn stable_end(&self, partition: u32, timeout: Duration) -> Result<i64, KafkaError> {
+        let (_, stable) = self.consumer.fetch_watermarks(&self.topic, partition as i32, timeout)?;
+        Ok(stable)
+    }
+
     /// The end of the partition as the last fetch response gave it, if one did.
     pub fn cached_end(&self, partition: u32) -> Option<i64> {
         consumer_state::cached_watermarks(&self.consumer, &self.topic, partition as i32).map(|(_, high)| high)

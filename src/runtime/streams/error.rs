@@ -40,6 +40,10 @@ pub enum StreamsError {
     /// A commit's call did not return in time: the broker may or may not have committed.
     #[error("commit outcome unknown after {waited:?}: {source}")]
     CommitOutcomeUnknown { source: KafkaError, waited: Duration },
+    /// Inputs of running tasks stood still although committed records lay beyond them (a
+    /// fetcher that stopped): their tasks read again from the last commit.
+    #[error("inputs stood still with committed records to read: {inputs:?}")]
+    InputStalled { inputs: Vec<(String, i32)> },
     /// A topic of the topology does not have the topology's partition count: the inputs
     /// of a task would no longer be read together, so the replica refuses to run.
     #[error("topic {topic} has {found} where the topology needs {expected} (inputs, outputs and changelog must be co-partitioned)")]
@@ -54,7 +58,7 @@ impl StreamsError {
     pub fn severity(&self) -> Severity {
         match self {
             StreamsError::Kafka { severity, .. } => *severity,
-            StreamsError::CommitOutcomeUnknown { .. } => Severity::Retriable,
+            StreamsError::CommitOutcomeUnknown { .. } | StreamsError::InputStalled { .. } => Severity::Retriable,
             StreamsError::Store(_)
             | StreamsError::Process { .. }
             | StreamsError::StateDir(_)

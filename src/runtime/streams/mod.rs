@@ -14,7 +14,8 @@
 //!   [`owner_fencing`]: fencing a task's departed previous owner.
 //! - [`changelog_reader`]: the state updater's consumer of the changelog.
 //! - [`standby_placement`]: which replica keeps a standby of which task (pure).
-//! - [`paused_inputs`]: the input partitions paused, and why.
+//! - [`paused_inputs`]: the input partitions paused, and why; [`input_watch`]: inputs that
+//!   stand still with records to read.
 //! - [`record_collector`]: the one producer: outputs, changelog, dead letters, transactions.
 //! - [`commit_policy`]: when to commit (pure).
 //! - [`rebalance`]: the consumer's rebalance callbacks.
@@ -40,6 +41,7 @@ pub mod commit;
 pub mod commit_policy;
 pub mod error;
 pub mod faults;
+pub mod input_watch;
 pub mod owner_fencing;
 pub mod paused_inputs;
 pub mod process_id;

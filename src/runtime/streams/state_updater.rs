@@ -62,6 +62,8 @@ pub enum Event {
         partition: u32,
         ticket: u64,
         store: RocksStore,
+        /// When the store was handed over (the stream thread logs how long it took it up).
+        at: Instant,
     },
     /// A store could not be opened or written: fatal for the replica.
     Failed { partition: u32, error: StreamsError },
@@ -357,16 +359,8 @@ impl Updater {
             None => Role::Standby,
         };
         let trusted = position >= self.removed_at.get(&partition).copied().unwrap_or(0);
-        self.entries.insert(
-            partition,
-            Entry {
-                store,
-                position,
-                role,
-                batch: Vec::new(),
-                trusted,
-            },
-        );
+        self.entries
+            .insert(partition, Entry::new(store, position, role, trusted));
         if ticket.is_some() {
             self.fence_departed_owner(partition);
         }

@@ -259,6 +259,7 @@ where
             last_housekeeping = Instant::now();
             t.update_store_metrics();
             t.log_tasks(consumer);
+            t.watch_inputs(consumer)?;
             drop(t);
             update_lag(consumer);
             if let Some(topic) = assignment::verify_partition_counts(consumer, def, KAFKA_CALL_TIMEOUT)

@@ -114,6 +114,11 @@ impl Task {
         self.group.push(record);
     }
 
+    /// The offset the consumer will hand this task next on the input at `slot`, if known.
+    pub fn fetched(&self, slot: usize) -> Option<i64> {
+        self.fetched[slot]
+    }
+
     /// The consumer was moved to `next` on the input at `slot`.
     pub fn sought(&mut self, slot: usize, next: i64) {
         self.fetched[slot] = Some(next);

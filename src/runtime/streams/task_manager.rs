@@ -20,6 +20,7 @@ use super::assignment;
 use super::commit_policy::CommitPolicy;
 use super::error::StreamsError;
 use super::faults::Faults;
+use super::input_watch::InputWatch;
 use super::paused_inputs::{InputPartition, PausedInputs};
 use super::record_collector::{RecordCollector, KAFKA_CALL_TIMEOUT};
 use super::recovery::PendingRecovery;
@@ -42,6 +43,8 @@ use tracing::{debug, info, warn};
 
 /// How often each running task's processor does its scheduled work.
 const PUNCTUATE_EVERY: Duration = Duration::from_secs(1);
+/// The longest poll while a task waits for its restored store.
+const RESTORE_PICKUP: Duration = Duration::from_millis(20);
 
 /// The tasks of one stream thread. Committing lives in `commit`, failure handling in
 /// `recovery` (both `impl` blocks of this type).
@@ -58,6 +61,7 @@ pub struct TaskManager<P: Processor> {
     pub(super) restoring: BTreeMap<TaskId, u64>,
     pub(super) next_ticket: u64,
     pub(super) paused: PausedInputs,
+    pub(super) input_watch: InputWatch,
     pub(super) processed_since_commit: usize,
     /// A record's part was done: commit now, so its next part can follow.
     pub(super) part_done: bool,
@@ -124,6 +128,7 @@ where
             restoring: BTreeMap::new(),
             next_ticket: 0,
             paused: PausedInputs::default(),
+            input_watch: InputWatch::default(),
             processed_since_commit: 0,
             part_done: false,
             last_commit: Instant::now(),
@@ -292,6 +297,7 @@ where
                     partition,
                     ticket,
                     store,
+                    at,
                 } => {
                     let id = TaskId {
                         subtopology: SubTopology::CreditCheck,
@@ -306,6 +312,7 @@ where
                         continue;
                     }
                     self.restoring.remove(&id);
+                    debug!(task = %id, waited_ms = at.elapsed().as_millis() as u64, "restored store taken up");
                     self.start(Task::new(id, Some(store)));
                     if let Err(error) = self.rewind(consumer, &[id]) {
                         self.fail(error)?;
@@ -397,6 +404,10 @@ where
         if let Some(pending) = &self.recovery {
             wait = wait.min(pending.at.saturating_duration_since(now));
         }
+        if !self.restoring.is_empty() {
+            // A restored store is taken up between polls: a task waiting for one starts soon.
+            wait = wait.min(RESTORE_PICKUP);
+        }
         for until in self.tasks.values().filter_map(|t| t.waiting_until(max_idle)) {
             wait = wait.min(until.saturating_duration_since(now));
         }
@@ -448,6 +459,38 @@ where
                 );
             }
         }
+    }
+
+    /// Reads again, from the last commit, every running task with an input that stands
+    /// still although committed records lie beyond it (see `input_watch`).
+    pub fn watch_inputs<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), StreamsError> {
+        if self.recovery.is_some() {
+            return Ok(());
+        }
+        let mut watched = Vec::new();
+        for task in self.tasks.values() {
+            for topic in task.id.subtopology.sources() {
+                let input = (self.def.input_name(topic).to_string(), task.id.partition as i32);
+                if !self.paused.contains(&input) {
+                    watched.push((input, task.fetched(topic.slot())));
+                }
+            }
+        }
+        let stuck = self.input_watch.stuck(consumer, &watched);
+        if stuck.is_empty() {
+            return Ok(());
+        }
+        warn!(inputs = ?stuck, "inputs stood still with committed records to read; reading them again from the last commit");
+        metrics().input_read_restarts.inc();
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in &stuck {
+            tpl.add_partition(topic, *partition);
+        }
+        // A fetcher that stopped does not start again on a seek: the partitions are assigned
+        // afresh (from their committed offsets), and the open work is rolled back.
+        consumer.incremental_unassign(&tpl)?;
+        consumer.incremental_assign(&tpl)?;
+        self.fail(StreamsError::InputStalled { inputs: stuck })
     }
 
     pub fn update_store_metrics(&self) {

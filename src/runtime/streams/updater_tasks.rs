@@ -2,11 +2,14 @@
 //! task (handed to the stream thread once it holds the committed changelog to the end it
 //! had when the restore began, and the task's committed offsets can be read), or kept
 //! warm as a standby; each loop reads what the changelog has and applies it.
-//! Invariant: a store's checkpoint is written with the records applied, in one batch, so
-//! a store is never ahead of what it claims to hold.
+//! Invariants: a store's checkpoint is written with the records applied, in one batch, so
+//! a store is never ahead of what it claims to hold; a read that stands still is looked
+//! at: if committed records lie beyond it (the last stable offset is past the position),
+//! the read itself is stuck and is started again at its position; otherwise a transaction
+//! holds it, and an active task's restore fences the task's previous owner.
 
 use super::changelog_reader::ChangelogRecord;
-use super::state_updater::{Event, Updater, RETRY_AFTER};
+use super::state_updater::{Event, Updater, CALL_TIMEOUT, RETRY_AFTER};
 use crate::metrics::metrics;
 use crate::runtime::rocks_store::RocksStore;
 use std::collections::BTreeMap;
@@ -18,9 +21,10 @@ const BATCH: usize = 20_000;
 /// How long a restore may stand still before it is reported as stuck (a "hanging"
 /// transaction, one the broker lost track of, holds the partition).
 const STUCK_AFTER: Duration = Duration::from_secs(30);
-/// How long a restore may stand still below its target before the previous owner's
-/// open transaction is fenced.
+/// How long a read may stand still below the log's end before it is looked at.
 const HELD_UP_AFTER: Duration = Duration::from_millis(500);
+/// How often a read that stands still is looked at again.
+const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(2);
 
 /// A store the updater works on.
 pub(super) struct Entry {
@@ -33,6 +37,36 @@ pub(super) struct Entry {
     /// still be the one it had before the partition was last removed and re-added lower
     /// (until the first record of the new read).
     pub(super) trusted: bool,
+    /// When the read last moved forward, and when a read standing still was last looked at.
+    pub(super) progress_at: Instant,
+    pub(super) looked_at: Option<Instant>,
+}
+
+impl Entry {
+    pub(super) fn new(store: RocksStore, position: i64, role: Role, trusted: bool) -> Self {
+        Self {
+            store,
+            position,
+            role,
+            batch: Vec::new(),
+            trusted,
+            progress_at: Instant::now(),
+            looked_at: None,
+        }
+    }
+
+    /// Whether the read stood still long enough to be looked at (again).
+    fn to_look_at(&self) -> bool {
+        self.progress_at.elapsed() >= HELD_UP_AFTER && self.looked_at.is_none_or(|at| at.elapsed() >= LOOK_AGAIN_AFTER)
+    }
+}
+
+/// Why a read stands still.
+enum StandingStill {
+    /// Committed records lie beyond it: the reader does not fetch them.
+    ReadStuck,
+    /// A transaction still open holds the partition's last stable offset at the position.
+    HeldByTransaction,
 }
 
 pub(super) enum Role {
@@ -42,8 +76,6 @@ pub(super) enum Role {
         target: i64,
         started: Instant,
         applied: u64,
-        /// When the restore last moved forward.
-        progress_at: Instant,
         /// When the previous owner was last fenced for this restore.
         fenced_at: Option<Instant>,
         /// Whether the restore was reported as stuck.
@@ -60,7 +92,6 @@ impl Role {
             target,
             started: now,
             applied: 0,
-            progress_at: now,
             fenced_at: None,
             reported: false,
         }
@@ -93,6 +124,7 @@ impl Updater {
         let positions = self.reader.positions();
         let mut caught_up = Vec::new();
         let mut failed = Vec::new();
+        let mut standing_still = Vec::new();
         let mut held_up_restores = Vec::new();
         for (&partition, entry) in &mut self.entries {
             let read_to = positions.get(&partition).copied().filter(|_| entry.trusted);
@@ -105,25 +137,20 @@ impl Updater {
                 }
                 entry.batch.clear();
                 entry.position = position;
+                entry.progress_at = Instant::now();
                 self.applied_since += applied;
-                if let Role::Active {
-                    applied: a,
-                    progress_at,
-                    ..
-                } = &mut entry.role
-                {
+                if let Role::Active { applied: a, .. } = &mut entry.role {
                     *a += applied;
-                    *progress_at = Instant::now();
                 }
             }
+            let stuck_for = entry.progress_at.elapsed();
             match &mut entry.role {
                 Role::Active { target, .. } if entry.position >= *target => caught_up.push(partition),
                 Role::Active {
-                    progress_at,
                     reported: false,
                     target,
                     ..
-                } if progress_at.elapsed() >= STUCK_AFTER => {
+                } if stuck_for >= STUCK_AFTER => {
                     tracing::error!(
                         partition,
                         at = entry.position,
@@ -137,15 +164,23 @@ impl Updater {
                         *reported = true;
                     }
                 }
-                Role::Active { progress_at, .. } if progress_at.elapsed() >= HELD_UP_AFTER => {
-                    held_up_restores.push(partition)
-                }
                 _ => {}
+            }
+            if entry.to_look_at() && !caught_up.contains(&partition) {
+                entry.looked_at = Some(Instant::now());
+                standing_still.push((partition, entry.position, matches!(entry.role, Role::Active { .. })));
             }
         }
         for (partition, error) in failed {
             self.close(partition);
             self.fail(partition, error.into());
+        }
+        for (partition, position, active) in standing_still {
+            match self.why_standing_still(partition, position) {
+                Some(StandingStill::ReadStuck) => self.restart_read(partition, position),
+                Some(StandingStill::HeldByTransaction) if active => held_up_restores.push(partition),
+                _ => {}
+            }
         }
         for partition in caught_up {
             if self.offsets_stable(partition) {
@@ -159,6 +194,44 @@ impl Updater {
                 self.fence(partition, &owner, "its open transaction holds the restore up");
             }
         }
+    }
+
+    /// Why the read of `partition`, standing at `position` below the log's end, does not
+    /// move: the last stable offset tells (`None` if the broker cannot say now).
+    fn why_standing_still(&self, partition: u32, position: i64) -> Option<StandingStill> {
+        let stable = match self.reader.stable_end(partition, CALL_TIMEOUT) {
+            Ok(stable) => stable,
+            Err(error) => {
+                warn!(partition, %error, "cannot read the changelog's last stable offset");
+                return None;
+            }
+        };
+        Some(if stable > position {
+            StandingStill::ReadStuck
+        } else {
+            StandingStill::HeldByTransaction
+        })
+    }
+
+    /// Starts the read of `partition` again at `position`: librdkafka stopped fetching it
+    /// (seen after broker outages) though committed records lie beyond.
+    fn restart_read(&mut self, partition: u32, position: i64) {
+        warn!(
+            partition,
+            position, "the changelog read stood still with records to read; starting it again"
+        );
+        metrics().changelog_read_restarts.inc();
+        let restarted = self
+            .reader
+            .remove(partition)
+            .and_then(|()| self.reader.add(partition, position));
+        if let Err(error) = restarted {
+            warn!(partition, %error, "cannot start the changelog read again");
+        }
+        if let Some(entry) = self.entries.get_mut(&partition) {
+            entry.trusted = false;
+        }
+        self.removed_at.insert(partition, position);
     }
 
     pub(super) fn hand_over(&mut self, partition: u32) {
@@ -190,6 +263,7 @@ impl Updater {
             partition,
             ticket,
             store: entry.store,
+            at: Instant::now(),
         });
     }
 

@@ -1,0 +1,64 @@
+//! The watch on the stream thread's inputs: an input partition of a running task whose
+//! position has not moved for a whole round, that is not paused, and whose last stable
+//! offset lies beyond the position, holds committed records the consumer does not fetch
+//! (a stuck fetcher; seen as silently stalled partitions after broker outages). Such a task
+//! is read again from its last commit.
+//! Invariant: only an input with committed records to read is ever reported; one that
+//! waits for an open transaction (its last stable offset at the position) is left alone.
+
+use super::paused_inputs::InputPartition;
+use super::record_collector::KAFKA_CALL_TIMEOUT;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How long an input may stand still with records to read before it is looked at.
+const STANDING_STILL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+pub struct InputWatch {
+    /// Each watched input's position when it last moved, and since when it stands there.
+    seen: BTreeMap<InputPartition, (i64, Instant)>,
+}
+
+impl InputWatch {
+    /// The inputs of `watched` (not paused, of running tasks, each with the offset its task
+    /// expects next where it knows it) that stand still although committed records lie
+    /// beyond them.
+    pub fn stuck<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        watched: &[(InputPartition, Option<i64>)],
+    ) -> Vec<InputPartition> {
+        let positions = consumer.position().unwrap_or_else(|_| TopicPartitionList::new());
+        let now = Instant::now();
+        self.seen.retain(|input, _| watched.iter().any(|(w, _)| w == input));
+        let mut stuck = Vec::new();
+        for (input, expected) in watched {
+            let polled = match positions.find_partition(&input.0, input.1).map(|e| e.offset()) {
+                Some(Offset::Offset(position)) => Some(position),
+                _ => None,
+            };
+            let Some(position) = polled.or(*expected) else {
+                continue;
+            };
+            let entry = self.seen.entry(input.clone()).or_insert((position, now));
+            if entry.0 != position {
+                *entry = (position, now);
+                continue;
+            }
+            if now.duration_since(entry.1) < STANDING_STILL {
+                continue;
+            }
+            // Under read_committed the consumer's watermark query answers the last stable offset.
+            if let Ok((_, stable)) = consumer.fetch_watermarks(&input.0, input.1, KAFKA_CALL_TIMEOUT) {
+                if stable > position {
+                    stuck.push(input.clone());
+                    self.seen.remove(input);
+                }
+            }
+        }
+        stuck
+    }
+}
