@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# scripts/bench.sh [creditstream bench flags...] - the whole benchmark, end to end, on the
-# local stack and in one run:
-# - creditstream (1 and 2 replicas), the Kafka Streams peer (benches/peers/kafka-streams,
-#   built here with Maven) and the raw pass-through, at exactly_once_v2 and at_least_once;
+# scripts/bench.sh [creditstream-bench run flags...] - the whole benchmark, end to end, on
+# the local stack and in one run (crates/creditstream-bench; the product binary has no
+# benchmark in it):
+# - the Kafka Streams peer's stream threads, 1 against 2, measured first;
+# - creditstream, the tuned Kafka Streams peer (benches/peers/kafka-streams, built here with
+#   Maven) and the workload-matched pass-through, at exactly_once_v2 and at_least_once, at a
+#   100 ms commit cadence and at creditstream's backlog cadence, each configuration 5 times,
+#   interleaved; 2 replicas only where cores can be pinned to them;
+# - latency at 25/50/75 % of Kafka Streams' maximum, the same rates for every system;
 # - scaling: creditstream at 10 000, 1 000 000 and 10 000 000 users;
-# - the sink against a plain INSERT loader, and the ingest against a 202-only route (wrk).
-# Writes benches/results/<date>-<commit>.json and .md. Defaults: 100 000 users, 1 000 000
-# orders. Shrink with e.g. `scripts/bench.sh --users 10000 --orders 100000
-# --scaling-users 10000,100000`; `creditstream bench --help` lists every flag.
+# - the sink against a plain INSERT loader, and the ingest against a 202-only route (wrk;
+#   installed here from Debian's packages if missing, skipped and reported if it cannot be).
+# Writes benches/results/<date>-<commit>[-dirty]-<time>.json and .md (every run keeps its
+# own, failures included) and rewrites the README's section between <!-- bench:begin -->
+# and <!-- bench:end --> from that report. Defaults: 100 000 users, 1 000 000 orders.
+# Shrink with e.g. `scripts/bench.sh --users 10000 --orders 100000 --repetitions 2
+# --scaling-users 10000,100000`; `creditstream-bench run --help` lists every flag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(scripts/release-binary.sh)
+# The prerequisites and the local stack (unless CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS names
+# a cluster); then both binaries: the bench runs `creditstream` from beside itself.
+scripts/release-binary.sh >/dev/null
+cargo build --release --locked -p creditstream -p creditstream-bench --bins >&2
+bench="${CARGO_TARGET_DIR:-$PWD/target}/release/creditstream-bench"
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "bench: installing wrk from Debian's packages" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq wrk >/dev/null
+  if ! { apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq wrk >/dev/null; }; then
+    echo "bench: could not install wrk; the ingest runs will be skipped (the report says so)" >&2
+  fi
 fi
 # Maven and the JDK are on the machine once the stack is up (scripts/stack.sh installs them).
 peer=benches/peers/kafka-streams
@@ -29,7 +44,15 @@ for arg in "$@"; do
 done
 
 label=$(git rev-parse --short HEAD 2>/dev/null || echo nogit)
-out="benches/results/$(date -u +%Y-%m-%d)-$label.json"
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  label="$label-dirty"
+fi
+out="benches/results/$(date -u +%Y-%m-%d)-$label-$(date -u +%H%M%S).json"
 mkdir -p benches/results
 echo "bench: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; results in $out" >&2
-"$bin" bench --label "$label" --kafka-streams-classpath "$classpath" "${scaling[@]}" --out "$out" "$@"
+status=0
+"$bench" run --label "$label" --kafka-streams-classpath "$classpath" "${scaling[@]}" --out "$out" "$@" || status=$?
+if [ -f "$out" ]; then
+  "$bench" readme --report "$out"
+fi
+exit "$status"

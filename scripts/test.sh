@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-# wrk is optional here: without it the benchmark's smoke test (tests/bench_smoke.rs) checks
-# that the report says the ingest run was skipped. scripts/bench.sh installs it.
+# wrk is optional here: without it the benchmark's smoke test
+# (crates/creditstream-bench/tests/bench_smoke.rs) checks that the report says the ingest run
+# was skipped. scripts/bench.sh installs it.
 # With Prometheus: it installs Debian's package, which tests/observability.rs runs its own instance of.
 scripts/stack.sh up --with-prometheus
 # The alerting rules and their unit tests (promtool comes with Debian's Prometheus).
@@ -21,5 +22,7 @@ export CREDITSTREAM_STACK=${CREDITSTREAM_STACK:-$PWD/scripts/stack.sh}
 # The API fuzzer tests/api_contract.rs runs (scripts/setup.sh installed it).
 export CREDITSTREAM_SCHEMATHESIS=${CREDITSTREAM_SCHEMATHESIS:-${CREDITSTREAM_TOOLS:-$HOME/.cache/creditstream/tools}/schemathesis-4.32.5/bin/schemathesis}
 
-cargo build --release --locked --bins
-cargo test --release --locked "$@"
+# The whole workspace: the product and the benchmark crate (its smoke test runs the
+# `creditstream` binary from beside `creditstream-bench`).
+cargo build --release --locked --workspace --bins
+cargo test --release --locked --workspace "$@"

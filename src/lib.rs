@@ -23,11 +23,9 @@
 //! - [`verify`]: the invariant checker (topics, changelog and tables agree).
 //! - [`inspect`]: `creditstream state`, what a replica holds for a user, an order or a
 //!   partition (read-only).
-//! - [`bench`]: the benchmark, its load generator and its raw pass-through peer.
 //! - [`app`]: wiring of the subcommands.
 
 pub mod app;
-pub mod bench;
 pub mod config;
 pub mod ingest;
 pub mod inspect;

@@ -34,52 +34,6 @@ enum LogFormatArg {
     Json,
 }
 
-#[derive(clap::Args)]
-struct BenchArgs {
-    /// Users created before the orders.
-    #[arg(long, default_value_t = 100_000)]
-    users: u64,
-    /// Orders in the backlog that measures throughput.
-    #[arg(long, default_value_t = 1_000_000)]
-    orders: u64,
-    /// Orders sent afterwards at a fixed rate, for latency.
-    #[arg(long, default_value_t = 50_000)]
-    latency_orders: u64,
-    /// Rate of the latency orders per second (default: half the measured throughput).
-    #[arg(long)]
-    latency_rate: Option<u64>,
-    /// Order uids: uniform, zipf (exponent 1) or zipf:<exponent>.
-    #[arg(long, default_value = "uniform")]
-    uids: creditstream::bench::uids::UidDistribution,
-    /// Replica counts to measure (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
-    replicas: Vec<u32>,
-    /// Skip the at_least_once runs.
-    #[arg(long)]
-    exactly_once_only: bool,
-    /// Skip the raw pass-through peer.
-    #[arg(long)]
-    no_passthrough: bool,
-    /// Java classpath of the Kafka Streams peer (built by scripts/bench.sh); without it that peer is skipped.
-    #[arg(long)]
-    kafka_streams_classpath: Option<String>,
-    /// User counts of the scaling runs (comma-separated; empty skips them).
-    #[arg(long, value_delimiter = ',', default_value = "")]
-    scaling_users: Vec<String>,
-    /// Orders of the sink-against-loader run (0 skips it).
-    #[arg(long, default_value_t = 100_000)]
-    sink_orders: u64,
-    /// Seconds of each wrk run against the ingest and the 202-only route (0 skips them).
-    #[arg(long, default_value_t = 10)]
-    ingest_seconds: u64,
-    /// Names the run in the report (scripts/bench.sh passes the commit).
-    #[arg(long, default_value = "unlabelled")]
-    label: String,
-    /// Where to write the JSON report (a Markdown table goes beside it).
-    #[arg(long)]
-    out: Option<PathBuf>,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API (seed-compatible /order and /user, and /v1) and publish to Kafka.
@@ -98,17 +52,6 @@ enum Command {
     },
     /// Create or migrate the MySQL tables (idempotent).
     Schema,
-    /// Measure creditstream against Kafka Streams, the raw pass-through, a plain loader and the HTTP ceiling (see scripts/bench.sh).
-    Bench(Box<BenchArgs>),
-    /// The benchmark's raw pass-through peer: orders topic → decisions topic, no logic.
-    #[command(hide = true)]
-    Passthrough,
-    /// The benchmark's HTTP ceiling: POST /v1/orders answered 202, nothing else.
-    #[command(hide = true)]
-    HttpCeiling {
-        #[arg(long)]
-        listen: std::net::SocketAddr,
-    },
     /// What the processor holds, read-only, as JSON: a user, an order's decision, or a
     /// partition's users or counts. Reads the stores under processor.state_dir without
     /// disturbing a running replica, or the changelog.
@@ -190,18 +133,6 @@ async fn run(cli: Cli, config: Config) -> Result<(), AppError> {
             }
             Ok(())
         }
-        Command::Passthrough => {
-            let (kafka, cfg, shutdown) = (config.kafka.clone(), config.processor.clone(), trigger.subscribe());
-            tokio::task::spawn_blocking(move || creditstream::bench::passthrough::run(kafka, cfg, &def, shutdown))
-                .await
-                .map_err(|_| AppError::Panicked)?
-                .map_err(AppError::from)
-        }
-        Command::Bench(args) => bench(*args, config, def).await,
-        Command::HttpCeiling { listen } => {
-            creditstream::ingest::ceiling::run(listen, trigger.subscribe()).await?;
-            Ok(())
-        }
         Command::State { from_changelog, query } => {
             let query = match query {
                 StateQuery::Get { uid } => inspect::Query::User(uid),
@@ -261,80 +192,6 @@ async fn run(cli: Cli, config: Config) -> Result<(), AppError> {
             println!("schema at version {version}");
             Ok(())
         }
-    }
-}
-
-async fn bench(
-    args: BenchArgs,
-    config: Config,
-    def: creditstream::topology::definition::TopologyDefinition,
-) -> Result<(), AppError> {
-    use creditstream::bench::{ingest, BenchOptions, Peer};
-    use creditstream::topology::definition::ProcessingGuarantee;
-    let mut guarantees = vec![ProcessingGuarantee::ExactlyOnceV2];
-    if !args.exactly_once_only {
-        guarantees.push(ProcessingGuarantee::AtLeastOnce);
-    }
-    let mut skipped = Vec::new();
-    let mut peers = Vec::new();
-    match &args.kafka_streams_classpath {
-        Some(_) => peers.push(Peer::KafkaStreams),
-        None => skipped.push("the Kafka Streams peer (no --kafka-streams-classpath)".to_string()),
-    }
-    if !args.no_passthrough {
-        peers.push(Peer::Passthrough);
-    }
-    let scaling_users = args
-        .scaling_users
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<u64>()
-                .map_err(|e| AppError::Usage(format!("--scaling-users {s}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let wrk = ingest::find_wrk();
-    let mut ingest_seconds = args.ingest_seconds;
-    if ingest_seconds > 0 && wrk.is_none() {
-        skipped.push("the ingest run (wrk is not installed)".to_string());
-        ingest_seconds = 0;
-    }
-    let work_dir = std::env::temp_dir().join(format!("creditstream-bench-{}", std::process::id()));
-    let opts = BenchOptions {
-        users: args.users,
-        orders: args.orders,
-        latency_orders: args.latency_orders,
-        latency_rate: args.latency_rate,
-        uids: args.uids,
-        replicas: args.replicas,
-        guarantees,
-        peers,
-        kafka_streams_classpath: args.kafka_streams_classpath,
-        scaling_users,
-        sink_orders: args.sink_orders,
-        ingest_seconds,
-        wrk,
-        work_dir: work_dir.clone(),
-        label: args.label,
-    };
-    let mut report = tokio::task::spawn_blocking(move || creditstream::bench::run(&config, &def, &opts))
-        .await
-        .map_err(|_| AppError::Panicked)?
-        .map_err(|e| AppError::Usage(e.to_string()))?;
-    report.skipped = skipped;
-    let _ = std::fs::remove_dir_all(&work_dir);
-    let table = report.markdown();
-    println!("{table}");
-    if let Some(path) = args.out {
-        let json = serde_json::to_string_pretty(&report).map_err(|e| AppError::Usage(e.to_string()))?;
-        std::fs::write(&path, json).map_err(|e| AppError::Usage(format!("{}: {e}", path.display())))?;
-        std::fs::write(path.with_extension("md"), &table)
-            .map_err(|e| AppError::Usage(format!("{}: {e}", path.display())))?;
-    }
-    if report.correct() {
-        Ok(())
-    } else {
-        Err(AppError::Usage("a benchmark run failed its correctness check".into()))
     }
 }
 

@@ -5,7 +5,6 @@
 //! `Read` ([`mysql`]: the tables the sink maintains), and [`command_status`] says what
 //! became of a command.
 
-pub mod ceiling;
 pub mod command_status;
 pub mod contract;
 pub mod dict_literal;

@@ -1,21 +1,17 @@
 package creditstream.peer;
 
+import com.sun.net.httpserver.HttpServer;
+import java.io.IOException;
 import java.time.Duration;
-import java.util.Arrays;
-import java.util.LinkedHashMap;
-import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
-import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 import org.apache.kafka.streams.KafkaStreams;
-import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
-import org.apache.kafka.streams.errors.LogAndContinueExceptionHandler;
 import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse;
 import org.apache.kafka.streams.state.Stores;
 
@@ -25,16 +21,15 @@ import org.apache.kafka.streams.state.Stores;
  * store, and the same two outputs (decisions, user-changes), keyed by uid as creditstream keys
  * them. See {@link CreditCheckProcessor} for the decisions themselves.
  *
+ * <p>Configured as a Kafka Streams expert would for a backlog benchmark ({@link PeerConfig}: a
+ * larger producer batch and linger, 5000 records per poll, a 64 MiB record cache, RocksDB bounded
+ * like creditstream's by {@link BoundedRocksDB}); every flag is listed by {@code --help}
+ * ({@link PeerFlags}). The effective configuration goes to stderr and to {@code --config-out}
+ * before the start, and {@code --stats-port} serves the commit counters ({@link StatsServer}).
+ *
  * <p>Runs until SIGTERM; the shutdown hook closes Kafka Streams and exits 0.
  */
 public final class CreditCheckPeer {
-    private static final String USAGE = "usage: CreditCheckPeer --bootstrap-servers HOST:PORT --application-id ID"
-            + " --state-dir DIR --guarantee exactly_once_v2|at_least_once --commit-interval-ms MS"
-            + " --user-commands TOPIC --orders TOPIC --decisions TOPIC --user-changes TOPIC";
-    private static final String[] FLAGS = {
-        "bootstrap-servers", "application-id", "state-dir", "guarantee", "commit-interval-ms",
-        "user-commands", "orders", "decisions", "user-changes",
-    };
     private static final Duration CLOSE_TIMEOUT = Duration.ofSeconds(30);
 
     /** The status the shutdown hook exits with: 0 after SIGTERM, 1 after a fatal error. */
@@ -43,10 +38,17 @@ public final class CreditCheckPeer {
     private CreditCheckPeer() {}
 
     public static void main(String[] args) {
-        Map<String, String> flags = parseFlags(args);
+        PeerFlags flags = PeerFlags.parse(args);
+        Properties properties = PeerConfig.properties(flags);
+        try {
+            PeerConfig.report(flags, properties);
+        } catch (IOException e) {
+            System.err.println("kafka-streams-peer: cannot write the configuration: " + e);
+            System.exit(2);
+        }
         CreditCheckProcessor.Counters counters = new CreditCheckProcessor.Counters();
         Topology topology = topology(flags, counters);
-        KafkaStreams streams = new KafkaStreams(topology, config(flags));
+        KafkaStreams streams = new KafkaStreams(topology, properties);
 
         CountDownLatch failed = new CountDownLatch(1);
         streams.setUncaughtExceptionHandler(e -> {
@@ -58,8 +60,22 @@ public final class CreditCheckPeer {
                 failed.countDown();
             }
         });
+        HttpServer stats = null;
+        int statsPort = flags.integer("stats-port");
+        if (statsPort > 0) {
+            try {
+                stats = StatsServer.start(statsPort, streams, counters);
+            } catch (IOException e) {
+                System.err.println("kafka-streams-peer: cannot serve /stats on port " + statsPort + ": " + e);
+                System.exit(2);
+            }
+        }
+        HttpServer statsServer = stats;
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             boolean closed = streams.close(CLOSE_TIMEOUT);
+            if (statsServer != null) {
+                statsServer.stop(0);
+            }
             System.err.println("kafka-streams-peer: " + (closed ? "closed" : "close timed out") + ": " + counters);
             System.err.flush();
             // A SIGTERM'd JVM would otherwise exit 143; a clean stop is a success.
@@ -77,7 +93,11 @@ public final class CreditCheckPeer {
         System.exit(1);
     }
 
-    static Topology topology(Map<String, String> flags, CreditCheckProcessor.Counters counters) {
+    /**
+     * The topology. The store is cached (statestore.cache.max.bytes): repeated writes of a key
+     * between commits reach RocksDB and the changelog once; reads see the cache first.
+     */
+    static Topology topology(PeerFlags flags, CreditCheckProcessor.Counters counters) {
         String orders = flags.get("orders");
         Topology topology = new Topology();
         topology.addSource("user-commands-source", new StringDeserializer(), new ByteArrayDeserializer(),
@@ -86,85 +106,13 @@ public final class CreditCheckPeer {
         topology.addProcessor("credit-check", () -> new CreditCheckProcessor(orders, counters),
                 "user-commands-source", "orders-source");
         topology.addStateStore(Stores.keyValueStoreBuilder(
-                Stores.persistentKeyValueStore(CreditCheckProcessor.STORE), Serdes.Bytes(), Serdes.ByteArray()),
+                Stores.persistentKeyValueStore(CreditCheckProcessor.STORE), Serdes.Bytes(), Serdes.ByteArray())
+                .withCachingEnabled(),
                 "credit-check");
         topology.addSink(CreditCheckProcessor.DECISIONS_SINK, flags.get("decisions"),
                 new StringSerializer(), new ByteArraySerializer(), "credit-check");
         topology.addSink(CreditCheckProcessor.USER_CHANGES_SINK, flags.get("user-changes"),
                 new StringSerializer(), new ByteArraySerializer(), "credit-check");
         return topology;
-    }
-
-    static Properties config(Map<String, String> flags) {
-        Properties p = new Properties();
-        p.put(StreamsConfig.APPLICATION_ID_CONFIG, flags.get("application-id"));
-        p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, flags.get("bootstrap-servers"));
-        p.put(StreamsConfig.STATE_DIR_CONFIG, flags.get("state-dir"));
-        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, flags.get("guarantee"));
-        p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, flags.get("commit-interval-ms"));
-        p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
-        p.put(StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG, LogAndContinueExceptionHandler.class);
-        p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 5);
-        p.put(StreamsConfig.producerPrefix(ProducerConfig.COMPRESSION_TYPE_CONFIG), "lz4");
-        return p;
-    }
-
-    /** {@code --name value} or {@code --name=value} for every flag; anything else exits 2. */
-    static Map<String, String> parseFlags(String[] args) {
-        Map<String, String> flags = new LinkedHashMap<>();
-        for (int i = 0; i < args.length; i++) {
-            String arg = args[i];
-            if (arg.equals("-h") || arg.equals("--help")) {
-                System.out.println(USAGE);
-                System.exit(0);
-            }
-            if (!arg.startsWith("--")) {
-                usageError("unexpected argument '" + arg + "'");
-            }
-            String name = arg.substring(2);
-            String value;
-            int eq = name.indexOf('=');
-            if (eq >= 0) {
-                value = name.substring(eq + 1);
-                name = name.substring(0, eq);
-            } else if (i + 1 < args.length) {
-                value = args[++i];
-            } else {
-                usageError("flag --" + name + " needs a value");
-                return flags;
-            }
-            if (!Arrays.asList(FLAGS).contains(name)) {
-                usageError("unknown flag --" + name);
-            }
-            if (value.isEmpty()) {
-                usageError("flag --" + name + " must not be empty");
-            }
-            if (flags.put(name, value) != null) {
-                usageError("flag --" + name + " given twice");
-            }
-        }
-        for (String name : FLAGS) {
-            if (!flags.containsKey(name)) {
-                usageError("missing flag --" + name);
-            }
-        }
-        String guarantee = flags.get("guarantee");
-        if (!guarantee.equals(StreamsConfig.EXACTLY_ONCE_V2) && !guarantee.equals(StreamsConfig.AT_LEAST_ONCE)) {
-            usageError("--guarantee must be exactly_once_v2 or at_least_once, got '" + guarantee + "'");
-        }
-        try {
-            if (Long.parseLong(flags.get("commit-interval-ms")) < 0) {
-                usageError("--commit-interval-ms must not be negative");
-            }
-        } catch (NumberFormatException e) {
-            usageError("--commit-interval-ms must be an integer, got '" + flags.get("commit-interval-ms") + "'");
-        }
-        return flags;
-    }
-
-    private static void usageError(String message) {
-        System.err.println("kafka-streams-peer: " + message);
-        System.err.println(USAGE);
-        System.exit(2);
     }
 }

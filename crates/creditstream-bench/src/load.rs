@@ -1,14 +1,15 @@
-//! The benchmark's Kafka side: produce prepared records as fast as the client allows (or
-//! at a fixed rate), and watch an output topic (read_committed), noting when each record
-//! became visible.
+//! The load generator: produce prepared records as fast as the client allows (or at a
+//! fixed rate), never awaiting deliveries one by one, and read an output topic
+//! (read_committed) as its records become visible.
 
-use crate::config::KafkaConfig;
-use crate::runtime::client;
+use creditstream::config::KafkaConfig;
+use creditstream::runtime::client;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A record to produce.
@@ -70,15 +71,16 @@ impl Loader {
     }
 }
 
-/// Reads `topic` from the start (read_committed) until `expected` records were seen or
-/// `timeout` passed; calls `seen` with each value and the time it became visible.
+/// Reads `topic` from the start (read_committed) until `expected` records were seen,
+/// `timeout` passed or `stop` is set; calls `seen` with each value as it becomes visible.
 pub fn watch(
     kafka: &KafkaConfig,
     topic: &str,
     partitions: u32,
     expected: usize,
     timeout: Duration,
-    mut seen: impl FnMut(&[u8], i64),
+    stop: &AtomicBool,
+    mut seen: impl FnMut(&[u8]),
 ) -> Result<usize, KafkaError> {
     let consumer: BaseConsumer = client::standalone_consumer(kafka, true).create()?;
     let mut tpl = TopicPartitionList::new();
@@ -88,10 +90,10 @@ pub fn watch(
     consumer.assign(&tpl)?;
     let started = Instant::now();
     let mut count = 0;
-    while count < expected && started.elapsed() < timeout {
+    while count < expected && started.elapsed() < timeout && !stop.load(Ordering::Relaxed) {
         if let Some(result) = consumer.poll(Duration::from_millis(50)) {
             let message = result?;
-            seen(message.payload().unwrap_or_default(), now_ms());
+            seen(message.payload().unwrap_or_default());
             count += 1;
         }
     }

@@ -5,12 +5,15 @@
 //! duration for each. Checked: the ingest answered only 2xx, and the orders topic holds at
 //! least one record per 202.
 
-use super::processor::{self, own_command, Children};
-use super::{BenchError, BenchOptions};
-use crate::config::Config;
-use crate::runtime::{admin, topic_reader};
-use crate::topology::definition::TopologyDefinition;
-use serde::Serialize;
+use crate::children::{self, Children};
+use crate::error::BenchError;
+use crate::options::BenchOptions;
+use crate::run;
+use crate::systems::own_command;
+use creditstream::config::Config;
+use creditstream::runtime::{admin, topic_reader};
+use creditstream::topology::definition::TopologyDefinition;
+use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,7 +28,7 @@ wrk.body = '{"uid": 42, "amount": 7}'
 wrk.headers["Content-Type"] = "application/json"
 "#;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HttpFigures {
     pub requests_per_s: f64,
     pub requests: u64,
@@ -34,8 +37,9 @@ pub struct HttpFigures {
     pub latency_ms_p99: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestResult {
+    pub repetition: u32,
     pub seconds: u64,
     pub connections: u32,
     pub correct: bool,
@@ -46,11 +50,7 @@ pub struct IngestResult {
 
 /// `wrk` on PATH, if installed.
 pub fn find_wrk() -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join("wrk"))
-        .find(|p| p.is_file())
+    children::find_on_path("wrk")
 }
 
 fn free_port() -> Result<SocketAddr, BenchError> {
@@ -129,24 +129,37 @@ pub fn run(
     base: &TopologyDefinition,
     opts: &BenchOptions,
     tag: &str,
+    repetition: u32,
 ) -> Result<IngestResult, BenchError> {
     let Some(wrk_path) = opts.wrk.clone() else {
         return Err(BenchError::Setup("wrk is not installed".into()));
     };
     let runtime = tokio::runtime::Handle::current();
-    let (def, dir) = processor::prepare(config, base, opts, tag, base.processing_guarantee)?;
+    let (def, dir) = run::prepare(config, base, opts, tag, base.processing_guarantee)?;
     let topology = dir.join("topology.toml");
     let script = dir.join("post.lua");
     std::fs::write(&script, WRK_SCRIPT)?;
 
     let measure = |subcommand: &str, env: &str| -> Result<HttpFigures, BenchError> {
         let addr = free_port()?;
-        let mut command = own_command(subcommand, &topology, config, &dir.join(format!("{subcommand}.log")))?;
+        let program = if subcommand == "http-ceiling" {
+            &opts.bench_bin
+        } else {
+            &opts.creditstream_bin
+        };
+        let mut command = own_command(
+            program,
+            subcommand,
+            &topology,
+            config,
+            &dir.join(format!("{subcommand}.log")),
+        )?;
         command.env(env, addr.to_string());
         if subcommand == "http-ceiling" {
             command.arg("--listen").arg(addr.to_string());
         }
-        let mut server = Children::new(vec![command.spawn()?]);
+        let mut server = Children::new();
+        server.spawn(command)?;
         wait_listening(addr, &mut server)?;
         wrk(&wrk_path, &script, addr, opts.ingest_seconds)
     };
@@ -165,6 +178,7 @@ pub fn run(
     };
     let ok = verdict.is_ok();
     Ok(IngestResult {
+        repetition,
         seconds: opts.ingest_seconds,
         connections: CONNECTIONS,
         correct: ok,

@@ -5,30 +5,34 @@
 //! writes the same rows from memory with plain multi-row INSERTs, one transaction per
 //! sink-sized batch, into a second database: no Kafka, no idempotence guards.
 
-use super::load;
-use super::processor::{self, own_command, Children};
-use super::{BenchError, BenchOptions};
-use crate::config::{Config, MysqlConfig};
-use crate::runtime::admin;
-use crate::sink::consumer::{SinkRecord, SinkTopic};
-use crate::sink::rows::rows_of;
-use crate::sink::writer::order_events_statement;
-use crate::sink::{schema, DbError};
-use crate::topology::codec::to_json;
-use crate::topology::definition::TopologyDefinition;
-use crate::topology::partitioner::{partition_for, uid_key};
-use crate::topology::record::{ChangeCause, Decision, OrderStatus, UserChange, UserRow, NOTE_COMPLETED};
+use crate::children::Children;
+use crate::error::BenchError;
+use crate::load;
+use crate::options::BenchOptions;
+use crate::run;
+use crate::systems::own_command;
+use creditstream::config::{Config, MysqlConfig};
+use creditstream::runtime::admin;
+use creditstream::sink::consumer::{SinkRecord, SinkTopic};
+use creditstream::sink::rows::rows_of;
+use creditstream::sink::writer::order_events_statement;
+use creditstream::sink::{schema, DbError};
+use creditstream::topology::codec::to_json;
+use creditstream::topology::definition::TopologyDefinition;
+use creditstream::topology::partitioner::{partition_for, uid_key};
+use creditstream::topology::record::{ChangeCause, Decision, OrderStatus, UserChange, UserRow, NOTE_COMPLETED};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, TxOpts, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 /// Rows per INSERT statement, the same as the sink's writer.
 const ROWS_PER_STATEMENT: usize = 500;
 const TIMEOUT: Duration = Duration::from_secs(900);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SinkResult {
+    pub repetition: u32,
     pub orders: u64,
     pub users: u64,
     pub rows: u64,
@@ -129,7 +133,7 @@ fn url_for(url: &str, database: &str) -> String {
 }
 
 fn pool_for(url: &str) -> Result<Pool, DbError> {
-    crate::sink::pool(&MysqlConfig {
+    creditstream::sink::pool(&MysqlConfig {
         url: url.to_string(),
         pool_max: 4,
     })
@@ -157,8 +161,8 @@ async fn load_plainly(pool: &Pool, records: &[SinkRecord], batch_size: usize) ->
             .users
             .values()
             .filter_map(|w| match w {
-                crate::sink::rows::UserWrite::Upsert { user, .. } => Some(user),
-                crate::sink::rows::UserWrite::Delete { .. } => None,
+                creditstream::sink::rows::UserWrite::Upsert { user, .. } => Some(user),
+                creditstream::sink::rows::UserWrite::Delete { .. } => None,
             })
             .collect();
         for chunk in users.chunks(ROWS_PER_STATEMENT) {
@@ -216,9 +220,10 @@ pub fn run(
     base: &TopologyDefinition,
     opts: &BenchOptions,
     tag: &str,
+    repetition: u32,
 ) -> Result<SinkResult, BenchError> {
     let runtime = tokio::runtime::Handle::current();
-    let (def, dir) = processor::prepare(config, base, opts, tag, base.processing_guarantee)?;
+    let (def, dir) = run::prepare(config, base, opts, tag, base.processing_guarantee)?;
     let topology = dir.join("topology.toml");
     let records = records(opts.sink_orders, opts.users);
     let users = opts.users.clamp(1, opts.sink_orders.max(1));
@@ -242,13 +247,14 @@ pub fn run(
         schema::apply(&sink_pool).await?;
         schema::apply(&loader_pool).await?;
 
-        let mut command =
-            own_command("sink", &topology, config, &dir.join("sink.log")).map_err(|e| DbError::Fatal(e.to_string()))?;
+        let mut command = own_command(&opts.creditstream_bin, "sink", &topology, config, &dir.join("sink.log"))
+            .map_err(|e| DbError::Fatal(e.to_string()))?;
         command
             .env("CREDITSTREAM__MYSQL__URL", &sink_url)
             .env("CREDITSTREAM__SINK__GROUP_ID", format!("{tag}-sink"))
             .env("CREDITSTREAM__SINK__METRICS_LISTEN", "127.0.0.1:0");
-        let mut sink = Children::new(vec![command.spawn().map_err(|e| DbError::Fatal(e.to_string()))?]);
+        let mut sink = Children::new();
+        sink.spawn(command).map_err(|e| DbError::Fatal(e.to_string()))?;
         let sink_time = watch_rows(&sink_pool, expected, &mut sink).await;
         drop(sink);
         let sink_rows = count_rows(&sink_pool).await?;
@@ -290,6 +296,7 @@ pub fn run(
         }
     };
     Ok(SinkResult {
+        repetition,
         orders: opts.sink_orders,
         users,
         rows: expected,

@@ -1,0 +1,117 @@
+//! Choices made before the throughput runs: the Kafka Streams peer's stream threads (1
+//! against 2, measured in a small exactly_once_v2 run at 100 ms, unless given) and the
+//! replica counts this machine can compare honestly (more than one only pinned with
+//! taskset to cores of their own, else dropped with the reason in the report).
+
+use crate::options::{Cadence, PeerThreads, System};
+use crate::report::ThreadsChoice;
+use crate::run::RunSpec;
+use crate::schedule::Context;
+use crate::stats;
+use creditstream::topology::definition::ProcessingGuarantee;
+
+/// Repetitions of each thread count in the peer's thread probe.
+const PROBE_REPETITIONS: u32 = 2;
+
+/// The peer's thread count: given, or the faster of 1 and 2 in a small exactly_once_v2 run.
+pub(crate) fn choose_threads(cx: &mut Context<'_>) -> Option<u32> {
+    let peer = cx.opts.peer.as_ref()?;
+    if !cx.opts.measures(System::KafkaStreams) {
+        return None;
+    }
+    if let PeerThreads::Fixed(n) = peer.threads {
+        cx.report.peer_threads = Some(ThreadsChoice {
+            threads: n,
+            reason: "Given with --kafka-streams-threads.".into(),
+            probe: Vec::new(),
+        });
+        return Some(n);
+    }
+    let orders = peer.probe_orders.max(1000);
+    let users = (cx.opts.users * orders / cx.opts.orders.max(1)).max(100);
+    let mut probe = Vec::new();
+    for repetition in 0..PROBE_REPETITIONS {
+        for threads in [1, 2] {
+            let spec = RunSpec {
+                section: "thread probe",
+                system: System::KafkaStreams,
+                guarantee: ProcessingGuarantee::ExactlyOnceV2,
+                cadence: Cadence::Every100Ms,
+                replicas: 1,
+                repetition,
+                users,
+                orders,
+                peer_commit_interval_ms: 100,
+                peer_threads: threads,
+                pinned: None,
+                tag: cx.tag(&format!("probe-t{threads}-n{repetition}")),
+            };
+            probe.push(cx.run(&spec));
+        }
+    }
+    let median_of = |threads: u32| {
+        let v: Vec<f64> = probe
+            .iter()
+            .filter(|r| r.ok && r.peer_threads == Some(threads))
+            .filter_map(|r| r.throughput_per_s)
+            .collect();
+        stats::median(&v)
+    };
+    let (one, two) = (median_of(1), median_of(2));
+    let (threads, reason) = match (one, two) {
+        (Some(a), Some(b)) if b > a => (
+            2,
+            format!("Measured: 2 threads {b:.0} orders/s against 1 thread {a:.0} (median of {PROBE_REPETITIONS}, {orders} orders, exactly_once_v2, 100 ms): 2 is faster."),
+        ),
+        (Some(a), Some(b)) => (
+            1,
+            format!("Measured: 1 thread {a:.0} orders/s against 2 threads {b:.0} (median of {PROBE_REPETITIONS}, {orders} orders, exactly_once_v2, 100 ms): a second thread on {} cores does not pay.", cx.report.cores.nproc),
+        ),
+        _ => (1, "The thread probe did not give both figures (see its failures); 1 thread, Kafka Streams' default.".into()),
+    };
+    cx.report.peer_threads = Some(ThreadsChoice { threads, reason, probe });
+    cx.save();
+    Some(threads)
+}
+
+/// The replica counts that can mean something here, and the cores of each replica.
+pub(crate) fn replica_plan(cx: &mut Context<'_>) -> Vec<(u32, Option<Vec<String>>)> {
+    let (cores, opts) = (&cx.report.cores, cx.opts);
+    let mut plan = Vec::new();
+    let mut notes = vec!["1 replica runs unpinned (its cores are listed per repetition)".to_string()];
+    for &r in &opts.replicas {
+        if r <= 1 {
+            plan.push((1, None));
+            continue;
+        }
+        let needed = (r * opts.cores_per_replica + opts.reserved_cores) as usize;
+        if !cores.taskset {
+            notes.push(format!(
+                "{r} replicas dropped: taskset (util-linux) is missing, so they cannot be pinned"
+            ));
+        } else if cores.nproc < needed {
+            notes.push(format!(
+                "{r} replicas dropped: they need {needed} cores ({} each, pinned with taskset, plus {} for the broker and the load generator) and this machine has {}; on shared cores the figure would measure oversubscription, not scaling",
+                opts.cores_per_replica, opts.reserved_cores, cores.nproc
+            ));
+        } else {
+            let lists = (0..r)
+                .map(|i| {
+                    let first = opts.reserved_cores + i * opts.cores_per_replica;
+                    format!("{first}-{}", first + opts.cores_per_replica - 1)
+                })
+                .collect::<Vec<_>>();
+            notes.push(format!(
+                "{r} replicas pinned with taskset to cores {}",
+                lists.join(", ")
+            ));
+            plan.push((r, Some(lists)));
+        }
+    }
+    plan.dedup_by_key(|(r, _)| *r);
+    cx.report.replica_scaling = format!("{}.", notes.join("; "));
+    for note in notes.iter().filter(|n| n.contains("dropped")) {
+        cx.report.skipped.push(note.clone());
+    }
+    plan
+}
