@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The commit cadence of every system in the latency runs, caught up: Kafka Streams'
+/// exactly-once default commit.interval.ms.
+const LATENCY_COMMIT_MS: u64 = 100;
+
 /// Orders sent at most while waiting for the system's first decision (one per 100 ms).
 const READINESS_ORDERS: u64 = 1200;
 /// How long the last decisions may take to show after the last order was sent.
@@ -158,9 +162,10 @@ fn measure(
         dir,
         replicas: 1,
         pinned: None,
-        peer_commit_interval_ms: systems::peer_commit_interval_ms(Cadence::Every100Ms, None),
+        peer_commit_interval_ms: LATENCY_COMMIT_MS,
         peer_threads,
         passthrough: (workload.users, most, reference.completed),
+        caught_up_commit_ms: Some(LATENCY_COMMIT_MS),
     };
     let mut started = match systems::start(&launch, config, opts) {
         Ok(s) => s,

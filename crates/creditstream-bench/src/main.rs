@@ -83,6 +83,9 @@ struct RunArgs {
     /// Latency rates in orders/s (comma-separated); replaces --latency-shares.
     #[arg(long, value_delimiter = ',')]
     latency_rates: Vec<u64>,
+    /// Guarantees of the latency runs (comma-separated; default: those of --guarantees).
+    #[arg(long, value_delimiter = ',')]
+    latency_guarantees: Vec<String>,
     /// User counts of the scaling runs (comma-separated; empty skips them).
     #[arg(long, value_delimiter = ',', default_value = "")]
     scaling_users: Vec<String>,
@@ -215,6 +218,7 @@ fn options(args: RunArgs, skipped: &mut Vec<String>) -> Result<BenchOptions, Str
         warmup_seconds: args.latency_warmup_seconds,
         shares: args.latency_shares,
         rates: args.latency_rates,
+        guarantees: parse_list(&args.latency_guarantees, "latency-guarantees", guarantee)?,
     });
     if latency.is_none() {
         skipped.push("the latency runs (--latency-seconds 0)".into());

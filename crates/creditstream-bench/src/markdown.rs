@@ -204,7 +204,7 @@ fn latency_table(out: &mut String, r: &BenchReport) {
     }
     let _ = writeln!(
         out,
-        "#### Latency at fixed rates (order produced → decision visible to a read_committed consumer; every system commits every 100 ms)\n"
+        "#### Latency at fixed rates (order produced → decision visible to a read_committed consumer; every system, caught up, commits every 100 ms: Kafka Streams with commit.interval.ms=100, creditstream and the pass-through with commit_interval_ms = commit_min_interval_ms = 100)\n"
     );
     for rates in &r.latency_rates {
         let _ = writeln!(out, "- {}: {}", rates.guarantee, rates.basis);

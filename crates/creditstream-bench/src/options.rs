@@ -88,6 +88,8 @@ pub struct LatencyOptions {
     pub shares: Vec<f64>,
     /// Rates given outright (orders/s); replaces `shares`.
     pub rates: Vec<u64>,
+    /// Guarantees measured (default: empty, every guarantee of the run).
+    pub guarantees: Vec<ProcessingGuarantee>,
 }
 
 /// What to measure.

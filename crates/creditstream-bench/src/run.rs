@@ -249,6 +249,7 @@ fn measure_on(
         peer_commit_interval_ms: spec.peer_commit_interval_ms,
         peer_threads: spec.peer_threads,
         passthrough: (workload.users, spec.orders, completed),
+        caught_up_commit_ms: None,
     };
     let mut started = match systems::start(&launch, config, opts) {
         Ok(s) => s,

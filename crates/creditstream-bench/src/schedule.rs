@@ -198,7 +198,12 @@ fn throughput(cx: &mut Context<'_>, peer_threads: u32) {
 
 fn latencies(cx: &mut Context<'_>, latency: &LatencyOptions, peer_threads: u32) {
     let opts = cx.opts;
-    for &guarantee in &opts.guarantees {
+    let measured = if latency.guarantees.is_empty() {
+        &opts.guarantees
+    } else {
+        &latency.guarantees
+    };
+    for &guarantee in measured {
         let (rates, basis) = latency::rates_for(&cx.report, latency, guarantee.as_str());
         cx.report.latency_rates.push(LatencyRates {
             guarantee: guarantee.as_str().into(),

@@ -47,6 +47,10 @@ pub struct Launch<'a> {
     pub peer_threads: u32,
     /// The pass-through's users, orders and how many orders to treat as Completed.
     pub passthrough: (u64, u64, u64),
+    /// A caught-up cadence for creditstream and the pass-through (the latency runs): both
+    /// commit_interval_ms and commit_min_interval_ms, so a caught-up replica commits this
+    /// often under either guarantee, as the peer does with commit.interval.ms.
+    pub caught_up_commit_ms: Option<u64>,
 }
 
 /// The started replicas and where each serves its commit counter.
@@ -83,6 +87,10 @@ fn creditstream_command(
     let state = launch.dir.join(format!("replica-{replica}"));
     std::fs::create_dir_all(&state)?;
     let (interval, max_records) = creditstream_commits(config, launch.cadence);
+    let (interval, min_interval) = match launch.caught_up_commit_ms {
+        Some(ms) => (ms, ms),
+        None => (interval, config.processor.commit_min_interval_ms.min(interval)),
+    };
     let mut command = pinned(launch, replica, program);
     command
         .args(args)
@@ -96,6 +104,10 @@ fn creditstream_command(
         .env("CREDITSTREAM__PROCESSOR__METRICS_LISTEN", metrics.to_string())
         .env("CREDITSTREAM__PROCESSOR__COMMIT_INTERVAL_MS", interval.to_string())
         .env("CREDITSTREAM__PROCESSOR__COMMIT_MAX_RECORDS", max_records.to_string())
+        .env(
+            "CREDITSTREAM__PROCESSOR__COMMIT_MIN_INTERVAL_MS",
+            min_interval.to_string(),
+        )
         .env("RUST_LOG", "warn");
     Ok(command)
 }
