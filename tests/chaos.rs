@@ -22,7 +22,7 @@ mod common;
 use common::*;
 use creditstream::topology::codec::encode_command;
 use creditstream::topology::partitioner::partition_for;
-use creditstream::topology::record::{Column, Predicate, Target, UserCommand, UserRow, Value};
+use creditstream::topology::record::{Column, Predicate, Target, UserCommand, Value};
 use creditstream::topology::seed::derived_id;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -222,19 +222,7 @@ fn seed_order_ids(topic: &str) -> Vec<i64> {
 /// Creates the users the updates by condition touch, straight on the user-commands topic.
 fn create_bulk_users(topic: &str, partitions: u32) {
     let records: Vec<RawRecord> = (BULK_FIRST_UID..BULK_FIRST_UID + BULK_USERS)
-        .map(|uid| {
-            let (key, value) = encode_command(&UserCommand::Create {
-                command_id: uid,
-                user: UserRow {
-                    uid,
-                    name: "R0".into(),
-                    lname: "Bulk".into(),
-                    credit_limit: 10,
-                    credit_balance: 10,
-                },
-            });
-            (Some(partition_for(&key, partitions) as i32), Some(key), Some(value))
-        })
+        .map(|uid| create_record(uid, "R0", "Bulk", 10, partitions))
         .collect();
     produce(topic, &records);
 }

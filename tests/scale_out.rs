@@ -53,19 +53,7 @@ fn steady_orders(topic: String, per_second: u64, first: i64, stop: Arc<AtomicBoo
 async fn rich_users(users: i64) -> Scenario {
     let scenario = Scenario::new(0).await;
     let records: Vec<RawRecord> = (1..=users)
-        .map(|uid| {
-            let (key, value) = encode_command(&UserCommand::Create {
-                command_id: uid,
-                user: UserRow {
-                    uid,
-                    name: format!("N{uid}"),
-                    lname: "L".into(),
-                    credit_limit: 1_000_000,
-                    credit_balance: 1_000_000,
-                },
-            });
-            (Some(partition_for(&key, 6) as i32), Some(key), Some(value))
-        })
+        .map(|uid| create_record(uid, &format!("N{uid}"), "L", 1_000_000, 6))
         .collect();
     produce(&scenario.def.inputs.user_commands, &records);
     scenario

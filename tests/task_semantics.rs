@@ -7,9 +7,9 @@ mod common;
 
 use common::scenario::{assigned, Scenario, WAIT};
 use common::*;
-use creditstream::topology::codec::{encode_command, encode_order};
+use creditstream::topology::codec::encode_order;
 use creditstream::topology::partitioner::partition_for;
-use creditstream::topology::record::{Decision, Order, OrderStatus, UserCommand, UserRow};
+use creditstream::topology::record::{Decision, Order, OrderStatus};
 use creditstream::topology::state::order_key;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -22,17 +22,7 @@ fn admin_client() -> AdminClient<DefaultClientContext> {
 }
 
 fn create(uid: i64, balance: i64) -> RawRecord {
-    let (key, value) = encode_command(&UserCommand::Create {
-        command_id: uid,
-        user: UserRow {
-            uid,
-            name: format!("N{uid}"),
-            lname: "L".into(),
-            credit_limit: balance,
-            credit_balance: balance,
-        },
-    });
-    (Some(partition_for(&key, 6) as i32), Some(key), Some(value))
+    create_record(uid, &format!("N{uid}"), "L", balance, 6)
 }
 
 fn order(order_id: i64, uid: i64, amount: i64) -> RawRecord {

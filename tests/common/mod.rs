@@ -136,6 +136,25 @@ pub fn commit_offsets(group: &str, offsets: &[(&str, i32, i64)]) {
 /// A record to produce: (`partition`, key, value); `None` leaves each to the client.
 pub type RawRecord = (Option<i32>, Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// A user's Create command (command id = uid, limit = balance = `credit`) as the ingest
+/// publishes it: keyed by uid, on the uid's partition of `partitions`.
+pub fn create_record(uid: i64, name: &str, lname: &str, credit: i64, partitions: u32) -> RawRecord {
+    use creditstream::topology::codec::encode_command;
+    use creditstream::topology::record::{UserCommand, UserRow};
+    let (key, value) = encode_command(&UserCommand::Create {
+        command_id: uid,
+        user: UserRow {
+            uid,
+            name: name.into(),
+            lname: lname.into(),
+            credit_limit: credit,
+            credit_balance: credit,
+        },
+    });
+    let partition = creditstream::topology::partitioner::partition_for(&key, partitions) as i32;
+    (Some(partition), Some(key), Some(value))
+}
+
 /// Produces records and waits until all are acknowledged.
 pub fn produce(topic: &str, records: &[RawRecord]) {
     produce_through(&producer(), topic, records);

@@ -25,6 +25,9 @@ const STUCK_AFTER: Duration = Duration::from_secs(30);
 const HELD_UP_AFTER: Duration = Duration::from_millis(500);
 /// How often a read that stands still is looked at again.
 const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(2);
+/// How long a read must stand still, committed records beyond it, before it is started
+/// again (a busy fetcher can lag a moment; a stopped one never moves).
+const READ_STUCK_AFTER: Duration = Duration::from_secs(5);
 
 /// A store the updater works on.
 pub(super) struct Entry {
@@ -168,16 +171,23 @@ impl Updater {
             }
             if entry.to_look_at() && !caught_up.contains(&partition) {
                 entry.looked_at = Some(Instant::now());
-                standing_still.push((partition, entry.position, matches!(entry.role, Role::Active { .. })));
+                standing_still.push((
+                    partition,
+                    entry.position,
+                    matches!(entry.role, Role::Active { .. }),
+                    stuck_for,
+                ));
             }
         }
         for (partition, error) in failed {
             self.close(partition);
             self.fail(partition, error.into());
         }
-        for (partition, position, active) in standing_still {
+        for (partition, position, active, stuck_for) in standing_still {
             match self.why_standing_still(partition, position) {
-                Some(StandingStill::ReadStuck) => self.restart_read(partition, position),
+                Some(StandingStill::ReadStuck) if stuck_for >= READ_STUCK_AFTER => {
+                    self.restart_read(partition, position)
+                }
                 Some(StandingStill::HeldByTransaction) if active => held_up_restores.push(partition),
                 _ => {}
             }
