@@ -14,6 +14,7 @@
 //!   [`owner_fencing`]: fencing a task's departed previous owner.
 //! - [`changelog_reader`]: the state updater's consumer of the changelog.
 //! - [`standby_placement`]: which replica keeps a standby of which task (pure).
+//! - [`input_lag`]: whether a task's input has records it was not given yet;
 //! - [`paused_inputs`]: the input partitions paused, and why; [`input_watch`]: inputs that
 //!   stand still with records to read.
 //! - [`record_collector`]: the one producer: outputs, changelog, dead letters, transactions.
@@ -41,6 +42,7 @@ pub mod commit;
 pub mod commit_policy;
 pub mod error;
 pub mod faults;
+pub mod input_lag;
 pub mod input_watch;
 pub mod owner_fencing;
 pub mod paused_inputs;

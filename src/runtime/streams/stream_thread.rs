@@ -12,24 +12,24 @@
 
 use super::assignment;
 use super::error::StreamsError;
+use super::input_lag::ConsumerLag;
 use super::process_id;
 use super::rebalance::{lock, RebalanceListener};
 use super::record_collector::{RecordCollector, KAFKA_CALL_TIMEOUT};
 use super::recovery::{set_state, ThreadState};
-use super::task::{now_ms, InputLag};
+use super::task::now_ms;
 use super::task_manager::TaskManager;
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::metrics::metrics;
+use crate::runtime::client;
 use crate::runtime::lag::consumer_lag;
-use crate::runtime::{client, consumer_state};
 use crate::shutdown::Shutdown;
-use crate::topology::codec::{InputTopic, RawRecord};
+use crate::topology::codec::RawRecord;
 use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
 use crate::topology::output::Routed;
 use crate::topology::processor::{Processor, RecordMeta};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -270,45 +270,6 @@ where
         }
     }
     Ok(())
-}
-
-/// Input lag from what the consumer already knows: a partition lags when the high
-/// watermark of its last fetch response lies beyond the position the task will read next.
-struct ConsumerLag<'a, C: ConsumerContext> {
-    consumer: &'a BaseConsumer<C>,
-    def: &'a TopologyDefinition,
-    positions: Option<TopicPartitionList>,
-}
-
-impl<'a, C: ConsumerContext> ConsumerLag<'a, C> {
-    fn new(consumer: &'a BaseConsumer<C>, def: &'a TopologyDefinition) -> Self {
-        Self {
-            consumer,
-            def,
-            positions: None,
-        }
-    }
-}
-
-impl<C: ConsumerContext> InputLag for ConsumerLag<'_, C> {
-    fn unfetched(&mut self, topic: InputTopic, partition: u32, next: Option<i64>) -> bool {
-        let name = self.def.input_name(topic);
-        let Some((low, high)) = consumer_state::cached_watermarks(self.consumer, name, partition as i32) else {
-            return false;
-        };
-        let consumer = self.consumer;
-        let positions = self
-            .positions
-            .get_or_insert_with(|| consumer.position().unwrap_or_default());
-        let position = positions
-            .find_partition(name, partition as i32)
-            .and_then(|e| match e.offset() {
-                Offset::Offset(offset) => Some(offset),
-                _ => None,
-            });
-        // Nothing read since the task started and no offset known: the log's start.
-        position.into_iter().chain(next).max().unwrap_or(low).max(low) < high
-    }
 }
 
 fn update_lag<C: ConsumerContext + 'static>(consumer: &BaseConsumer<C>) {
