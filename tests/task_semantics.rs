@@ -90,12 +90,24 @@ async fn a_topic_that_grows_while_replicas_run_stops_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_never_overtakes_its_users_create_behind_a_backlog_of_commands() {
+    orders_behind_a_backlog_of_creates_wait_for_them(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wait_for_records_known_to_be_on_the_broker_has_no_deadline() {
+    // max_task_idle_ms bounds only a wait on an input whose lag is unknown: with it at 0,
+    // the orders must still wait for the creates the fetch responses show are coming
+    // (before, the task gave up at the bound; on two cores the benchmark saw it after 2 s).
+    orders_behind_a_backlog_of_creates_wait_for_them(&[("CREDITSTREAM__PROCESSOR__MAX_TASK_IDLE_MS", "0")]).await;
+}
+
+/// A backlog of 60 000 creates, and after it 120 new users each placing an order in the
+/// same breath, all on the broker before the replica starts: the orders are fetched at
+/// once, their users' creates only after the backlog, so every order must wait for its
+/// user (the task sees from the fetch responses that the commands lag).
+async fn orders_behind_a_backlog_of_creates_wait_for_them(config: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let scenario = Scenario::new(0).await;
-    // A backlog of 60 000 creates, and after it 120 new users each placing an order in the
-    // same breath, all on the broker before the replica starts: the orders are fetched at
-    // once, their users' creates only after the backlog, so every order must wait for its
-    // user (the task sees from the fetch responses that the commands lag).
     let backlog: Vec<RawRecord> = (1..=60_000).map(|uid| create(1_000_000 + uid, 10)).collect();
     produce(&scenario.def.inputs.user_commands, &backlog);
     let users: Vec<i64> = (1..=120).collect();
@@ -107,7 +119,7 @@ async fn an_order_never_overtakes_its_users_create_behind_a_backlog_of_commands(
         &scenario.def.inputs.orders,
         &users.iter().map(|&uid| order(uid, uid, 10)).collect::<Vec<_>>(),
     );
-    let mut replica = scenario.replica(&dir.path().join("r"));
+    let mut replica = scenario.replica_with(&dir.path().join("r"), config);
     let decided: Vec<Decision> = read_until(&scenario.def.outputs.decisions, 6, WAIT, |r| r.len() >= users.len())
         .into_iter()
         .map(|r| serde_json::from_slice(&r.value.unwrap()).unwrap())

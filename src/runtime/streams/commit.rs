@@ -9,7 +9,7 @@
 
 use super::commit_policy::CommitState;
 use super::error::StreamsError;
-use super::task::{now_ms, InputLag};
+use super::task::{now_ms, InputLag, Lag};
 use super::task_manager::TaskManager;
 use crate::metrics::metrics;
 use crate::topology::codec::{InputTopic, RawRecord};
@@ -28,7 +28,7 @@ where
     /// failure (and returned only when fatal). Used where a commit must happen now
     /// (revocation, shutdown).
     pub fn process_and_commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), StreamsError> {
-        let mut lag = NoLag;
+        let mut lag = AssumeBehind;
         let result = self.process_buffered(&mut lag).and_then(|()| self.commit(consumer));
         match result {
             Ok(()) => Ok(()),
@@ -127,11 +127,13 @@ where
     }
 }
 
-/// No input is known to lag: for processing that cannot wait (revocation, shutdown).
-struct NoLag;
+/// For processing that cannot wait (revocation, shutdown): every input counts as behind,
+/// so a task processes only what it can in order and leaves the rest, uncommitted, to the
+/// next owner.
+struct AssumeBehind;
 
-impl InputLag for NoLag {
-    fn unfetched(&mut self, _: InputTopic, _: u32, _: Option<i64>) -> bool {
-        false
+impl InputLag for AssumeBehind {
+    fn lag(&mut self, _: InputTopic, _: u32, _: Option<i64>) -> Lag {
+        Lag::Behind
     }
 }

@@ -1,11 +1,12 @@
 //! Input lag as a task's partition group asks for it: whether an input partition has
-//! records on the broker its task has not been given yet. A task waits (bounded by
-//! `max_task_idle_ms`) for such an input before it processes the other one past it.
+//! records on the broker its task has not been given yet. A task waits for such an input
+//! before it processes the other one past it (bounded by `max_task_idle_ms` only while
+//! the lag is unknown).
 //! Invariant: an input of which the consumer knows nothing yet (no fetch answered since it
-//! was assigned: its offset is still being looked up) counts as lagging, so a task started
-//! on two backlogs never processes one before the other's first records arrived.
+//! was assigned: its offset is still being looked up) is never taken as caught up, so a
+//! task started on two backlogs does not process one before the other's records arrived.
 
-use super::task::InputLag;
+use super::task::{InputLag, Lag};
 use crate::runtime::consumer_state;
 use crate::topology::codec::InputTopic;
 use crate::topology::definition::TopologyDefinition;
@@ -30,7 +31,7 @@ impl<'a, C: ConsumerContext> ConsumerLag<'a, C> {
 }
 
 impl<C: ConsumerContext> InputLag for ConsumerLag<'_, C> {
-    fn unfetched(&mut self, topic: InputTopic, partition: u32, next: Option<i64>) -> bool {
+    fn lag(&mut self, topic: InputTopic, partition: u32, next: Option<i64>) -> Lag {
         let name = self.def.input_name(topic);
         let watermarks = consumer_state::cached_watermarks(self.consumer, name, partition as i32);
         let consumer = self.consumer;
@@ -47,39 +48,44 @@ impl<C: ConsumerContext> InputLag for ConsumerLag<'_, C> {
     }
 }
 
-/// Whether an input lags: `watermarks` are the (low, high) of its last fetch response
-/// (`None` before the first), `position` the consumer's fetch position and `next` the
-/// offset its task expects next, where known.
-fn lags(watermarks: Option<(i64, i64)>, position: Option<i64>, next: Option<i64>) -> bool {
+/// An input's lag: `watermarks` are the (low, high) of its last fetch response (`None`
+/// before the first), `position` the consumer's fetch position and `next` the offset its
+/// task expects next, where known.
+fn lags(watermarks: Option<(i64, i64)>, position: Option<i64>, next: Option<i64>) -> Lag {
     let Some((low, high)) = watermarks else {
         // Not fetched yet: its records may lie before everything the other input holds.
-        return true;
+        return Lag::Unknown;
     };
     // Nothing read since the task started and no offset known: the log's start.
-    position.into_iter().chain(next).max().unwrap_or(low).max(low) < high
+    if position.into_iter().chain(next).max().unwrap_or(low).max(low) < high {
+        Lag::Behind
+    } else {
+        Lag::None
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::lags;
+    use super::{lags, Lag};
 
     #[test]
-    fn an_input_not_fetched_yet_lags() {
-        assert!(lags(None, None, None));
-        assert!(lags(None, Some(10), Some(10)));
+    fn the_lag_of_an_input_not_fetched_yet_is_unknown() {
+        assert_eq!(lags(None, None, None), Lag::Unknown);
+        assert_eq!(lags(None, Some(10), Some(10)), Lag::Unknown);
     }
 
     #[test]
-    fn an_input_lags_while_its_high_watermark_lies_beyond_what_was_read() {
-        assert!(lags(Some((0, 5)), None, None), "from the log's start");
-        assert!(lags(Some((0, 5)), Some(3), None));
-        assert!(lags(Some((0, 5)), None, Some(4)));
-        assert!(!lags(Some((0, 5)), Some(5), None));
-        assert!(
-            !lags(Some((0, 5)), Some(3), Some(5)),
+    fn an_input_is_behind_while_its_high_watermark_lies_beyond_what_was_read() {
+        assert_eq!(lags(Some((0, 5)), None, None), Lag::Behind, "from the log's start");
+        assert_eq!(lags(Some((0, 5)), Some(3), None), Lag::Behind);
+        assert_eq!(lags(Some((0, 5)), None, Some(4)), Lag::Behind);
+        assert_eq!(lags(Some((0, 5)), Some(5), None), Lag::None);
+        assert_eq!(
+            lags(Some((0, 5)), Some(3), Some(5)),
+            Lag::None,
             "the task's own offset counts too"
         );
-        assert!(!lags(Some((0, 0)), None, None), "an empty partition");
-        assert!(!lags(Some((7, 7)), None, None), "all of it deleted");
+        assert_eq!(lags(Some((0, 0)), None, None), Lag::None, "an empty partition");
+        assert_eq!(lags(Some((7, 7)), None, None), Lag::None, "all of it deleted");
     }
 }

@@ -5,7 +5,7 @@
 //! - [`stream_thread`]: the poll loop; joins the group, feeds tasks, drives commits.
 //! - [`task_manager`]: the tasks and their incremental assignment;
 //!   [`commit`]: their work committed as one transaction; [`recovery`]: what a failure
-//!   of the open work leads to.
+//!   of the open work leads to; `housekeeping`: the input watch and store metrics.
 //! - [`task`]: one partition: its store, buffered input, positions, and the wait for an
 //!   input that lags.
 //! - [`assignment`]: leader and follower topics, co-partitioning checks.
@@ -42,6 +42,7 @@ pub mod commit;
 pub mod commit_policy;
 pub mod error;
 pub mod faults;
+mod housekeeping;
 pub mod input_lag;
 pub mod input_watch;
 pub mod owner_fencing;

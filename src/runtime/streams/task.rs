@@ -9,8 +9,9 @@
 //!   never part of a commit.
 //! - The store's writes stay in its overlay until the task manager commits; any failure
 //!   ends in a rollback that drops them.
-//! - Records are taken in timestamp order across the two inputs; a task waits (at most
-//!   `max_idle`) for an input known to hold unfetched records rather than run ahead of it.
+//! - Records are taken in timestamp order across the two inputs; a task never runs ahead
+//!   of an input known to hold unfetched records (it waits for them, as Kafka Streams
+//!   does), and waits at most `max_idle` for an input whose lag is not known yet.
 
 use super::error::StreamsError;
 use super::faults::Faults;
@@ -58,9 +59,20 @@ impl<Out> Default for Scratch<Out> {
 }
 
 /// Whether an input partition holds records on the broker that were not polled yet.
-/// `next` is the offset the task expects the consumer to hand it next, where it knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lag {
+    /// Everything the broker has was handed over.
+    None,
+    /// The broker holds records beyond what was handed over.
+    Behind,
+    /// Not known yet (no fetch answered since the partition was assigned).
+    Unknown,
+}
+
+/// The lag of a task's input partition; `next` is the offset the task expects the
+/// consumer to hand it next, where it knows it.
 pub trait InputLag {
-    fn unfetched(&mut self, topic: InputTopic, partition: u32, next: Option<i64>) -> bool;
+    fn lag(&mut self, topic: InputTopic, partition: u32, next: Option<i64>) -> Lag;
 }
 
 /// What one call of [`Task::process_buffered`] shares with every task.
@@ -141,13 +153,30 @@ impl Task {
             return Some(record);
         }
         let (sources, partition, fetched) = (self.id.subtopology.sources(), self.id.partition, self.fetched);
-        match self
+        let mut known = false;
+        let popped = self
             .group
-            .pop(|slot| lag.unfetched(sources[slot], partition, fetched[slot]))
-        {
+            .pop(|slot| match lag.lag(sources[slot], partition, fetched[slot]) {
+                Lag::None => false,
+                Lag::Behind => {
+                    known = true;
+                    true
+                }
+                Lag::Unknown => true,
+            });
+        match popped {
             Pop::Record(record) => {
                 self.waiting_since = None;
                 Some(record)
+            }
+            // The records are on the broker: wait for them however long the fetch takes
+            // (the input watch starts a fetch again that stopped).
+            Pop::Waiting if known => {
+                if self.waiting_since.is_none() {
+                    metrics().task_idle.with_label_values(&["waited"]).inc();
+                    self.waiting_since = Some(Instant::now());
+                }
+                None
             }
             Pop::Waiting => match self.waiting_since {
                 // Waited long enough: go on without the lagging input until it delivers.
