@@ -5,16 +5,24 @@ the OpenAPI document states it in the operation's description). Generated reques
 create a user keep to it, so a refusal of one is a real failure.
 """
 
-import sys
-
 import schemathesis
+from hypothesis.internal import lambda_sources
 
-# Debian's CPython 3.11 can fail to parse source deep in a call stack with "AST constructor
-# recursion depth mismatch" (python/cpython#106905: the parser's error path, taken when it
-# meets the recursion limit, forgets to unwind its depth count). Hypothesis parses source
-# while it describes strategies, deep inside generation; once it failed the coverage phase
-# of POST /user with a runtime error, not a finding. Headroom keeps the parse off the limit.
-sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
+# Debian's CPython 3.11 can fail to parse source with "AST constructor recursion depth
+# mismatch" (python/cpython#106905). Hypothesis parses whole modules only to name lambdas in
+# strategy descriptions, and that failed runs of the coverage phase with a runtime error,
+# not a finding. The descriptions are cosmetic, so lambdas go unnamed here.
+_original_lambda_description = lambda_sources._lambda_description
+
+
+def _lambda_description(f, *args, **kwargs):
+    try:
+        return _original_lambda_description(f, *args, **kwargs)
+    except SystemError:
+        return "lambda: <source not parsed>"
+
+
+lambda_sources._lambda_description = _lambda_description
 
 
 def _keeps_balance_within_limit(values):
