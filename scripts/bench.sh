@@ -38,6 +38,14 @@ echo "bench: building the Kafka Streams peer" >&2
 mvn -q -B -f "$peer/pom.xml" package -DskipTests >&2
 classpath="$PWD/$peer/target/classes:$PWD/$peer/target/lib/*"
 
+# `scripts/bench.sh elastic [flags]`: restore, failover and joins with large state, and
+# throughput by user count (creditstream-bench elastic; its own report and README section).
+mode=run
+if [ "${1:-}" = elastic ]; then
+  mode=elastic
+  shift
+fi
+
 scaling=(--scaling-users 10000,1000000,10000000)
 for arg in "$@"; do
   case "$arg" in --scaling-users*) scaling=() ;; esac
@@ -49,8 +57,17 @@ if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
 fi
 out="benches/results/$(date -u +%Y-%m-%d)-$label-$(date -u +%H%M%S).json"
 mkdir -p benches/results
-echo "bench: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; results in $out" >&2
 status=0
+if [ "$mode" = elastic ]; then
+  out="${out%.json}-elastic.json"
+  echo "bench: $(nproc) cores; elasticity results in $out" >&2
+  "$bench" elastic --label "$label" --out "$out" "$@" || status=$?
+  if [ -f "$out" ]; then
+    "$bench" readme --elastic-report "$out"
+  fi
+  exit "$status"
+fi
+echo "bench: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; results in $out" >&2
 "$bench" run --label "$label" --kafka-streams-classpath "$classpath" "${scaling[@]}" --out "$out" "$@" || status=$?
 if [ -f "$out" ]; then
   "$bench" readme --report "$out"

@@ -34,7 +34,7 @@ fn status_field(pid: u32, name: &str) -> Option<String> {
     Some(line[name.len()..].trim().to_string())
 }
 
-fn peak_rss_mib(pid: u32) -> Option<f64> {
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let kb: f64 = status_field(pid, "VmHWM:")?.split_whitespace().next()?.parse().ok()?;
     Some(kb / 1024.0)
 }

@@ -21,6 +21,10 @@
 //! - [`passthrough`]: the workload-matched pass-through processor (the limit).
 //! - [`ceiling`]: the HTTP ceiling route; [`ingest`]: the ingest against it with wrk.
 //! - [`sink`]: the MySQL sink against a plain INSERT loader.
+//! - [`elastic`]: restore, failover and membership changes with large state (its own
+//!   command and report, [`elastic_report`]); [`replica`]: one replica started and
+//!   killed on its own; [`decision_log`]: decisions with when they were made and seen;
+//!   [`steady_load`]: orders at a fixed rate until stopped.
 //! - [`stats`]: medians, paired ratios (pure); [`report`]: the JSON report;
 //!   [`markdown`]: its tables; [`targets`]: the targets and verdicts;
 //!   [`readme`]: the README section made from it.
@@ -30,6 +34,9 @@
 
 pub mod ceiling;
 pub mod children;
+pub mod decision_log;
+pub mod elastic;
+pub mod elastic_report;
 pub mod error;
 pub mod ingest;
 pub mod latency;
@@ -41,11 +48,13 @@ pub mod passthrough;
 pub mod plan;
 pub mod probe;
 pub mod readme;
+pub mod replica;
 pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod sink;
 pub mod stats;
+pub mod steady_load;
 pub mod systems;
 pub mod targets;
 pub mod topics;

@@ -1,15 +1,17 @@
-//! The `creditstream-bench` command line: `run` the benchmark, rewrite the README's
-//! section from a report (`readme`), and the two processes the benchmark starts of its
-//! own (`passthrough`, `http-ceiling`).
+//! The `creditstream-bench` command line: `run` the benchmark, measure membership
+//! changes with large state (`elastic`), rewrite the README's sections from reports
+//! (`readme`), and the two processes the benchmark starts of its own (`passthrough`,
+//! `http-ceiling`).
 
 use clap::{Parser, Subcommand};
 use creditstream::config::Config;
 use creditstream::shutdown;
 use creditstream::topology::definition::ProcessingGuarantee;
+use creditstream_bench::elastic::{self, ElasticOptions};
 use creditstream_bench::options::{LatencyOptions, PeerSetup, PeerThreads};
 use creditstream_bench::passthrough::{self, MatchedPassThrough, Templates};
 use creditstream_bench::uids::UidDistribution;
-use creditstream_bench::{ceiling, ingest, markdown, readme, schedule, BenchOptions, Cadence, System};
+use creditstream_bench::{ceiling, elastic_report, ingest, markdown, readme, schedule, BenchOptions, Cadence, System};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -110,10 +112,31 @@ struct RunArgs {
     out: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct ElasticArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// User counts whose restore is measured (comma-separated; empty skips them).
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+    restore_users: Vec<String>,
+    /// User count of the failover and join runs (0 skips them).
+    #[arg(long, default_value_t = 1_000_000)]
+    failover_users: u64,
+    /// User counts of the throughput runs (comma-separated; empty skips them).
+    #[arg(long, value_delimiter = ',', default_value = "10000,10000000")]
+    throughput_users: Vec<String>,
+    /// Orders per second of the steady load during failovers.
+    #[arg(long, default_value_t = 1000)]
+    order_rate: u64,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the benchmark against the broker and database of the creditstream configuration.
     Run(Box<RunArgs>),
+    /// Restore, failover and joins with large state, and throughput by user count
+    /// (its own report; `--orders` sizes the throughput runs).
+    Elastic(Box<ElasticArgs>),
     /// Rewrite the README section between <!-- bench:begin --> and <!-- bench:end --> from a report.
     Readme {
         /// The report (default: the newest creditstream-bench/2 report in --results).
@@ -123,6 +146,9 @@ enum Command {
         results: PathBuf,
         #[arg(long, default_value = "README.md")]
         readme: PathBuf,
+        /// Rewrite the elasticity section from this `elastic` report instead.
+        #[arg(long)]
+        elastic_report: Option<PathBuf>,
     },
     /// The workload-matched pass-through (started by `run`).
     #[command(hide = true)]
@@ -278,6 +304,50 @@ async fn run(args: RunArgs, config: Config) -> Result<bool, String> {
     Ok(report.correct())
 }
 
+async fn elastic(args: ElasticArgs, config: Config) -> Result<bool, String> {
+    let def = config.topology().map_err(|e| e.to_string())?;
+    let users =
+        |values: &[String], what: &str| parse_list(values, what, |s| s.parse::<u64>().map_err(|e| e.to_string()));
+    let measures = ElasticOptions {
+        restore_users: users(&args.restore_users, "restore-users")?,
+        failover_users: args.failover_users,
+        throughput_users: users(&args.throughput_users, "throughput-users")?,
+        order_rate: args.order_rate.max(1),
+    };
+    let opts = options(args.run, &mut Vec::new())?;
+    let (work_dir, out) = (opts.work_dir.clone(), opts.out.clone());
+    let report = tokio::task::spawn_blocking(move || elastic::run(&config, &def, &opts, &measures))
+        .await
+        .map_err(|_| "the benchmark thread panicked".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&work_dir);
+    let source = out
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map_or_else(|| "not saved".to_string(), |n| n.to_string_lossy().into_owned());
+    let text = elastic_report::render(&report, &source);
+    println!("{text}");
+    if let Some(path) = out {
+        std::fs::write(path.with_extension("md"), &text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(report.correct())
+}
+
+fn rewrite_elastic(report_path: PathBuf, readme_path: PathBuf) -> Result<(), String> {
+    let report = elastic_report::ElasticReport::load(&report_path)?;
+    let source = report_path.display().to_string();
+    let text = std::fs::read_to_string(&readme_path).map_err(|e| format!("{}: {e}", readme_path.display()))?;
+    let section = elastic_report::render(&report, &source);
+    let spliced = readme::splice_between(&text, readme::ELASTIC_BEGIN, readme::ELASTIC_END, &section)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(&readme_path, spliced).map_err(|e| format!("{}: {e}", readme_path.display()))?;
+    eprintln!(
+        "readme: the elasticity section of {} rewritten from {source}",
+        readme_path.display()
+    );
+    Ok(())
+}
+
 fn rewrite_readme(report: Option<PathBuf>, results: PathBuf, readme_path: PathBuf) -> Result<(), String> {
     let (path, report) = match report {
         Some(path) => {
@@ -343,10 +413,23 @@ fn main() -> ExitCode {
                     Err("a benchmark repetition failed its checks (see the report)".to_string())
                 }
             }
+            Command::Elastic(args) => {
+                if elastic(*args, config()?).await? {
+                    Ok(())
+                } else {
+                    Err("an elasticity repetition failed its checks (see the report)".to_string())
+                }
+            }
+            Command::Readme {
+                elastic_report: Some(report),
+                readme,
+                ..
+            } => rewrite_elastic(report, readme),
             Command::Readme {
                 report,
                 results,
                 readme,
+                elastic_report: None,
             } => rewrite_readme(report, results, readme),
             Command::Passthrough {
                 users,

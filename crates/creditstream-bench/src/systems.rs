@@ -61,7 +61,7 @@ pub struct Started {
     pub config_files: Vec<PathBuf>,
 }
 
-fn free_port() -> Result<SocketAddr, BenchError> {
+pub fn free_port() -> Result<SocketAddr, BenchError> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
@@ -92,24 +92,37 @@ fn creditstream_command(
         None => (interval, config.processor.commit_min_interval_ms.min(interval)),
     };
     let mut command = pinned(launch, replica, program);
+    command.args(args);
+    creditstream_env(&mut command, launch.topology_file, config, &state, metrics);
     command
-        .args(args)
-        .env("CREDITSTREAM__TOPOLOGY_FILE", launch.topology_file)
-        .env(
-            "CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS",
-            &config.kafka.bootstrap_servers,
-        )
-        .env("CREDITSTREAM__PROCESSOR__STATE_DIR", &state)
-        .env("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE", "false")
-        .env("CREDITSTREAM__PROCESSOR__METRICS_LISTEN", metrics.to_string())
         .env("CREDITSTREAM__PROCESSOR__COMMIT_INTERVAL_MS", interval.to_string())
         .env("CREDITSTREAM__PROCESSOR__COMMIT_MAX_RECORDS", max_records.to_string())
         .env(
             "CREDITSTREAM__PROCESSOR__COMMIT_MIN_INTERVAL_MS",
             min_interval.to_string(),
-        )
-        .env("RUST_LOG", "warn");
+        );
     Ok(command)
+}
+
+/// What every creditstream child of the benchmark is told: its topology, the broker, its
+/// state dir and metrics address; no seed bridge; warnings only.
+pub fn creditstream_env(
+    command: &mut Command,
+    topology_file: &Path,
+    config: &Config,
+    state: &Path,
+    metrics: SocketAddr,
+) {
+    command
+        .env("CREDITSTREAM__TOPOLOGY_FILE", topology_file)
+        .env(
+            "CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS",
+            &config.kafka.bootstrap_servers,
+        )
+        .env("CREDITSTREAM__PROCESSOR__STATE_DIR", state)
+        .env("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE", "false")
+        .env("CREDITSTREAM__PROCESSOR__METRICS_LISTEN", metrics.to_string())
+        .env("RUST_LOG", "warn");
 }
 
 /// `program`, run under `taskset -c CORES` when the launch pins replicas.
