@@ -2,7 +2,8 @@
 //! on real replicas, broker and changelog (the figures; the tests assert only
 //! bounds loose enough for a busy machine).
 //!
-//! For each user count the changelog is built once (one replica processes the creates and
+//! The failover user count (and smaller) goes first, then the throughput runs, then the
+//! larger user counts. For each user count the changelog is built once (one replica processes the creates and
 //! stops gracefully). Then, repetition after repetition:
 //! - restore: a replica on an empty state dir restores every task; records/s from the
 //!   first restoring task seen to every task running, and its peak RSS;
@@ -323,12 +324,18 @@ pub fn run(
         report,
     };
     cx.save();
-    throughput(&mut cx);
     let mut counts: Vec<u64> = elastic.restore_users.clone();
     counts.extend(Some(elastic.failover_users).filter(|&u| u > 0));
     counts.sort_unstable();
     counts.dedup();
+    // The failover user count and smaller ones first, then the throughput runs, then the
+    // larger restores (the longest part), so a run stopped early has the failovers.
+    let mut throughput_done = false;
     for users in counts {
+        if users > elastic.failover_users && !throughput_done {
+            throughput(&mut cx);
+            throughput_done = true;
+        }
         let mut built = match build(&cx, users) {
             Ok((built, seconds)) => {
                 cx.report.builds.push(BuildResult {
@@ -371,6 +378,9 @@ pub fn run(
         topics::clean_up(&config.kafka, &built.def, System::Creditstream);
         let _ = std::fs::remove_dir_all(&built.dir);
     }
+    if !throughput_done {
+        throughput(&mut cx);
+    }
     cx.report.finished_at_ms = Some(now_ms());
     cx.save();
     Ok(cx.report)
@@ -399,6 +409,7 @@ fn throughput(cx: &mut Cx<'_>) {
                 peer_threads: 1,
                 pinned: None,
                 tag: format!("e{}-scale-u{users}-n{repetition}", cx.stamp),
+                users_first: true,
             };
             eprintln!("elastic: throughput at {users} users, rep {repetition} ...");
             let result = run::run_one(cx.config, cx.base, cx.opts, &spec);

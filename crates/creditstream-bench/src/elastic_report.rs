@@ -209,7 +209,9 @@ pub fn render(r: &ElasticReport, source: &str) -> String {
     let mut large_ratio = None;
     if !r.throughput.is_empty() {
         out.push_str(
-            "Throughput at each user count (creditstream, exactly_once_v2, backlog cadence, 1 replica):\n\n\
+            "Throughput at each user count (creditstream, exactly_once_v2, backlog cadence, 1 replica; the users are \
+             created first, and the backlog of orders produced once every create was consumed, so the window holds \
+             orders alone):\n\n\
              | users | passed | orders/s | CPU s / M orders | peak RSS MiB | Completed orders |\n|---|---|---|---|---|---|\n",
         );
         let mut users: Vec<u64> = r.throughput.iter().map(|x| x.users).collect();

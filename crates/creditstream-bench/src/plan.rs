@@ -45,6 +45,7 @@ pub(crate) fn choose_threads(cx: &mut Context<'_>) -> Option<u32> {
                 peer_threads: threads,
                 pinned: None,
                 tag: cx.tag(&format!("probe-t{threads}-n{repetition}")),
+                users_first: false,
             };
             probe.push(cx.run(&spec));
         }

@@ -2,7 +2,8 @@
 //! (and the pass-through, which runs its runtime) from its Prometheus `/metrics` (the
 //! count of `creditstream_processor_commit_duration_seconds`), the Kafka Streams peer
 //! from its `/stats` (the sum of its threads' `commit-total`). Read at the start and the
-//! end of a throughput window, they give the commit cadence each system achieved.
+//! end of a throughput window, they give the commit cadence each system achieved. And
+//! creditstream's count of user commands consumed, which the scaling runs wait for.
 
 use crate::options::System;
 use std::io::{Read, Write};
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 const COMMITS_METRIC: &str = "creditstream_processor_commit_duration_seconds_count";
+const USERS_CONSUMED_METRIC: &str = "creditstream_processor_records_consumed_total{topic=\"user_commands\"}";
 
 /// The body of `GET path` on `addr` (HTTP/1.0, so the server closes after the answer).
 pub fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
@@ -31,6 +33,12 @@ fn prometheus_value(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// User commands creditstream on `addr` has consumed so far.
+pub fn users_consumed(addr: SocketAddr) -> Result<f64, String> {
+    let text = get(addr, "/metrics")?;
+    prometheus_value(&text, USERS_CONSUMED_METRIC).ok_or_else(|| format!("{USERS_CONSUMED_METRIC} missing"))
 }
 
 /// Commits the system on `addr` has made so far.

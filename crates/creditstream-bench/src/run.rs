@@ -47,6 +47,11 @@ pub struct RunSpec {
     pub peer_threads: u32,
     pub pinned: Option<Vec<String>>,
     pub tag: String,
+    /// Produce the orders only once creditstream consumed every create, so the window
+    /// measures orders alone (the scaling runs: with millions of users, some tasks would
+    /// still be creating users while others decide). Otherwise both inputs are a backlog
+    /// before the system starts.
+    pub users_first: bool,
 }
 
 /// The raw figures of one repetition; the `Option`s are `None` where nothing was measured.
@@ -112,6 +117,20 @@ fn wait_for(watcher: &watcher::Watcher, count: u64, children: &mut Children, sin
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
         }
+    }
+}
+
+/// Waits until creditstream's replicas consumed `users` user commands between them.
+fn users_consumed(probes: &[SocketAddr], users: u64, children: &mut Children, since: Instant) -> Result<(), String> {
+    loop {
+        let consumed: f64 = probes.iter().filter_map(|&a| probe::users_consumed(a).ok()).sum();
+        if consumed >= users as f64 {
+            return Ok(());
+        }
+        if children.any_exited() || since.elapsed() > RUN_TIMEOUT {
+            return Err(format!("the {users} creates were not consumed ({consumed} were)"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -221,8 +240,11 @@ fn measure_on(
     dir: &std::path::Path,
 ) -> Result<(), String> {
     let loader = Loader::new(&config.kafka).map_err(|e| e.to_string())?;
-    produce_input(&loader, def, workload, spec.orders).map_err(|e| e.to_string())?;
-    drop(loader);
+    if spec.users_first {
+        produce_input(&loader, def, workload, 0).map_err(|e| e.to_string())?;
+    } else {
+        produce_input(&loader, def, workload, spec.orders).map_err(|e| e.to_string())?;
+    }
     let completed = reference.completed;
     let watcher = watcher::spawn(
         &config.kafka,
@@ -259,6 +281,20 @@ fn measure_on(
         }
     };
     let begun = Instant::now();
+    if spec.users_first {
+        let orders = users_consumed(&started.probes, workload.users, &mut started.children, begun).and_then(|()| {
+            loader
+                .produce(&def.inputs.orders, spec.orders as usize, None, |i| {
+                    workload.order_record(i as u64, def.partitions)
+                })
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = orders {
+            watcher.stop();
+            return Err(e);
+        }
+    }
+    drop(loader);
     let window = wait_for(&watcher, 1, &mut started.children, begun).and_then(|first| {
         let c0 = commits(spec.system, &started.probes);
         let u0 = started.children.usage();

@@ -185,6 +185,7 @@ fn throughput(cx: &mut Context<'_>, peer_threads: u32) {
                                 cadence_tag(cadence),
                                 system_tag(system)
                             )),
+                            users_first: false,
                         };
                         let result = cx.run(&spec);
                         cx.report.runs.push(result);
@@ -270,6 +271,7 @@ fn others(cx: &mut Context<'_>) {
                 peer_threads: 1,
                 pinned: None,
                 tag: cx.tag(&format!("scale-u{users}-n{repetition}")),
+                users_first: true,
             };
             let result = cx.run(&spec);
             cx.report.scaling.push(result);
