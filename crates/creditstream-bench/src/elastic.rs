@@ -19,7 +19,7 @@ use crate::decision_log::{self, DecisionLog};
 use crate::elastic_report::{BuildResult, ElasticReport, FailoverResult, RestoreResult, ELASTIC_FORMAT};
 use crate::error::BenchError;
 use crate::load::{now_ms, Loader};
-use crate::options::{BenchOptions, Cadence, System};
+use crate::options::{BenchOptions, System};
 use crate::replica::{alive, settled, waited, Replica, LAG_UNDER_LOAD, RESTORING};
 use crate::run::{self, RunSpec};
 use crate::steady_load::{SteadyLoad, Target};
@@ -396,21 +396,12 @@ fn report_line(error: Option<&str>) {
 fn throughput(cx: &mut Cx<'_>) {
     for repetition in 0..cx.opts.repetitions {
         for &users in &cx.elastic.throughput_users {
-            let spec = RunSpec {
-                section: "scaling",
-                system: System::Creditstream,
-                guarantee: ProcessingGuarantee::ExactlyOnceV2,
-                cadence: Cadence::Backlog,
-                replicas: 1,
-                repetition,
+            let spec = RunSpec::scaling(
                 users,
-                orders: cx.opts.orders,
-                peer_commit_interval_ms: 0,
-                peer_threads: 1,
-                pinned: None,
-                tag: format!("e{}-scale-u{users}-n{repetition}", cx.stamp),
-                users_first: true,
-            };
+                cx.opts.orders,
+                repetition,
+                format!("e{}-scale-u{users}-n{repetition}", cx.stamp),
+            );
             eprintln!("elastic: throughput at {users} users, rep {repetition} ...");
             let result = run::run_one(cx.config, cx.base, cx.opts, &spec);
             match &result.error {

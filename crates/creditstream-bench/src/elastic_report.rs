@@ -99,15 +99,11 @@ impl ElasticReport {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, json)?;
-        std::fs::rename(tmp, path)
+        crate::report::save_json(self, path)
     }
 
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let report: Self = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let report: Self = crate::report::load_json(path)?;
         if report.format != ELASTIC_FORMAT {
             return Err(format!("{}: not a {ELASTIC_FORMAT} report", path.display()));
         }

@@ -12,7 +12,7 @@ use creditstream_bench::options::{LatencyOptions, PeerSetup, PeerThreads};
 use creditstream_bench::passthrough::{self, MatchedPassThrough, Templates};
 use creditstream_bench::uids::UidDistribution;
 use creditstream_bench::{ceiling, elastic_report, ingest, markdown, readme, schedule, BenchOptions, Cadence, System};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -291,17 +291,23 @@ async fn run(args: RunArgs, config: Config) -> Result<bool, String> {
         .await
         .map_err(|_| "the benchmark thread panicked".to_string())?
         .map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_dir_all(&work_dir);
+    publish(&work_dir, out.as_deref(), |source| markdown::render(&report, source))?;
+    Ok(report.correct())
+}
+
+/// After a run: its scratch folder removed, its Markdown printed and written beside the
+/// JSON report `out` (which names itself in the text).
+fn publish(work_dir: &Path, out: Option<&Path>, render: impl FnOnce(&str) -> String) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(work_dir);
     let source = out
-        .as_ref()
         .and_then(|p| p.file_name())
         .map_or_else(|| "not saved".to_string(), |n| n.to_string_lossy().into_owned());
-    let text = markdown::render(&report, &source);
+    let text = render(&source);
     println!("{text}");
     if let Some(path) = out {
         std::fs::write(path.with_extension("md"), &text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok(report.correct())
+    Ok(())
 }
 
 async fn elastic(args: ElasticArgs, config: Config) -> Result<bool, String> {
@@ -320,16 +326,9 @@ async fn elastic(args: ElasticArgs, config: Config) -> Result<bool, String> {
         .await
         .map_err(|_| "the benchmark thread panicked".to_string())?
         .map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_dir_all(&work_dir);
-    let source = out
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map_or_else(|| "not saved".to_string(), |n| n.to_string_lossy().into_owned());
-    let text = elastic_report::render(&report, &source);
-    println!("{text}");
-    if let Some(path) = out {
-        std::fs::write(path.with_extension("md"), &text).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    publish(&work_dir, out.as_deref(), |source| {
+        elastic_report::render(&report, source)
+    })?;
     Ok(report.correct())
 }
 

@@ -66,6 +66,20 @@ pub struct BenchReport {
     pub skipped: Vec<String>,
 }
 
+/// Writes `value` as pretty JSON to `path`, whole or not at all (through a temporary file).
+pub fn save_json<T: Serialize>(value: &T, path: &Path) -> std::io::Result<()> {
+    let json = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Reads a JSON report; the error names the file.
+pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Cores, memory and CPU model, from /proc.
 pub fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -106,15 +120,11 @@ impl BenchReport {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, json)?;
-        std::fs::rename(tmp, path)
+        save_json(self, path)
     }
 
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let report: Self = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let report: Self = load_json(path)?;
         if report.format != FORMAT {
             return Err(format!(
                 "{}: format {:?}, expected {FORMAT}",

@@ -54,6 +54,28 @@ pub struct RunSpec {
     pub users_first: bool,
 }
 
+impl RunSpec {
+    /// A scaling repetition: creditstream alone at exactly_once_v2 and its backlog cadence,
+    /// 1 replica, `users` users, the orders produced once the creates were consumed.
+    pub fn scaling(users: u64, orders: u64, repetition: u32, tag: String) -> Self {
+        Self {
+            section: "scaling",
+            system: System::Creditstream,
+            guarantee: ProcessingGuarantee::ExactlyOnceV2,
+            cadence: Cadence::Backlog,
+            replicas: 1,
+            repetition,
+            users,
+            orders,
+            peer_commit_interval_ms: 0,
+            peer_threads: 1,
+            pinned: None,
+            tag,
+            users_first: true,
+        }
+    }
+}
+
 /// The raw figures of one repetition; the `Option`s are `None` where nothing was measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {

@@ -258,21 +258,12 @@ fn others(cx: &mut Context<'_>) {
     let opts = cx.opts;
     for repetition in 0..opts.repetitions {
         for &users in &opts.scaling_users {
-            let spec = RunSpec {
-                section: "scaling",
-                system: System::Creditstream,
-                guarantee: ProcessingGuarantee::ExactlyOnceV2,
-                cadence: Cadence::Backlog,
-                replicas: 1,
-                repetition,
+            let spec = RunSpec::scaling(
                 users,
-                orders: opts.orders,
-                peer_commit_interval_ms: 0,
-                peer_threads: 1,
-                pinned: None,
-                tag: cx.tag(&format!("scale-u{users}-n{repetition}")),
-                users_first: true,
-            };
+                opts.orders,
+                repetition,
+                cx.tag(&format!("scale-u{users}-n{repetition}")),
+            );
             let result = cx.run(&spec);
             cx.report.scaling.push(result);
             cx.save();
