@@ -3,6 +3,7 @@
 //! replica counts this machine can compare honestly (more than one only pinned with
 //! taskset to cores of their own, else dropped with the reason in the report).
 
+use crate::children::Cores;
 use crate::options::{Cadence, PeerThreads, System};
 use crate::report::ThreadsChoice;
 use crate::run::RunSpec;
@@ -75,17 +76,37 @@ pub(crate) fn choose_threads(cx: &mut Context<'_>) -> Option<u32> {
     Some(threads)
 }
 
+/// A replica count to run, and the cores each replica is pinned to (none: unpinned).
+pub(crate) type ReplicaRun = (u32, Option<Vec<String>>);
+
 /// The replica counts that can mean something here, and the cores of each replica.
-pub(crate) fn replica_plan(cx: &mut Context<'_>) -> Vec<(u32, Option<Vec<String>>)> {
-    let (cores, opts) = (&cx.report.cores, cx.opts);
+pub(crate) fn replica_plan(cx: &mut Context<'_>) -> Vec<ReplicaRun> {
+    let opts = cx.opts;
+    let (plan, notes) = plan_replicas(
+        &cx.report.cores,
+        &opts.replicas,
+        opts.cores_per_replica,
+        opts.reserved_cores,
+    );
+    cx.report.replica_scaling = format!("{}.", notes.join("; "));
+    for note in notes.iter().filter(|n| n.contains("dropped")) {
+        cx.report.skipped.push(note.clone());
+    }
+    plan
+}
+
+/// Replicas to run (with the cores each is pinned to) and why others are dropped: more
+/// than one replica only pinned with taskset (util-linux; a machine without it drops them)
+/// and only where the cores suffice.
+fn plan_replicas(cores: &Cores, replicas: &[u32], per_replica: u32, reserved: u32) -> (Vec<ReplicaRun>, Vec<String>) {
     let mut plan = Vec::new();
     let mut notes = vec!["1 replica runs unpinned (its cores are listed per repetition)".to_string()];
-    for &r in &opts.replicas {
+    for &r in replicas {
         if r <= 1 {
             plan.push((1, None));
             continue;
         }
-        let needed = (r * opts.cores_per_replica + opts.reserved_cores) as usize;
+        let needed = (r * per_replica + reserved) as usize;
         if !cores.taskset {
             notes.push(format!(
                 "{r} replicas dropped: taskset (util-linux) is missing, so they cannot be pinned"
@@ -93,13 +114,13 @@ pub(crate) fn replica_plan(cx: &mut Context<'_>) -> Vec<(u32, Option<Vec<String>
         } else if cores.nproc < needed {
             notes.push(format!(
                 "{r} replicas dropped: they need {needed} cores ({} each, pinned with taskset, plus {} for the broker and the load generator) and this machine has {}; on shared cores the figure would measure oversubscription, not scaling",
-                opts.cores_per_replica, opts.reserved_cores, cores.nproc
+                per_replica, reserved, cores.nproc
             ));
         } else {
             let lists = (0..r)
                 .map(|i| {
-                    let first = opts.reserved_cores + i * opts.cores_per_replica;
-                    format!("{first}-{}", first + opts.cores_per_replica - 1)
+                    let first = reserved + i * per_replica;
+                    format!("{first}-{}", first + per_replica - 1)
                 })
                 .collect::<Vec<_>>();
             notes.push(format!(
@@ -110,9 +131,33 @@ pub(crate) fn replica_plan(cx: &mut Context<'_>) -> Vec<(u32, Option<Vec<String>
         }
     }
     plan.dedup_by_key(|(r, _)| *r);
-    cx.report.replica_scaling = format!("{}.", notes.join("; "));
-    for note in notes.iter().filter(|n| n.contains("dropped")) {
-        cx.report.skipped.push(note.clone());
+    (plan, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cores(nproc: usize, taskset: bool) -> Cores {
+        Cores {
+            nproc,
+            taskset,
+            bench_affinity: "0-7".into(),
+        }
     }
-    plan
+
+    #[test]
+    fn two_replicas_run_only_pinned_with_taskset_on_cores_to_spare() {
+        let (plan, notes) = plan_replicas(&cores(8, true), &[1, 2], 2, 2);
+        assert_eq!(plan, vec![(1, None), (2, Some(vec!["2-3".into(), "4-5".into()]))]);
+        assert!(notes[1].contains("pinned with taskset to cores 2-3, 4-5"), "{notes:?}");
+
+        let (plan, notes) = plan_replicas(&cores(8, false), &[1, 2], 2, 2);
+        assert_eq!(plan, vec![(1, None)], "no taskset: dropped, never run unpinned");
+        assert!(notes[1].contains("taskset (util-linux) is missing"), "{notes:?}");
+
+        let (plan, notes) = plan_replicas(&cores(2, true), &[1, 2], 2, 2);
+        assert_eq!(plan, vec![(1, None)]);
+        assert!(notes[1].contains("need 6 cores"), "{notes:?}");
+    }
 }
