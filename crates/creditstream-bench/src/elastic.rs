@@ -138,39 +138,40 @@ fn restore(cx: &Cx<'_>, built: &Built, repetition: u32) -> RestoreResult {
         start_to_running_s: None,
         peak_rss_mib: None,
     };
-    let outcome = (|| -> Result<(), String> {
-        let started = Instant::now();
-        let mut replica = cx.replica(built, "fresh", 0).map_err(|e| e.to_string())?;
-        let mut first_restoring: Option<Instant> = None;
-        let partitions = built.def.partitions as usize;
-        let restored = waited(budget(built.users) * 3, "every task restored and running", || {
-            alive(&mut [&mut replica])?;
-            let Some(m) = replica.metrics() else {
-                return Ok(None);
-            };
-            if m.value(RESTORING) > 0.0 {
-                first_restoring.get_or_insert_with(Instant::now);
-            }
-            let running = m.active().len() == partitions && m.value(RESTORING) == 0.0;
-            Ok((running && m.value(RESTORED) > 0.0).then(|| m.value(RESTORED)))
-        })?;
-        let done = Instant::now();
-        let restore_s = (done - first_restoring.unwrap_or(started)).as_secs_f64();
-        result.restored_records = Some(restored);
-        result.restore_s = Some(restore_s);
-        result.records_per_s = Some(restored / restore_s.max(1e-3));
-        result.start_to_running_s = Some((done - started).as_secs_f64());
-        result.peak_rss_mib = replica.peak_rss_mib();
-        if restored < built.users as f64 {
-            return Err(format!("restored {restored} records of at least {}", built.users));
-        }
-        Ok(())
-    })();
-    match outcome {
-        Ok(()) => result.ok = true,
-        Err(e) => result.error = Some(e),
+    if let Err(e) = restore_on(cx, built, &mut result) {
+        result.error = Some(e);
     }
     result
+}
+
+fn restore_on(cx: &Cx<'_>, built: &Built, result: &mut RestoreResult) -> Result<(), String> {
+    let started = Instant::now();
+    let mut replica = cx.replica(built, "fresh", 0).map_err(|e| e.to_string())?;
+    let mut first_restoring: Option<Instant> = None;
+    let partitions = built.def.partitions as usize;
+    let restored = waited(budget(built.users) * 3, "every task restored and running", || {
+        alive(&mut [&mut replica])?;
+        let Some(m) = replica.metrics() else {
+            return Ok(None);
+        };
+        if m.value(RESTORING) > 0.0 {
+            first_restoring.get_or_insert_with(Instant::now);
+        }
+        let running = m.active().len() == partitions && m.value(RESTORING) == 0.0;
+        Ok((running && m.value(RESTORED) > 0.0).then(|| m.value(RESTORED)))
+    })?;
+    let done = Instant::now();
+    let restore_s = (done - first_restoring.unwrap_or(started)).as_secs_f64();
+    result.restored_records = Some(restored);
+    result.restore_s = Some(restore_s);
+    result.records_per_s = Some(restored / restore_s.max(1e-3));
+    result.start_to_running_s = Some((done - started).as_secs_f64());
+    result.peak_rss_mib = replica.peak_rss_mib();
+    if restored < built.users as f64 {
+        return Err(format!("restored {restored} records of at least {}", built.users));
+    }
+    result.ok = true;
+    Ok(())
 }
 
 /// Partitions of `owners` whose owner is `name`.
