@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# scripts/chaos.sh [--long] - the fault runner (tests/chaos.rs) on the local stack: three
-# processor replicas, the sink and the ingest under load while replicas, the sink, MariaDB
-# and the Kafka broker are killed and restarted; then the invariant checker must find
-# nothing. The short run is part of scripts/test.sh; --long repeats it with longer outages.
+# scripts/chaos.sh [--long] - the fault runners on the local stacks, then their invariant
+# checks must find nothing:
+# - tests/chaos.rs on the single-broker stack: three processor replicas, the sink and the
+#   ingest under load while replicas, the sink, MariaDB and the Kafka broker are killed and
+#   restarted;
+# - tests/cluster_liveness.rs on the three-broker cluster (scripts/cluster.sh): broker
+#   faults (leader and coordinator kill -9, rolling restart, a frozen broker) under load,
+#   with every partition deciding again within seconds.
+# The short runs are part of scripts/test.sh; --long repeats them with longer outages and
+# more rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--long" ]; then
   export CREDITSTREAM_CHAOS_LONG=1
+  export CREDITSTREAM_LIVENESS_ROUNDS=${CREDITSTREAM_LIVENESS_ROUNDS:-3}
 fi
 scripts/setup.sh
 scripts/stack.sh up
+scripts/cluster.sh up --brokers 3 --kafka-only
 export CREDITSTREAM_STACK=$PWD/scripts/stack.sh
+export CREDITSTREAM_CLUSTER_STATE_DIR=${CREDITSTREAM_CLUSTER_STATE_DIR:-$PWD/.state/cluster3}
+export CREDITSTREAM_CLUSTER_KAFKA_PORT=${CREDITSTREAM_CLUSTER_KAFKA_PORT:-19092}
+export CREDITSTREAM_CLUSTER_CONTROLLER_PORT=${CREDITSTREAM_CLUSTER_CONTROLLER_PORT:-19093}
 cargo test --release --locked --test chaos -- --nocapture
+cargo test --release --locked --test cluster_liveness -- --nocapture

@@ -3,43 +3,76 @@
 #
 # Runs, as plain background processes owned by the current user (root on CI):
 #   kafka       Apache Kafka 4.3.1 in KRaft mode, jars from Maven Central: one controller process
-#               and one broker process (a broker killed uncleanly then finds its controller up,
-#               as in production; in one combined process the restarted broker briefly lists
-#               its partitions without a leader, and the transaction coordinator then skips
-#               their commit/abort markers, which leaves "hanging" transactions behind)
+#               (node id 1) and N broker processes, broker-1..broker-N (node ids 2..N+1; N=1 by
+#               default, `up --brokers N` for up to 5). A broker killed uncleanly then finds its
+#               controller up, as in production; in one combined process the restarted broker
+#               briefly lists its partitions without a leader, and the transaction coordinator
+#               then skips their commit/abort markers, which leaves "hanging" transactions behind.
+#               Replication: 1 broker RF 1 / min ISR 1; 2 brokers RF 2 / min ISR 1; 3 or more
+#               brokers RF 3 / min ISR 2 (topics by default, __consumer_offsets,
+#               __transaction_state, the share-group state topic).
 #   mariadb     Debian's MariaDB, a private instance with its own datadir, socket and port
 #   prometheus  Debian's Prometheus (optional: `up --with-prometheus` or `start prometheus`)
 # Missing Debian packages (JDK 17, Maven, MariaDB, Prometheus) are installed with apt-get.
 # No systemd/init and no system-wide service is used.
 #
 # Usage:
-#   scripts/stack.sh up [--with-prometheus]   start kafka + mariadb (+ prometheus), wait until ready
+#   scripts/stack.sh up [--brokers N] [--with-prometheus] [--kafka-only]
+#                                             start kafka + mariadb (+ prometheus), wait until ready;
+#                                             --kafka-only starts the Kafka cluster alone (a second
+#                                             cluster beside a stack, e.g. the liveness tests').
+#                                             N (1..5) is remembered in the state dir: later commands
+#                                             (and `up` without --brokers) use the cluster that exists
+#                                             (1 broker if none). A different N wipes the Kafka storage
+#                                             (topics, offsets, transactions) and formats a new cluster.
 #   scripts/stack.sh down                     stop everything (SIGTERM, then SIGKILL after a timeout)
-#   scripts/stack.sh status                   show each service; exit 0 if kafka and mariadb are up, else 3
+#   scripts/stack.sh status                   show each service and broker; exit 0 if all brokers, the
+#                                             controller and mariadb are up, else 3
 #   scripts/stack.sh logs [NAME] [-f]         list log files, or tail (follow with -f) one service's log
 #   scripts/stack.sh start NAME               start one service and wait until it is ready
-#   scripts/stack.sh stop NAME                stop one service gracefully (SIGTERM)
-#   scripts/stack.sh kill NAME                SIGKILL one service (fault tests; kafka: the broker)
+#   scripts/stack.sh stop NAME                stop one service gracefully (SIGTERM; a broker shuts down
+#                                             in a controlled way) and wait until it has exited
+#   scripts/stack.sh kill NAME                SIGKILL one service (fault tests)
 #   scripts/stack.sh freeze NAME              SIGSTOP one service: alive, sockets open, silent (fault tests)
 #   scripts/stack.sh thaw NAME                SIGCONT a frozen service
+#   NAME is one of kafka | broker-I | mariadb | prometheus, I in 1..N. `kafka` means every broker
+#   for start and stop (the controller is started as needed, and stopped only by `down`), and
+#   broker-1 for kill, freeze, thaw and logs. Every command is idempotent.
+#
+# Kafka cluster queries (fault tests):
+#   scripts/stack.sh brokers                  one line per broker: NODE_ID HOST:PORT up|frozen|down
+#   scripts/stack.sh bootstrap                the bootstrap servers of all brokers, comma-separated
+#   scripts/stack.sh leader TOPIC PARTITION   node id of the partition's leader; nothing and exit 1
+#                                             if it has none
+#   scripts/stack.sh coordinator group GROUP  node id of the consumer group's coordinator
+#   scripts/stack.sh coordinator transaction TRANSACTIONAL_ID
+#                                             node id of the transaction coordinator (exit 1 if the
+#                                             transactional id is unknown to the cluster)
+#   scripts/stack.sh isr-full                 exit 0 if every partition of every topic has its full
+#                                             ISR and a leader, else 1
 #   scripts/stack.sh tool CLASS [ARGS...]     run a Kafka tool class on the broker's classpath, e.g.
 #                                             tool org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
-#   NAME is one of kafka | mariadb | prometheus. Every command is idempotent.
+#   The queries go through every broker that is up, so a dead or frozen broker does not stop them.
 #
 # Environment overrides (defaults in brackets):
 #   CREDITSTREAM_STATE_DIR  [<repo>/.state]  data, logs, pid files
-#   KAFKA_PORT              [9092]  PLAINTEXT listener on 127.0.0.1
+#   KAFKA_PORT              [9092]  PLAINTEXT listener of broker-1 on 127.0.0.1; broker-I listens on
+#                                   KAFKA_PORT + 10*(I-1) (9092, 9102, 9112, ...)
 #   KAFKA_CONTROLLER_PORT   [9093]  KRaft controller listener on 127.0.0.1
 #   MYSQL_PORT              [3306]  MariaDB TCP port on 127.0.0.1
 #   PROMETHEUS_PORT         [9090]  Prometheus web port on 127.0.0.1
 #   PROMETHEUS_CONFIG       [<repo>/config/prometheus.yml]
-#   KAFKA_HEAP_OPTS         [-Xmx1g -Xms256m]
-#   KAFKA_START_TIMEOUT     [120]   seconds to wait for Kafka to become ready
+#   KAFKA_HEAP_OPTS         [-Xmx1g -Xms256m with one broker, -Xmx512m -Xms256m with more]  per broker
+#   KAFKA_START_TIMEOUT     [120]   seconds to wait for the Kafka brokers to become ready
 #   MYSQL_START_TIMEOUT     [60]    seconds to wait for MariaDB to answer
 #   STOP_TIMEOUT            [60]    seconds to wait after SIGTERM before SIGKILL
 #
+# Files: <state>/kafka/brokers holds N; broker-1 keeps the single-broker layout (<state>/kafka/
+# server.properties, broker-data, kafka.pid, server.log, kafka.out), broker-I (I > 1) has the same
+# files in <state>/kafka/broker-I/, the controller in <state>/kafka/controller/.
+#
 # Connection details once up:
-#   Kafka    bootstrap.servers=127.0.0.1:9092
+#   Kafka    bootstrap.servers=127.0.0.1:9092 (`scripts/stack.sh bootstrap` lists every broker)
 #   MariaDB  mysql://creditstream:creditstream@127.0.0.1:3306/demodb (user has ALL on *.*);
 #            root without password over the socket <state>/mariadb/mysqld.sock
 set -euo pipefail
@@ -51,13 +84,14 @@ KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 MYSQL_PORT=${MYSQL_PORT:-3306}
 PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
 PROMETHEUS_CONFIG=${PROMETHEUS_CONFIG:-$REPO_ROOT/config/prometheus.yml}
-KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx1g -Xms256m}
+KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:-}   # default per broker count: see broker_heap_opts
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-120}
 MYSQL_START_TIMEOUT=${MYSQL_START_TIMEOUT:-60}
 STOP_TIMEOUT=${STOP_TIMEOUT:-60}
 
 HOST=127.0.0.1
 SERVICES=(kafka mariadb prometheus)
+MAX_BROKERS=5
 KAFKA_POM=$REPO_ROOT/scripts/kafka/pom.xml
 KAFKA_LOG4J=$REPO_ROOT/scripts/kafka/log4j2.properties
 KAFKA_TOOLS_LOG4J=$REPO_ROOT/scripts/kafka/tools-log4j2.properties
@@ -73,8 +107,6 @@ set_paths() {
 
   KAFKA_DIR=$STATE_DIR/kafka
   KAFKA_LIBS=$KAFKA_DIR/libs
-  KAFKA_DATA=$KAFKA_DIR/broker-data
-  KAFKA_CONFIG=$KAFKA_DIR/server.properties
   CONTROLLER_DIR=$KAFKA_DIR/controller
   CONTROLLER_DATA=$CONTROLLER_DIR/data
   CONTROLLER_CONFIG=$CONTROLLER_DIR/controller.properties
@@ -82,9 +114,10 @@ set_paths() {
   CONTROLLER_LOG=$CONTROLLER_DIR/server.log
   CONTROLLER_OUT=$CONTROLLER_DIR/controller.out
   KAFKA_ADMIN_CONFIG=$KAFKA_DIR/admin-client.properties
-  KAFKA_PIDFILE=$KAFKA_DIR/kafka.pid
-  KAFKA_LOG=$KAFKA_DIR/server.log   # written by log4j2 (see scripts/kafka/log4j2.properties)
-  KAFKA_OUT=$KAFKA_DIR/kafka.out    # JVM stdout/stderr: crashes, bad options
+  KAFKA_BROKERS_FILE=$KAFKA_DIR/brokers   # the broker count the storage is formatted for
+  # broker-I's paths: broker_dir, broker_data, broker_config, ... (kafka section)
+  # The cluster that exists; `up --brokers N` changes it.
+  BROKERS=$(formatted_broker_count) || BROKERS=1
 
   MARIADB_DIR=$STATE_DIR/mariadb
   MARIADB_DATA=$MARIADB_DIR/data
@@ -163,6 +196,11 @@ pid_alive() {
   [[ $state != Z ]]
 }
 
+# True if PID is stopped (SIGSTOP: `freeze`).
+process_frozen() {
+  [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == [Tt] ]]
+}
+
 # Pid from PIDFILE if that process is alive and its command line contains MARKER
 # (guards against pid reuse and against another stack using a different state dir).
 live_pid() {
@@ -193,6 +231,8 @@ spawn() {
 terminate() {
   local name=$1 pid=$2 signal=$3 timeout=$4 waited=0
   kill "-$signal" "$pid" 2>/dev/null || true
+  # A frozen process acts on SIGTERM only once continued.
+  [[ $signal == KILL ]] || kill -CONT "$pid" 2>/dev/null || true
   while pid_alive "$pid"; do
     if ((waited >= timeout * 10)); then
       if [[ $signal == KILL ]]; then
@@ -265,9 +305,102 @@ kafka_tool_with_timeout() {
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" -cp "$KAFKA_LIBS/*" "$@"
 }
 
-# (Re)write the controller's and the broker's configs on every start so edits to this
+# ---------------------------------------------------------------- kafka brokers: layout
+
+# Broker I (1-based) is node I+1 (the controller is node 1) and listens on KAFKA_PORT + 10*(I-1).
+# broker-1 keeps the paths of the single-broker stack, so its state dirs work unchanged.
+valid_broker_count() { [[ $1 =~ ^[1-9][0-9]*$ ]] && (($1 <= MAX_BROKERS)); }
+broker_dir() { if (($1 == 1)); then echo "$KAFKA_DIR"; else echo "$KAFKA_DIR/broker-$1"; fi; }
+broker_data() { echo "$(broker_dir "$1")/broker-data"; }
+broker_config() { echo "$(broker_dir "$1")/server.properties"; }
+broker_pidfile() { echo "$(broker_dir "$1")/kafka.pid"; }
+broker_log() { echo "$(broker_dir "$1")/server.log"; } # log4j2 (scripts/kafka/log4j2.properties)
+broker_out() { echo "$(broker_dir "$1")/kafka.out"; }  # JVM stdout/stderr: crashes, bad options
+broker_readiness_log() { echo "$(broker_dir "$1")/readiness.log"; }
+broker_port() { echo $((KAFKA_PORT + 10 * ($1 - 1))); }
+broker_node_id() { echo $(($1 + 1)); }
+broker_pid() { live_pid "$(broker_pidfile "$1")" "$(broker_config "$1")"; }
+
+# up | frozen (SIGSTOP) | down, from the broker's process.
+broker_state() {
+  local pid
+  if ! pid=$(broker_pid "$1"); then
+    echo down
+  elif process_frozen "$pid"; then
+    echo frozen
+  else
+    echo up
+  fi
+}
+
+# The broker count the Kafka storage is formatted for (the cluster that exists). A state dir
+# of the single-broker stack (no count file, broker-1's data formatted) is a 1-broker cluster.
+# Fails if there is none.
+formatted_broker_count() {
+  local n
+  if [[ -s $KAFKA_BROKERS_FILE ]]; then
+    n=$(tr -dc '0-9' <"$KAFKA_BROKERS_FILE")
+    if ! valid_broker_count "$n"; then
+      warn "kafka: ignoring $KAFKA_BROKERS_FILE (holds '$n', not a broker count 1..$MAX_BROKERS)"
+      return 1
+    fi
+    echo "$n"
+  elif [[ -f $(broker_data 1)/meta.properties ]]; then
+    echo 1
+  else
+    return 1
+  fi
+}
+
+# Comma-separated HOST:PORT of every broker or, with "up", of the brokers whose process runs
+# and is not frozen (fails if that leaves none).
+bootstrap_servers() {
+  local only_up=${1:-} i list=()
+  for ((i = 1; i <= BROKERS; i++)); do
+    [[ $only_up == up && $(broker_state "$i") != up ]] && continue
+    list+=("$HOST:$(broker_port "$i")")
+  done
+  ((${#list[@]} > 0)) || return 1
+  local IFS=,
+  echo "${list[*]}"
+}
+
+# JVM heap of each broker: KAFKA_HEAP_OPTS if set, else 1 GB alone and 512 MB in a cluster.
+broker_heap_opts() {
+  if [[ -n $KAFKA_HEAP_OPTS ]]; then
+    echo "$KAFKA_HEAP_OPTS"
+  elif ((BROKERS > 1)); then
+    echo "-Xmx512m -Xms256m"
+  else
+    echo "-Xmx1g -Xms256m"
+  fi
+}
+
+# ---------------------------------------------------------------- kafka: configs and storage
+
+# Replication for BROKERS brokers: sets REPLICATION_FACTOR, MIN_INSYNC and REPLICATION_COMMENT.
+set_replication() {
+  if ((BROKERS == 1)); then
+    REPLICATION_FACTOR=1 MIN_INSYNC=1
+    REPLICATION_COMMENT="# One broker: every internal topic must accept replication factor / ISR of 1,
+# otherwise transactions and consumer groups never become available."
+  elif ((BROKERS == 2)); then
+    REPLICATION_FACTOR=2 MIN_INSYNC=1
+    REPLICATION_COMMENT="# Two brokers: two replicas of everything; one in sync is enough, so either broker
+# may be down."
+  else
+    REPLICATION_FACTOR=3 MIN_INSYNC=2
+    REPLICATION_COMMENT="# $BROKERS brokers, as in production: three replicas of everything, two of them in sync
+# for an acks=all write, so the cluster (transactions, consumer groups) survives one
+# broker down without losing an acknowledged write."
+  fi
+}
+
+# (Re)write the controller's and every broker's config on every start so edits to this
 # script take effect.
 write_kafka_config() {
+  local i
+  set_replication
   mkdir -p "$CONTROLLER_DIR"
   cat >"$CONTROLLER_CONFIG" <<EOF
 # Generated by scripts/stack.sh on every start - edit the script, not this file.
@@ -288,19 +421,41 @@ log.dirs=$CONTROLLER_DATA
 broker.session.timeout.ms=2000
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=true
+
+# Topic defaults, as on the brokers: in KRaft the controller fills in the partition count
+# and replication factor of a new topic, and (eligible leader replicas are on) publishes
+# its min.insync.replicas once, when the cluster starts, as the cluster-wide default that
+# takes precedence over the brokers' own.
+num.partitions=1
+default.replication.factor=$REPLICATION_FACTOR
+min.insync.replicas=$MIN_INSYNC
 EOF
-  cat >"$KAFKA_CONFIG" <<EOF
+  for ((i = 1; i <= BROKERS; i++)); do
+    write_broker_config "$i"
+  done
+  cat >"$KAFKA_ADMIN_CONFIG" <<EOF
+# Admin-client settings for readiness checks by scripts/stack.sh: fail fast, retry in the script.
+request.timeout.ms=5000
+default.api.timeout.ms=10000
+EOF
+}
+
+write_broker_config() {
+  local i=$1 port
+  port=$(broker_port "$i")
+  mkdir -p "$(broker_dir "$i")"
+  cat >"$(broker_config "$i")" <<EOF
 # Generated by scripts/stack.sh on every start - edit the script, not this file.
-# The broker; its controller runs in another process ($CONTROLLER_CONFIG).
+# broker-$i of $BROKERS; the controller runs in another process ($CONTROLLER_CONFIG).
 process.roles=broker
-node.id=2
+node.id=$(broker_node_id "$i")
 controller.quorum.bootstrap.servers=$HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT
-advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+listeners=PLAINTEXT://$HOST:$port
+advertised.listeners=PLAINTEXT://$HOST:$port
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-log.dirs=$KAFKA_DATA
+log.dirs=$(broker_data "$i")
 # Heartbeats well inside the controller's 2 s broker session.
 broker.heartbeat.interval.ms=300
 
@@ -308,15 +463,14 @@ broker.heartbeat.interval.ms=300
 auto.create.topics.enable=false
 num.partitions=1
 
-# One broker: every internal topic must accept replication factor / ISR of 1,
-# otherwise transactions and consumer groups never become available.
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+$REPLICATION_COMMENT
+default.replication.factor=$REPLICATION_FACTOR
+min.insync.replicas=$MIN_INSYNC
+offsets.topic.replication.factor=$REPLICATION_FACTOR
+transaction.state.log.replication.factor=$REPLICATION_FACTOR
+transaction.state.log.min.isr=$MIN_INSYNC
+share.coordinator.state.topic.replication.factor=$REPLICATION_FACTOR
+share.coordinator.state.topic.min.isr=$MIN_INSYNC
 
 # Do not wait 3 s for more members before the first consumer-group rebalance.
 group.initial.rebalance.delay.ms=0
@@ -332,38 +486,81 @@ transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=true
 EOF
-  cat >"$KAFKA_ADMIN_CONFIG" <<EOF
-# Admin-client settings for readiness checks by scripts/stack.sh: fail fast, retry in the script.
-request.timeout.ms=5000
-default.api.timeout.ms=10000
-EOF
 }
 
-# Format the controller's and the broker's storage once, with one cluster id (the
-# controller as a standalone, dynamic single-voter quorum).
+# True if the controller and brokers 1..BROKERS are formatted, as a cluster of BROKERS brokers.
+kafka_storage_ready() {
+  local i n
+  n=$(formatted_broker_count) || return 1
+  ((n == BROKERS)) || return 1
+  [[ -f $CONTROLLER_DATA/meta.properties ]] || return 1
+  for ((i = 1; i <= BROKERS; i++)); do
+    [[ -f $(broker_data "$i")/meta.properties ]] || return 1
+  done
+}
+
+# Wipe all Kafka storage and format the controller's and every broker's anew with one cluster
+# id (the controller as a standalone, dynamic single-voter quorum). The Kafka processes must
+# be stopped. Broker dirs beyond BROKERS (of a former, larger cluster) are removed.
 format_kafka_storage() {
-  [[ -f $KAFKA_DATA/meta.properties && -f $CONTROLLER_DATA/meta.properties ]] && return 0
+  local i cluster_id
   if [[ -d $KAFKA_DIR/data ]]; then
     warn "kafka: $KAFKA_DIR/data holds a single-process (combined) broker of an older stack; it is no longer used (remove it to free the space)"
   fi
-  local cluster_id
   cluster_id=$(kafka_tool kafka.tools.StorageTool random-uuid 2>>"$KAFKA_DIR/format.log" | tail -n 1)
   [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka: could not generate a cluster id (got '$cluster_id')"
-  say "kafka: formatting storage in $CONTROLLER_DATA and $KAFKA_DATA (cluster id $cluster_id)"
-  rm -rf "$CONTROLLER_DATA" "$KAFKA_DATA"
-  mkdir -p "$CONTROLLER_DATA" "$KAFKA_DATA"
-  if ! kafka_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$CONTROLLER_CONFIG" \
-    >>"$KAFKA_DIR/format.log" 2>&1 ||
-    ! kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONFIG" >>"$KAFKA_DIR/format.log" 2>&1; then
-    show_tail "$KAFKA_DIR/format.log"
-    die "kafka: storage format failed (log: $KAFKA_DIR/format.log)"
-  fi
+  say "kafka: formatting storage for $BROKERS broker(s) in $KAFKA_DIR (cluster id $cluster_id)"
+  rm -rf "$CONTROLLER_DATA" "$KAFKA_BROKERS_FILE"
+  for ((i = 1; i <= MAX_BROKERS; i++)); do
+    if ((i <= BROKERS)); then rm -rf "$(broker_data "$i")"; else rm -rf "$(broker_dir "$i")"; fi
+  done
+  mkdir -p "$CONTROLLER_DATA"
+  kafka_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$CONTROLLER_CONFIG" \
+    >>"$KAFKA_DIR/format.log" 2>&1 || format_failed
+  for ((i = 1; i <= BROKERS; i++)); do
+    mkdir -p "$(broker_data "$i")"
+    kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$(broker_config "$i")" \
+      >>"$KAFKA_DIR/format.log" 2>&1 || format_failed
+  done
   echo "$cluster_id" >"$KAFKA_DIR/cluster.id"
+  echo "$BROKERS" >"$KAFKA_BROKERS_FILE"
 }
+
+format_failed() {
+  show_tail "$KAFKA_DIR/format.log"
+  die "kafka: storage format failed (log: $KAFKA_DIR/format.log)"
+}
+
+# Everything a broker start needs, for a cluster of N brokers: java, the jars, the configs,
+# and storage formatted for N brokers. A storage formatted for another count is stopped, wiped
+# and formatted anew if MAY_FORMAT is yes (`up --brokers N`), else an error.
+prepare_kafka() {
+  local n=$1 may_format=$2 formatted
+  ensure_java
+  mkdir -p "$KAFKA_DIR"
+  ensure_kafka_libs
+  formatted=$(formatted_broker_count) || formatted=
+  BROKERS=$n
+  write_kafka_config
+  if kafka_storage_ready; then
+    echo "$n" >"$KAFKA_BROKERS_FILE" # records the count of a single-broker stack's state dir
+    return 0
+  fi
+  [[ $may_format == yes ]] || die "kafka: the storage of the $n-broker cluster is missing; run '$0 up' first"
+  if [[ -n $formatted && $formatted != "$n" ]]; then
+    say "kafka: the storage holds a $formatted-broker cluster and $n broker(s) were asked for: stopping Kafka, wiping its storage (every topic, offset and transaction is lost) and formatting a $n-broker cluster"
+  elif [[ -n $formatted ]]; then
+    say "kafka: the storage of the $n-broker cluster is incomplete (a data dir without meta.properties): wiping it and formatting it anew"
+  fi
+  stop_kafka_processes running
+  format_kafka_storage
+}
+
+# ---------------------------------------------------------------- kafka: processes
 
 controller_pid() { live_pid "$CONTROLLER_PIDFILE" "$CONTROLLER_CONFIG"; }
 
-# The controller runs on while the broker is killed, frozen or restarted.
+# The controller runs on while brokers are killed, frozen or restarted.
 start_controller() {
   local pid deadline
   if pid=$(controller_pid); then
@@ -395,61 +592,257 @@ stop_controller() {
   rm -f "$CONTROLLER_PIDFILE"
 }
 
-kafka_pid() { live_pid "$KAFKA_PIDFILE" "$KAFKA_CONFIG"; }
-
-kafka_is_ready() {
-  port_open "$KAFKA_PORT" || return 1
-  kafka_tool_with_timeout 60 org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$KAFKA_PORT" \
-    --command-config "$KAFKA_ADMIN_CONFIG" --list >/dev/null 2>>"$KAFKA_DIR/readiness.log"
+# stop_brokers SIGNAL [running]: stop brokers 1..BROKERS (saying so if one is not running,
+# unless "running" is given) and any other broker process of this state dir.
+stop_brokers() {
+  local signal=$1 only_running=${2:-} i
+  for ((i = 1; i <= MAX_BROKERS; i++)); do
+    if { ((i <= BROKERS)) && [[ $only_running != running ]]; } || broker_pid "$i" >/dev/null; then
+      stop_service "broker-$i" "$signal"
+    fi
+  done
 }
 
-# Poll until the broker answers an admin request (listing topics), not just a TCP connect.
-wait_kafka_ready() {
-  local pid=$1 deadline=$((SECONDS + KAFKA_START_TIMEOUT))
-  : >"$KAFKA_DIR/readiness.log"
-  until kafka_is_ready; do
-    if ! pid_alive "$pid"; then
-      show_tail "$KAFKA_OUT" 20
-      show_tail "$KAFKA_LOG" 60
-      die "kafka: broker process $pid exited during startup (logs: $KAFKA_LOG, $KAFKA_OUT)"
-    fi
-    if ((SECONDS >= deadline)); then
-      show_tail "$KAFKA_LOG" 60
-      show_tail "$KAFKA_DIR/readiness.log" 10
-      die "kafka: not ready after ${KAFKA_START_TIMEOUT}s (pid $pid still running; log: $KAFKA_LOG)"
-    fi
+# stop_kafka_processes [running]: the brokers (SIGTERM), then the controller.
+stop_kafka_processes() {
+  stop_brokers TERM "${1:-}"
+  stop_controller
+}
+
+# Ready: the broker answers an admin request (listing topics) through its own port, not just
+# a TCP connect.
+broker_is_ready() {
+  local i=$1 port
+  port=$(broker_port "$i")
+  port_open "$port" || return 1
+  kafka_tool_with_timeout 60 org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$port" \
+    --command-config "$KAFKA_ADMIN_CONFIG" --list >/dev/null 2>>"$(broker_readiness_log "$i")"
+}
+
+# Of the brokers I..., print those the cluster does not list as registered and unfenced (asked
+# through the brokers that are up; all of them if that fails).
+unregistered_brokers() {
+  local bs listed i
+  if ! bs=$(bootstrap_servers up) ||
+    ! listed=$(kafka_tool_with_timeout 60 org.apache.kafka.tools.ClusterTool list-endpoints \
+      --bootstrap-server "$bs" --command-config "$KAFKA_ADMIN_CONFIG" 2>>"$(broker_readiness_log 1)"); then
+    echo "$@"
+    return 0
+  fi
+  for i; do
+    awk -v id="$(broker_node_id "$i")" '$1 == id && /unfenced/ { found = 1 } END { exit !found }' \
+      <<<"$listed" || printf '%s ' "$i"
+  done
+}
+
+# Die with the broker's logs if broker I (being waited for) exited, is frozen, or DEADLINE passed.
+check_starting_broker() {
+  local i=$1 deadline=$2 pid
+  if ! pid=$(broker_pid "$i"); then
+    show_tail "$(broker_out "$i")" 20
+    show_tail "$(broker_log "$i")" 60
+    die "kafka: broker-$i exited during startup (logs: $(broker_log "$i"), $(broker_out "$i"))"
+  fi
+  if process_frozen "$pid"; then
+    die "kafka: broker-$i (pid $pid) is frozen; '$0 thaw broker-$i' first"
+  fi
+  if ((SECONDS >= deadline)); then
+    show_tail "$(broker_log "$i")" 60
+    show_tail "$(broker_readiness_log "$i")" 10
+    die "kafka: broker-$i not ready after ${KAFKA_START_TIMEOUT}s (pid $pid still running; log: $(broker_log "$i"))"
+  fi
+}
+
+# Poll until each broker I... is ready and, in a cluster of several brokers, until the
+# cluster lists each of them as registered and unfenced.
+wait_brokers_ready() {
+  local deadline=$((SECONDS + KAFKA_START_TIMEOUT)) i pending=("$@") waiting
+  for i; do : >"$(broker_readiness_log "$i")"; done
+  while ((${#pending[@]} > 0)); do
+    waiting=()
+    for i in "${pending[@]}"; do
+      check_starting_broker "$i" "$deadline"
+      broker_is_ready "$i" || waiting+=("$i")
+    done
+    pending=(${waiting[@]+"${waiting[@]}"})
+    ((${#pending[@]} == 0)) || sleep 1
+  done
+  ((BROKERS > 1)) || return 0
+  # shellcheck disable=SC2207 # node indices, no globbing
+  while pending=($(unregistered_brokers "$@")) && ((${#pending[@]} > 0)); do
+    for i in "${pending[@]}"; do
+      check_starting_broker "$i" "$deadline"
+    done
     sleep 1
   done
 }
 
-start_kafka() {
-  local pid
-  if pid=$(kafka_pid); then
-    say "kafka: already running (pid $pid)"
-    wait_kafka_ready "$pid"
-    return 0
-  fi
-  require_port_free kafka "$KAFKA_PORT"
-  ensure_java
-  mkdir -p "$KAFKA_DIR"
-  ensure_kafka_libs
-  write_kafka_config
-  format_kafka_storage
-  start_controller
-  # The broker's copy of the cluster metadata is only a cache of the controller's: dropping
-  # it makes the broker load the controller's current view (itself fenced, after a kill)
-  # rather than replay a stale one in which it still leads every partition.
-  rm -rf "$KAFKA_DATA/__cluster_metadata-0"
-  say "kafka: starting broker on $HOST:$KAFKA_PORT (controller $HOST:$KAFKA_CONTROLLER_PORT)"
-  # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS holds several JVM flags
-  spawn "$KAFKA_PIDFILE" "$KAFKA_OUT" java $KAFKA_HEAP_OPTS -server \
+# Start broker I: its own copy of the cluster metadata is only a cache of the controller's;
+# dropping it makes the broker load the controller's current view (itself fenced, after a
+# kill) rather than replay a stale one in which it still leads its partitions.
+spawn_broker() {
+  local i=$1
+  rm -rf "$(broker_data "$i")/__cluster_metadata-0"
+  say "kafka: starting broker-$i (node $(broker_node_id "$i")) on $HOST:$(broker_port "$i") (controller $HOST:$KAFKA_CONTROLLER_PORT)"
+  # shellcheck disable=SC2046 # broker_heap_opts prints several JVM flags
+  spawn "$(broker_pidfile "$i")" "$(broker_out "$i")" java $(broker_heap_opts) -server \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-    -Dkafka.logs.dir="$KAFKA_DIR" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
-    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONFIG"
-  pid=$(<"$KAFKA_PIDFILE")
-  wait_kafka_ready "$pid"
-  say "kafka: ready (pid $pid)"
+    -Dkafka.logs.dir="$(broker_dir "$i")" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$(broker_config "$i")"
+}
+
+# Start those of brokers I... that are not running (and the controller if it is not), then
+# wait until all of them are ready. prepare_kafka must have run.
+start_brokers() {
+  local i pid spawned=()
+  for i; do
+    if pid=$(broker_pid "$i"); then
+      say "kafka: broker-$i already running (pid $pid)"
+    else
+      require_port_free "kafka broker-$i" "$(broker_port "$i")"
+      spawned+=("$i")
+    fi
+  done
+  start_controller
+  for i in ${spawned[@]+"${spawned[@]}"}; do
+    spawn_broker "$i"
+  done
+  wait_brokers_ready "$@"
+  for i; do
+    say "kafka: broker-$i ready (node $(broker_node_id "$i"), $HOST:$(broker_port "$i"), pid $(broker_pid "$i"))"
+  done
+}
+
+# start_kafka [N]: the controller and all N brokers (default: the cluster that exists, or 1).
+start_kafka() {
+  local n=${1:-$BROKERS} i all=()
+  if ((KAFKA_CONTROLLER_PORT >= KAFKA_PORT && KAFKA_CONTROLLER_PORT < KAFKA_PORT + 10 * n &&
+    (KAFKA_CONTROLLER_PORT - KAFKA_PORT) % 10 == 0)); then
+    die "kafka: KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT is also a broker port (KAFKA_PORT + 10*(I-1))"
+  fi
+  prepare_kafka "$n" yes
+  for ((i = 1; i <= BROKERS; i++)); do all+=("$i"); done
+  start_brokers "${all[@]}"
+}
+
+start_broker() {
+  local i=$1
+  [[ -n $(formatted_broker_count) ]] || die "kafka: no cluster yet; run '$0 up' first"
+  prepare_kafka "$BROKERS" no
+  start_brokers "$i"
+}
+
+# ---------------------------------------------------------------- kafka: cluster queries
+
+require_kafka_libs() {
+  compgen -G "$KAFKA_LIBS/*.jar" >/dev/null || die "kafka jars not resolved yet; run '$0 up' first"
+}
+
+# Bootstrap servers of the brokers that are up, or die.
+live_bootstrap() {
+  bootstrap_servers up || die "kafka: no broker is up (see '$0 brokers')"
+}
+
+# Run a Kafka admin tool (CLASS ARGS...) with a time limit and print its output; its log
+# (warnings about unreachable brokers etc.) is shown only if it fails.
+run_admin_tool() {
+  local err rc=0
+  err=$(mktemp)
+  kafka_tool_with_timeout 60 "$@" 2>"$err" || rc=$?
+  ((rc == 0)) || cat "$err" >&2
+  rm -f "$err"
+  return "$rc"
+}
+
+# describe_partitions BOOTSTRAP [ARGS...]: the partition lines of `TopicCommand --describe ARGS`
+# as "TOPIC PARTITION LEADER REPLICAS ISR" (leader "none" if there is none; replica lists
+# comma-separated, "-" if empty).
+describe_partitions() {
+  local bs=$1
+  shift
+  run_admin_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bs" \
+    --command-config "$KAFKA_ADMIN_CONFIG" --describe "$@" |
+    awk -F'\t' '
+      $0 ~ /\tPartition: / {
+        delete v
+        for (f = 1; f <= NF; f++) if (match($f, /^[A-Za-z]+: /)) v[substr($f, 1, RLENGTH - 2)] = substr($f, RLENGTH + 1)
+        print v["Topic"], v["Partition"], (v["Leader"] == "" ? "none" : v["Leader"]),
+          (v["Replicas"] == "" ? "-" : v["Replicas"]), (v["Isr"] == "" ? "-" : v["Isr"])
+      }'
+}
+
+cmd_brokers() {
+  local i
+  for ((i = 1; i <= BROKERS; i++)); do
+    printf '%s %s:%s %s\n' "$(broker_node_id "$i")" "$HOST" "$(broker_port "$i")" "$(broker_state "$i")"
+  done
+}
+
+cmd_leader() {
+  local topic=${1:-} partition=${2:-} bs partitions leader
+  [[ $# -eq 2 && -n $topic && $partition =~ ^[0-9]+$ ]] || die "usage: $0 leader TOPIC PARTITION"
+  require_kafka_libs
+  bs=$(live_bootstrap) || exit 1
+  partitions=$(describe_partitions "$bs" --topic "$topic") || die "kafka: cannot describe topic $topic"
+  leader=$(awk -v t="$topic" -v p="$partition" '$1 == t && $2 == p { print $3; found = 1 }
+    END { exit !found }' <<<"$partitions") || die "kafka: topic $topic has no partition $partition"
+  [[ $leader =~ ^[0-9]+$ ]] || exit 1 # "none" (or -1): no leader
+  echo "$leader"
+}
+
+cmd_coordinator() {
+  local kind=${1:-} key=${2:-} bs out node
+  [[ $# -eq 2 && -n $key && ($kind == group || $kind == transaction) ]] ||
+    die "usage: $0 coordinator group GROUP | $0 coordinator transaction TRANSACTIONAL_ID"
+  require_kafka_libs
+  bs=$(live_bootstrap) || exit 1
+  if [[ $kind == group ]]; then
+    # GROUP  COORDINATOR (ID)  ASSIGNMENT-STRATEGY  STATE  #MEMBERS; the coordinator as "host:port (id)".
+    out=$(run_admin_tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+      --bootstrap-server "$bs" --command-config "$KAFKA_ADMIN_CONFIG" \
+      --describe --group "$key" --state) || die "kafka: cannot describe consumer group $key"
+    [[ $out != *GroupIdNotFound* && $out != *"not found"* ]] ||
+      die "kafka: consumer group $key is unknown to the cluster (never used, or its offsets expired)"
+    node=$(awk -v g="$key" '$1 == g && match($0, /:[0-9]+ +\([0-9]+\)/) {
+      s = substr($0, RSTART, RLENGTH); sub(/.*\(/, "", s); sub(/\)/, "", s); print s; exit }' <<<"$out")
+    [[ $node =~ ^[0-9]+$ ]] || die "kafka: no coordinator found for consumer group $key: $out"
+  else
+    # CoordinatorId  TransactionalId  ProducerId  ProducerEpoch  TransactionState ...
+    out=$(run_admin_tool org.apache.kafka.tools.TransactionsCommand \
+      --bootstrap-server "$bs" --command-config "$KAFKA_ADMIN_CONFIG" \
+      describe --transactional-id "$key" 2>&1) || {
+      if [[ $out == *TransactionalIdNotFound* || $out == *"could not be found"* ]]; then
+        die "kafka: transactional id $key is unknown to the cluster (never used, or expired)"
+      fi
+      die "kafka: cannot describe transactional id $key: $out"
+    }
+    node=$(awk 'NR == 1 { for (f = 1; f <= NF; f++) if ($f == "CoordinatorId") col = f; next }
+      col && $col ~ /^[0-9]+$/ { print $col; exit }' <<<"$out")
+    [[ $node =~ ^[0-9]+$ ]] || die "kafka: no coordinator found for transactional id $key: $out"
+  fi
+  echo "$node"
+}
+
+# Exit 0 if every partition has a leader and all its replicas in the ISR, else (also if the
+# cluster does not answer) 1. A replica on a broker whose process is down or frozen counts as
+# out of sync right away: the controller notices only after the broker session (2 s), and a
+# test that kills a broker and then waits for "isr-full" must not pass before that.
+cmd_isr_full() {
+  local bs partitions i gone=
+  require_kafka_libs
+  bs=$(bootstrap_servers up) || exit 1
+  for ((i = 1; i <= BROKERS; i++)); do
+    [[ $(broker_state "$i") == up ]] || gone+=" $(broker_node_id "$i")"
+  done
+  # Not answering (a broker just lost, no broker up) counts as "not full", without the noise.
+  partitions=$(describe_partitions "$bs" 2>/dev/null) || exit 1
+  awk -v gone="$gone" '
+    BEGIN { split(gone, g, " "); for (k in g) down[g[k]] = 1 }
+    { n = split($4, replicas, ","); m = split($5, isr, ",")
+      if ($3 == "none" || $3 == "-1" || $4 == "-" || $5 == "-" || m < n) short++
+      for (r = 1; r <= n; r++) if (replicas[r] in down) short++ }
+    END { exit short > 0 }' <<<"$partitions"
 }
 
 # ---------------------------------------------------------------- mariadb
@@ -597,9 +990,11 @@ start_prometheus() {
 
 # ---------------------------------------------------------------- per-service dispatch
 
+# NAME: broker-I | controller | mariadb | prometheus (`kafka` is resolved by the commands).
 service_pid() {
   case $1 in
-    kafka) kafka_pid ;;
+    broker-*) broker_pid "${1#broker-}" ;;
+    controller) controller_pid ;;
     mariadb) mariadb_pid ;;
     prometheus) prometheus_pid ;;
   esac
@@ -607,7 +1002,8 @@ service_pid() {
 
 service_port() {
   case $1 in
-    kafka) echo "$KAFKA_PORT" ;;
+    broker-*) broker_port "${1#broker-}" ;;
+    controller) echo "$KAFKA_CONTROLLER_PORT" ;;
     mariadb) echo "$MYSQL_PORT" ;;
     prometheus) echo "$PROMETHEUS_PORT" ;;
   esac
@@ -615,7 +1011,8 @@ service_port() {
 
 service_pidfile() {
   case $1 in
-    kafka) echo "$KAFKA_PIDFILE" ;;
+    broker-*) broker_pidfile "${1#broker-}" ;;
+    controller) echo "$CONTROLLER_PIDFILE" ;;
     mariadb) echo "$MARIADB_PIDFILE" ;;
     prometheus) echo "$PROM_PIDFILE" ;;
   esac
@@ -623,27 +1020,47 @@ service_pidfile() {
 
 service_log() {
   case $1 in
-    kafka) echo "$KAFKA_LOG" ;;
+    broker-*) broker_log "${1#broker-}" ;;
+    controller) echo "$CONTROLLER_LOG" ;;
     mariadb) echo "$MARIADB_LOG" ;;
     prometheus) echo "$PROM_LOG" ;;
   esac
 }
 
+# A NAME of the command line: kafka | broker-I (I in 1..BROKERS) | mariadb | prometheus.
 check_name() {
-  [[ " ${SERVICES[*]} " == *" ${1:-} "* ]] || die "unknown service '${1:-}' (expected one of: ${SERVICES[*]})"
+  local name=${1:-}
+  if [[ $name =~ ^broker-([1-9][0-9]*)$ ]]; then
+    ((BASH_REMATCH[1] <= BROKERS)) ||
+      die "no $name: the kafka cluster has $BROKERS broker(s), broker-1..broker-$BROKERS (see '$0 up --brokers N')"
+    return 0
+  fi
+  [[ " ${SERVICES[*]} " == *" $name "* ]] ||
+    die "unknown service '$name' (expected one of: ${SERVICES[*]} broker-1..broker-$BROKERS)"
+}
+
+# The one process that kill, freeze, thaw and logs act on: `kafka` is broker-1.
+one_process() {
+  if [[ $1 == kafka ]]; then echo broker-1; else echo "$1"; fi
 }
 
 start_service() {
   case $1 in
     kafka) start_kafka ;;
+    broker-*) start_broker "${1#broker-}" ;;
     mariadb) start_mariadb ;;
     prometheus) start_prometheus yes ;;
   esac
 }
 
 # stop_service NAME SIGNAL: TERM waits up to STOP_TIMEOUT then escalates; KILL is immediate.
+# Either way it returns once the process has exited.
 stop_service() {
   local name=$1 signal=$2 pid
+  if [[ $name == kafka ]]; then
+    stop_brokers "$signal"
+    return 0
+  fi
   if ! pid=$(service_pid "$name"); then
     say "$name: not running"
     rm -f "$(service_pidfile "$name")"
@@ -672,48 +1089,72 @@ take_lock() {
 }
 
 print_logs_hint() {
-  say "logs: kafka      $KAFKA_LOG (controller: $CONTROLLER_LOG)"
+  say "logs: kafka      $(broker_log 1) (controller: $CONTROLLER_LOG)"
+  if ((BROKERS > 1)); then
+    say "      broker-I   $KAFKA_DIR/broker-I/server.log (I in 2..$BROKERS)"
+  fi
   say "      mariadb    $MARIADB_LOG"
   say "      prometheus $PROM_LOG"
   say "      (or: scripts/stack.sh logs NAME [-f])"
 }
 
 cmd_up() {
-  local with_prometheus=no
-  case ${1:-} in
-    '') ;;
-    --with-prometheus) with_prometheus=yes ;;
-    *) die "usage: $0 up [--with-prometheus]" ;;
-  esac
+  local with_prometheus=no brokers=$BROKERS kafka_only=no
+  while (($# > 0)); do
+    case $1 in
+      --with-prometheus) with_prometheus=yes ;;
+      --kafka-only) kafka_only=yes ;;
+      --brokers)
+        if [[ $# -lt 2 ]] || ! valid_broker_count "$2"; then
+          die "up: --brokers takes a broker count, 1..$MAX_BROKERS"
+        fi
+        brokers=$2
+        shift
+        ;;
+      *) die "usage: $0 up [--brokers N] [--with-prometheus] [--kafka-only]" ;;
+    esac
+    shift
+  done
   local started=$SECONDS pid
+  if [[ $kafka_only == yes ]]; then
+    start_kafka "$brokers"
+    say "kafka is up in $((SECONDS - started))s: $(bootstrap_servers) ($BROKERS broker(s)); state: $STATE_DIR"
+    return 0
+  fi
   start_mariadb
-  start_kafka
+  start_kafka "$brokers"
   if [[ $with_prometheus == yes ]]; then
     start_prometheus no
   elif pid=$(prometheus_pid); then
     say "prometheus: running (pid $pid)"
   fi
-  say "stack is up in $((SECONDS - started))s: kafka $HOST:$KAFKA_PORT, mariadb $HOST:$MYSQL_PORT (db $DB_NAME, user $DB_USER/$DB_PASSWORD)"
+  say "stack is up in $((SECONDS - started))s: kafka $(bootstrap_servers) ($BROKERS broker(s)), mariadb $HOST:$MYSQL_PORT (db $DB_NAME, user $DB_USER/$DB_PASSWORD)"
   say "state: $STATE_DIR"
   print_logs_hint
 }
 
 cmd_down() {
-  local name
-  for name in prometheus kafka mariadb; do
-    stop_service "$name" TERM
-  done
-  stop_controller
+  stop_service prometheus TERM
+  stop_kafka_processes
+  stop_service mariadb TERM
   say "stack is down (data kept in $STATE_DIR)"
 }
 
 cmd_status() {
-  local name pid port state all_up=yes
-  for name in "${SERVICES[@]}"; do
+  local name names=() pid port state all_up=yes i
+  for ((i = 1; i <= BROKERS; i++)); do names+=("broker-$i"); done
+  names+=(controller mariadb prometheus)
+  for name in "${names[@]}"; do
     port=$(service_port "$name")
     if pid=$(service_pid "$name"); then
       # Process alive but port still closed: booting (or wedged).
-      if port_open "$port"; then state=up; else state=starting; fi
+      if process_frozen "$pid"; then
+        state=frozen
+      elif port_open "$port"; then
+        state=up
+      else
+        state=starting
+      fi
       printf '%-11s %-9s pid %-8s %s:%s\n' "$name" "$state" "$pid" "$HOST" "$port"
     else
       state=down
@@ -721,12 +1162,6 @@ cmd_status() {
     fi
     if [[ $name != prometheus && $state != up ]]; then all_up=no; fi
   done
-  if pid=$(controller_pid); then
-    printf '%-11s %-9s pid %-8s %s:%s\n' controller up "$pid" "$HOST" "$KAFKA_CONTROLLER_PORT"
-  else
-    printf '%-11s %-9s\n' controller down
-    all_up=no
-  fi
   printf 'state dir   %s\n' "$STATE_DIR"
   [[ $all_up == yes ]] || exit 3
 }
@@ -739,7 +1174,7 @@ cmd_logs() {
   fi
   check_name "$name"
   local file
-  file=$(service_log "$name")
+  file=$(service_log "$(one_process "$name")")
   [[ -f $file ]] || die "$name: no log yet ($file)"
   if [[ ${2:-} == -f ]]; then
     exec tail -n 50 -F "$file"
@@ -762,12 +1197,17 @@ main() {
     logs) cmd_logs "$@" ;;
     start) check_name "${1:-}"; take_lock; start_service "$1" ;;
     stop) check_name "${1:-}"; take_lock; stop_service "$1" TERM ;;
-    kill) check_name "${1:-}"; take_lock; stop_service "$1" KILL ;;
-    freeze) check_name "${1:-}"; signal_service "$1" STOP ;;
-    thaw) check_name "${1:-}"; signal_service "$1" CONT ;;
+    kill) check_name "${1:-}"; take_lock; stop_service "$(one_process "$1")" KILL ;;
+    freeze) check_name "${1:-}"; signal_service "$(one_process "$1")" STOP ;;
+    thaw) check_name "${1:-}"; signal_service "$(one_process "$1")" CONT ;;
+    brokers) cmd_brokers ;;
+    bootstrap) bootstrap_servers ;;
+    leader) cmd_leader "$@" ;;
+    coordinator) cmd_coordinator "$@" ;;
+    isr-full) cmd_isr_full ;;
     tool)
       [[ $# -gt 0 ]] || die "usage: $0 tool CLASS [ARGS...]"
-      compgen -G "$KAFKA_LIBS/*.jar" >/dev/null || die "kafka jars not resolved yet; run '$0 up' first"
+      require_kafka_libs
       kafka_tool "$@"
       ;;
     -h | --help | help) usage ;;

@@ -12,6 +12,10 @@ scripts/setup.sh
 # was skipped. scripts/bench.sh installs it.
 # With Prometheus: it installs Debian's package, which tests/observability.rs runs its own instance of.
 scripts/stack.sh up --with-prometheus
+# The three-broker cluster (replication factor 3, min.insync.replicas 2) the liveness tests
+# (tests/cluster_liveness.rs) kill, freeze and restart brokers of: its own state dir and
+# ports, beside the single-broker stack. scripts/cluster.sh runs its stack.sh commands.
+scripts/cluster.sh up --brokers 3 --kafka-only
 # The alerting rules and their unit tests (promtool comes with Debian's Prometheus).
 promtool check rules config/alerts.yml
 promtool test rules config/alerts.test.yml
@@ -19,6 +23,10 @@ promtool test rules config/alerts.test.yml
 export CREDITSTREAM_TEST_KAFKA=${CREDITSTREAM_TEST_KAFKA:-127.0.0.1:9092}
 export CREDITSTREAM_TEST_MYSQL=${CREDITSTREAM_TEST_MYSQL:-mysql://creditstream:creditstream@127.0.0.1:3306}
 export CREDITSTREAM_STACK=${CREDITSTREAM_STACK:-$PWD/scripts/stack.sh}
+# Where tests/common/cluster.rs finds the three-broker cluster (scripts/cluster.sh's defaults).
+export CREDITSTREAM_CLUSTER_STATE_DIR=${CREDITSTREAM_CLUSTER_STATE_DIR:-$PWD/.state/cluster3}
+export CREDITSTREAM_CLUSTER_KAFKA_PORT=${CREDITSTREAM_CLUSTER_KAFKA_PORT:-19092}
+export CREDITSTREAM_CLUSTER_CONTROLLER_PORT=${CREDITSTREAM_CLUSTER_CONTROLLER_PORT:-19093}
 # The API fuzzer tests/api_contract.rs runs (scripts/setup.sh installed it).
 export CREDITSTREAM_SCHEMATHESIS=${CREDITSTREAM_SCHEMATHESIS:-${CREDITSTREAM_TOOLS:-$HOME/.cache/creditstream/tools}/schemathesis-4.32.5/bin/schemathesis}
 

@@ -3,6 +3,7 @@
 //! and starting the real binary as a child process.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod scenario;
 
 use creditstream::config::{KafkaConfig, MysqlConfig};
@@ -18,8 +19,21 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The broker every helper talks to: the single-broker stack's, unless a test pointed
+/// this test binary at another cluster (see [`cluster::Cluster::attach`]).
 pub fn bootstrap() -> String {
+    if let Some(servers) = BOOTSTRAP.get() {
+        return servers.clone();
+    }
     std::env::var("CREDITSTREAM_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+static BOOTSTRAP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Points every helper of this test binary at `servers` (once; later calls must agree).
+pub fn use_bootstrap(servers: &str) {
+    let set = BOOTSTRAP.get_or_init(|| servers.to_string());
+    assert_eq!(set, servers, "one test binary talks to one cluster");
 }
 
 pub fn mysql_base() -> String {
@@ -31,6 +45,8 @@ pub fn kafka() -> KafkaConfig {
     KafkaConfig {
         bootstrap_servers: bootstrap(),
         admin_timeout_ms: 30_000,
+        replication_factor: 0,
+        min_insync_replicas: 0,
         client: BTreeMap::new(),
     }
 }

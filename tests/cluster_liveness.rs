@@ -1,0 +1,455 @@
+//! Liveness on a real cluster: three brokers, replication factor 3, min.insync.replicas 2
+//! (`scripts/stack.sh up --brokers 3`), two processor replicas with the shipped
+//! configuration (standbys, the seed bridge) under a steady order load, while brokers
+//! meet the faults operators see: the leader of most partitions killed (kill -9), the
+//! replicas' transaction and group coordinator killed, a rolling restart (SIGTERM one
+//! broker at a time, waiting for full ISRs), a broker frozen (SIGSTOP) past its session.
+//!
+//! Each fault is checked for safety and liveness, on the decisions a `read_committed`
+//! reader sees, by the time it sees them:
+//! - after a kill -9 or a freeze of one broker of three, every partition decides again
+//!   within 15 s, while that broker is still down or frozen;
+//! - once every ISR is full again, every partition decides within 10 s;
+//! - during a rolling restart no partition pauses more than 5 s;
+//! - every acknowledged order is decided, exactly once;
+//! - no replica reports a stalled read, and each stops on SIGTERM within 20 s.
+//!
+//! One round of every fault runs in `scripts/test.sh`; `scripts/chaos.sh --long` sets
+//! `CREDITSTREAM_LIVENESS_ROUNDS` for more.
+
+mod common;
+
+use common::cluster::Cluster;
+use common::*;
+use creditstream::runtime::admin;
+use creditstream::topology::codec::encode_order;
+use creditstream::topology::definition::TopologyDefinition;
+use creditstream::topology::partitioner::partition_for;
+use creditstream::topology::record::{Decision, Order};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: u32 = 6;
+const USERS: i64 = 600;
+/// Orders a second, over all partitions.
+const RATE: u64 = 100;
+/// How long a killed or frozen broker stays away.
+const OUTAGE: Duration = Duration::from_secs(20);
+const AFTER_FAULT: Duration = Duration::from_secs(15);
+const AFTER_HEALTHY: Duration = Duration::from_secs(10);
+const ROLLING: Duration = Duration::from_secs(5);
+const ISR_FULL_WITHIN: Duration = Duration::from_secs(120);
+
+/// The delivery reports of the load: the order ids the cluster acknowledged.
+#[derive(Default)]
+struct Acks(Mutex<BTreeSet<i64>>);
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = Box<i64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, order_id: Box<i64>) {
+        if result.is_ok() {
+            if let Ok(mut acked) = self.0.lock() {
+                acked.insert(*order_id);
+            }
+        }
+    }
+}
+
+/// A steady load of orders, one per user in turn, until stopped; the acknowledged ones.
+struct Load {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<BTreeSet<i64>>>,
+}
+
+impl Load {
+    fn start(topic: String) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let producer: BaseProducer<Acks> = ClientConfig::new()
+                .set("bootstrap.servers", bootstrap())
+                .set("partitioner", "murmur2_random")
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "5")
+                .create_with_context(Acks::default())
+                .expect("load producer");
+            let pause = Duration::from_micros(1_000_000 / RATE);
+            let mut next = 1_i64;
+            while !flag.load(Ordering::Relaxed) {
+                let (key, value) = encode_order(&Order {
+                    order_id: next,
+                    uid: next % USERS + 1,
+                    amount: 1,
+                    timestamp_ms: 0,
+                });
+                let record = BaseRecord::with_opaque_to(&topic, Box::new(next))
+                    .partition(partition_for(&key, PARTITIONS) as i32)
+                    .key(&key[..])
+                    .payload(&value[..]);
+                if producer.send(record).is_ok() {
+                    next += 1;
+                }
+                producer.poll(Duration::ZERO);
+                std::thread::sleep(pause);
+            }
+            // What is still queued gets its answer (the cluster is healthy by now).
+            let _ = producer.flush(Duration::from_secs(60));
+            let acked = producer.context().0.lock().map(|a| a.clone()).unwrap_or_default();
+            acked
+        });
+        Load {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> BTreeSet<i64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().expect("running").join().expect("load thread")
+    }
+}
+
+/// Every decision a `read_committed` reader sees, with the partition and when it saw it.
+#[derive(Default)]
+struct Seen {
+    decisions: Vec<(i32, i64, Instant)>,
+}
+
+struct Watch {
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    fn start(topic: String) -> Watch {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (into, flag) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", bootstrap())
+                .set("group.id", unique("watch-"))
+                .set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed")
+                .set("fetch.wait.max.ms", "20")
+                .create()
+                .expect("watcher");
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..PARTITIONS as i32 {
+                tpl.add_partition_offset(&topic, p, Offset::Beginning).expect("tpl");
+            }
+            consumer.assign(&tpl).expect("assign");
+            while !flag.load(Ordering::Relaxed) {
+                let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) else {
+                    continue;
+                };
+                let Some(decision) = message
+                    .payload()
+                    .and_then(|v| serde_json::from_slice::<Decision>(v).ok())
+                else {
+                    continue;
+                };
+                if let Ok(mut seen) = into.lock() {
+                    seen.decisions
+                        .push((message.partition(), decision.order_id, Instant::now()));
+                }
+            }
+        });
+        Watch {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The longest stretch within `[from, to]` in which the reader saw no decision of
+    /// `partition`.
+    fn longest_gap(&self, partition: i32, from: Instant, to: Instant) -> Duration {
+        let seen = self.seen.lock().expect("seen");
+        let mut previous = from;
+        let mut longest = Duration::ZERO;
+        for (_, _, at) in seen
+            .decisions
+            .iter()
+            .filter(|(p, _, at)| *p == partition && *at >= from && *at <= to)
+        {
+            longest = longest.max(at.duration_since(previous));
+            previous = *at;
+        }
+        longest.max(to.saturating_duration_since(previous))
+    }
+
+    /// The partitions that went longer than `bound` without a decision within `[from, to]`.
+    fn stalls(&self, from: Instant, to: Instant, bound: Duration) -> BTreeMap<i32, Duration> {
+        (0..PARTITIONS as i32)
+            .map(|p| (p, self.longest_gap(p, from, to)))
+            .filter(|(_, gap)| *gap > bound)
+            .collect()
+    }
+
+    /// How many times each order id was decided.
+    fn counts(&self) -> HashMap<i64, usize> {
+        let mut counts = HashMap::new();
+        for (_, order_id, _) in &self.seen.lock().expect("seen").decisions {
+            *counts.entry(*order_id).or_default() += 1;
+        }
+        counts
+    }
+
+    fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The shipped topology on this test's own topics at replication factor 3, with rich users.
+async fn cluster_topology() -> TopologyDefinition {
+    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("live"));
+    def.partitions = PARTITIONS;
+    let mut kafka = kafka();
+    kafka.replication_factor = 3;
+    kafka.min_insync_replicas = 2;
+    let topics = admin::ensure_topics(&kafka, &def)
+        .await
+        .expect("creating the test's topics at replication factor 3");
+    assert!(
+        topics
+            .iter()
+            .all(|t| t.replication_factor == 3 && t.brokers_it_survives() == Some(1)),
+        "every topic has 3 replicas and takes writes with one broker down"
+    );
+    let users: Vec<RawRecord> = (1..=USERS)
+        .map(|uid| create_record(uid, &format!("N{uid}"), "L", 1_000_000_000, PARTITIONS))
+        .collect();
+    produce(&def.inputs.user_commands, &users);
+    def
+}
+
+fn replica(def: &TopologyDefinition, dir: &Path, name: &str) -> Running {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).expect("replica dir");
+    let port = free_port();
+    let env: Vec<(String, String)> = [
+        (
+            "CREDITSTREAM__TOPOLOGY_FILE",
+            topology_file(def, &dir).display().to_string(),
+        ),
+        ("CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS", bootstrap()),
+        (
+            "CREDITSTREAM__PROCESSOR__STATE_DIR",
+            dir.join("state").display().to_string(),
+        ),
+        ("CREDITSTREAM__PROCESSOR__METRICS_LISTEN", format!("127.0.0.1:{port}")),
+        ("CREDITSTREAM__PROCESSOR__REPLICA_ID", name.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    spawn("process", &env, port, &dir.join("replica.log"))
+}
+
+/// The broker leading most of `topic`'s partitions.
+fn busiest_leader(cluster: &Cluster, topic: &str) -> u32 {
+    let mut led: BTreeMap<u32, usize> = BTreeMap::new();
+    for p in 0..PARTITIONS as i32 {
+        if let Some(broker) = cluster.leader(topic, p) {
+            *led.entry(broker).or_default() += 1;
+        }
+    }
+    led.into_iter().max_by_key(|(_, n)| *n).map_or(1, |(b, _)| b)
+}
+
+/// What went wrong, collected so one run reports every fault's outcome.
+#[derive(Default)]
+struct Findings(Vec<String>);
+
+impl Findings {
+    fn stalls(&mut self, what: &str, stalls: BTreeMap<i32, Duration>, bound: Duration) {
+        if !stalls.is_empty() {
+            let ms: BTreeMap<i32, u128> = stalls.into_iter().map(|(p, d)| (p, d.as_millis())).collect();
+            self.0.push(format!(
+                "{what}: partitions without a decision for more than {bound:?} (ms): {ms:?}"
+            ));
+        }
+    }
+}
+
+/// A broker killed (or frozen) for [`OUTAGE`], then back: every partition decides within
+/// [`AFTER_FAULT`] while it is away, and within [`AFTER_HEALTHY`] of full ISRs.
+fn outage(cluster: &Cluster, watch: &Watch, findings: &mut Findings, what: &str, broker: u32, freeze: bool) {
+    eprintln!("liveness: {what}: broker {broker}");
+    let from = Instant::now();
+    if freeze {
+        cluster.freeze(broker);
+    } else {
+        cluster.kill(broker);
+    }
+    std::thread::sleep(OUTAGE);
+    findings.stalls(
+        &format!("{what}, broker {broker} away"),
+        watch.stalls(from, Instant::now(), AFTER_FAULT),
+        AFTER_FAULT,
+    );
+    if freeze {
+        cluster.thaw(broker);
+    } else {
+        cluster.start(broker);
+    }
+    healthy_again(cluster, watch, findings, what);
+}
+
+/// Waits for full ISRs, then checks every partition decides within [`AFTER_HEALTHY`].
+fn healthy_again(cluster: &Cluster, watch: &Watch, findings: &mut Findings, what: &str) {
+    let Some(took) = cluster.wait_isr_full(ISR_FULL_WITHIN) else {
+        findings
+            .0
+            .push(format!("{what}: ISRs not full within {ISR_FULL_WITHIN:?}"));
+        return;
+    };
+    let healthy = Instant::now();
+    eprintln!("liveness: {what}: ISRs full again after {took:?}");
+    std::thread::sleep(AFTER_HEALTHY + Duration::from_secs(1));
+    findings.stalls(
+        &format!("{what}, after full ISRs"),
+        watch.stalls(healthy, healthy + AFTER_HEALTHY, AFTER_HEALTHY),
+        AFTER_HEALTHY,
+    );
+}
+
+fn rolling_restart(cluster: &Cluster, watch: &Watch, findings: &mut Findings) {
+    eprintln!("liveness: rolling restart");
+    let from = Instant::now();
+    for broker in cluster.brokers() {
+        cluster.stop(broker);
+        cluster.start(broker);
+        if cluster.wait_isr_full(ISR_FULL_WITHIN).is_none() {
+            findings
+                .0
+                .push(format!("rolling restart: ISRs not full after broker {broker}"));
+        }
+    }
+    // Settled: the last partition's move shows in the window too.
+    std::thread::sleep(ROLLING);
+    findings.stalls("rolling restart", watch.stalls(from, Instant::now(), ROLLING), ROLLING);
+}
+
+/// SIGTERM, and the replica must be gone within 20 s.
+fn stops_on_sigterm(replica: &mut Running, name: &str, findings: &mut Findings) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &replica.child.id().to_string()])
+        .status();
+    if !wait_until(Duration::from_secs(20), || replica.exited().is_some()) {
+        findings.0.push(format!(
+            "replica {name} did not stop within 20 s of SIGTERM:\n{}",
+            replica.log_tail()
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_three_brokers_every_partition_keeps_deciding_through_broker_faults() {
+    let cluster = Cluster::attach();
+    let rounds: usize = std::env::var("CREDITSTREAM_LIVENESS_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let dir = KeptOnFailure::new("cluster_liveness");
+    let def = cluster_topology().await;
+    let mut a = replica(&def, dir.path(), "a");
+    let mut b = replica(&def, dir.path(), "b");
+    let watch = Watch::start(def.outputs.decisions.clone());
+    let load = Load::start(def.inputs.orders.clone());
+    // Both replicas run and every partition decides before the first fault.
+    let warm = wait_until(Duration::from_secs(120), || {
+        watch
+            .stalls(
+                Instant::now() - Duration::from_secs(3),
+                Instant::now(),
+                Duration::from_secs(2),
+            )
+            .is_empty()
+    });
+    assert!(
+        warm,
+        "the replicas never decided on every partition:\n{}\n{}",
+        a.log_tail(),
+        b.log_tail()
+    );
+
+    let mut findings = Findings::default();
+    let transactional_id = format!("{}-a-stream-thread-0", def.application_id);
+    for round in 1..=rounds {
+        eprintln!("liveness: round {round} of {rounds}");
+        let leader = busiest_leader(&cluster, &def.inputs.orders);
+        outage(&cluster, &watch, &mut findings, "leader kill -9", leader, false);
+        let coordinator = cluster
+            .transaction_coordinator(&transactional_id)
+            .or_else(|| cluster.group_coordinator(&def.application_id))
+            .expect("a coordinator of the replicas");
+        outage(
+            &cluster,
+            &watch,
+            &mut findings,
+            "coordinator kill -9",
+            coordinator,
+            false,
+        );
+        rolling_restart(&cluster, &watch, &mut findings);
+        let leader = busiest_leader(&cluster, &def.inputs.orders);
+        outage(&cluster, &watch, &mut findings, "broker frozen", leader, true);
+    }
+
+    let acked = load.finish();
+    let all_decided = wait_until(Duration::from_secs(60), || {
+        let counts = watch.counts();
+        acked.iter().all(|id| counts.contains_key(id))
+    });
+    let counts = watch.counts();
+    if !all_decided {
+        let missing: Vec<&i64> = acked.iter().filter(|id| !counts.contains_key(id)).collect();
+        findings.0.push(format!(
+            "{} of {} acknowledged orders never decided, e.g. {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(10)]
+        ));
+    }
+    let twice: Vec<(&i64, &usize)> = counts.iter().filter(|(_, n)| **n > 1).take(10).collect();
+    if !twice.is_empty() {
+        findings.0.push(format!("orders decided more than once: {twice:?}"));
+    }
+    for (name, replica) in [("a", &a), ("b", &b)] {
+        for metric in [
+            "creditstream_processor_changelog_read_stalls_total",
+            "creditstream_processor_input_read_stalls_total",
+        ] {
+            let stalled = replica.metric(metric).unwrap_or(0.0);
+            if stalled > 0.0 {
+                findings.0.push(format!("replica {name}: {metric} = {stalled}"));
+            }
+        }
+    }
+    stops_on_sigterm(&mut a, "a", &mut findings);
+    stops_on_sigterm(&mut b, "b", &mut findings);
+    watch.finish();
+    eprintln!("liveness: {} orders acknowledged and decided", acked.len());
+    assert!(
+        findings.0.is_empty(),
+        "liveness findings:\n- {}",
+        findings.0.join("\n- ")
+    );
+}

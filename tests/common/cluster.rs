@@ -1,0 +1,131 @@
+//! The three-broker cluster of `scripts/stack.sh up --brokers 3`, as the liveness tests
+//! use it: where it is, which broker leads a partition or coordinates a group or a
+//! transactional id, and the faults a broker can meet (kill -9, freeze, controlled stop,
+//! restart). The cluster runs beside the single-broker stack, with its own state dir and
+//! ports, given by the environment `scripts/test.sh` sets:
+//! `CREDITSTREAM_CLUSTER_STATE_DIR`, `CREDITSTREAM_CLUSTER_KAFKA_PORT`,
+//! `CREDITSTREAM_CLUSTER_CONTROLLER_PORT`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Cluster {
+    env: Vec<(&'static str, String)>,
+    bootstrap: String,
+}
+
+fn required(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the liveness tests through scripts/test.sh, which starts the three-broker cluster"
+        )
+    })
+}
+
+impl Cluster {
+    /// The cluster the environment names; every helper of `common` is pointed at it.
+    pub fn attach() -> Cluster {
+        let env = vec![
+            ("CREDITSTREAM_STATE_DIR", required("CREDITSTREAM_CLUSTER_STATE_DIR")),
+            ("KAFKA_PORT", required("CREDITSTREAM_CLUSTER_KAFKA_PORT")),
+            (
+                "KAFKA_CONTROLLER_PORT",
+                required("CREDITSTREAM_CLUSTER_CONTROLLER_PORT"),
+            ),
+        ];
+        let mut cluster = Cluster {
+            env,
+            bootstrap: String::new(),
+        };
+        cluster.bootstrap = cluster.run(&["bootstrap"]).expect("the cluster's bootstrap servers");
+        super::use_bootstrap(&cluster.bootstrap);
+        cluster
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Runs `scripts/stack.sh ARGS` against this cluster; its trimmed output if it succeeded.
+    fn run(&self, args: &[&str]) -> Option<String> {
+        let script = std::env::var("CREDITSTREAM_STACK")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh").into());
+        let mut command = Command::new(script);
+        command.args(args);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let output = command.output().expect("running scripts/stack.sh");
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    fn must(&self, args: &[&str]) {
+        assert!(
+            self.run(args).is_some(),
+            "scripts/stack.sh {args:?} failed on the cluster"
+        );
+    }
+
+    pub fn kill(&self, broker: u32) {
+        self.must(&["kill", &format!("broker-{broker}")]);
+    }
+
+    pub fn freeze(&self, broker: u32) {
+        self.must(&["freeze", &format!("broker-{broker}")]);
+    }
+
+    pub fn thaw(&self, broker: u32) {
+        self.must(&["thaw", &format!("broker-{broker}")]);
+    }
+
+    /// A controlled shutdown (SIGTERM), waited for.
+    pub fn stop(&self, broker: u32) {
+        self.must(&["stop", &format!("broker-{broker}")]);
+    }
+
+    /// Starts the broker and waits until it answers.
+    pub fn start(&self, broker: u32) {
+        self.must(&["start", &format!("broker-{broker}")]);
+    }
+
+    /// The node ids of the brokers, in order (broker i has node id i + 1).
+    pub fn brokers(&self) -> Vec<u32> {
+        vec![1, 2, 3]
+    }
+
+    /// The broker (1-based index) whose node leads `topic`/`partition`, if one does.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<u32> {
+        let node: u32 = self.run(&["leader", topic, &partition.to_string()])?.parse().ok()?;
+        Some(node - 1)
+    }
+
+    /// The broker coordinating consumer group `group`.
+    pub fn group_coordinator(&self, group: &str) -> Option<u32> {
+        let node: u32 = self.run(&["coordinator", "group", group])?.parse().ok()?;
+        Some(node - 1)
+    }
+
+    /// The broker coordinating the transactions of `transactional_id`.
+    pub fn transaction_coordinator(&self, transactional_id: &str) -> Option<u32> {
+        let node: u32 = self
+            .run(&["coordinator", "transaction", transactional_id])?
+            .parse()
+            .ok()?;
+        Some(node - 1)
+    }
+
+    /// Waits until every partition of every topic has its full ISR; how long that took.
+    pub fn wait_isr_full(&self, timeout: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if self.run(&["isr-full"]).is_some() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        None
+    }
+}
