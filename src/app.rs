@@ -5,13 +5,14 @@
 use crate::config::Config;
 use crate::ingest;
 use crate::metrics;
-use crate::runtime::{admin, group_offsets, streams};
+use crate::runtime::{activity, admin, group_offsets, streams};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sink::consumer as source;
 use crate::sink::{self, schema, writer::MySqlWriter};
 use crate::topology::credit_topology::CreditTopology;
 use crate::topology::definition::TopologyDefinition;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tracing::info;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,12 +68,43 @@ pub async fn process(
     }
     let (kafka, cfg, shutdown) = (config.kafka.clone(), config.processor.clone(), trigger.subscribe());
     let topology = CreditTopology::new(&def);
-    let result = tokio::task::spawn_blocking(move || streams::run(kafka, cfg, def, topology, shutdown)).await;
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("stream-thread-0".into())
+        .spawn(move || {
+            let _ = done.send(streams::run(kafka, cfg, def, topology, shutdown));
+        })
+        .map_err(|e| AppError::Usage(format!("cannot start the stream thread: {e}")))?;
+    let watch = tokio::spawn(watch_calls(trigger.subscribe()));
+    // A panicked stream thread drops its sender: that is an error too.
+    let result = result.await;
     trigger.trigger();
+    watch.abort();
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
     Ok(result.map_err(|_| AppError::Panicked)??)
+}
+
+/// Reports the runtime threads' long calls while the processor runs (`runtime::activity`);
+/// once shutdown was asked for, says every 2 s which call the stop waits for.
+async fn watch_calls(shutdown: Shutdown) {
+    const LONG: Duration = Duration::from_secs(10);
+    loop {
+        let wait = if shutdown.is_requested() { 2 } else { 5 };
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        if shutdown.is_requested() {
+            for (call, lasted) in activity::long_calls(Duration::ZERO) {
+                tracing::warn!(
+                    thread = call.thread,
+                    call = call.call,
+                    waited_ms = lasted.as_millis() as u64,
+                    "stopping: waiting for this call to end"
+                );
+            }
+        }
+        activity::report(LONG);
+    }
 }
 
 /// The seed bridge used to consume in a group of its own, `<application_id>-seed-bridge`;
@@ -85,12 +117,24 @@ async fn adopt_former_bridge_offsets(config: &Config, def: &TopologyDefinition) 
             partitions.add_partition(topic, p as i32);
         }
     }
-    let (kafka, group) = (config.kafka.clone(), def.application_id.clone());
-    let carried = tokio::task::spawn_blocking(move || {
-        group_offsets::carry_over(&kafka, &format!("{group}-seed-bridge"), &group, &partitions)
-    })
-    .await
-    .map_err(|_| AppError::Panicked)??;
+    // The group's coordinator may still be loading (a new group, a broker just restarted):
+    // what the broker could not answer yet is asked again, for up to a minute.
+    let started = std::time::Instant::now();
+    let carried = loop {
+        let (kafka, group, partitions) = (config.kafka.clone(), def.application_id.clone(), partitions.clone());
+        let attempt = tokio::task::spawn_blocking(move || {
+            group_offsets::carry_over(&kafka, &format!("{group}-seed-bridge"), &group, &partitions)
+        })
+        .await
+        .map_err(|_| AppError::Panicked)?;
+        match attempt {
+            Err(error) if error.is_retriable() && started.elapsed() < Duration::from_secs(60) => {
+                tracing::warn!(%error, "cannot read the seed offsets yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => break other?,
+        }
+    };
     if carried > 0 {
         info!(carried, "seed offsets of the former seed bridge group carried over");
     }

@@ -39,6 +39,12 @@ pub struct Config {
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
     pub admin_timeout_ms: u64,
+    /// Replication factor of the topics `creditstream topics` creates; 0 takes the
+    /// topology file's. Production clusters: 3.
+    pub replication_factor: i32,
+    /// `min.insync.replicas` set on the topics `creditstream topics` creates; 0 leaves the
+    /// broker's default. Production clusters: 2 (with replication factor 3).
+    pub min_insync_replicas: i32,
     /// librdkafka properties passed through to every client.
     #[serde(default)]
     pub client: BTreeMap<String, String>,

@@ -123,11 +123,19 @@ async fn run(cli: Cli, config: Config) -> Result<(), AppError> {
         }
         Command::Topics { describe: false } => {
             for topic in admin::ensure_topics(&config.kafka, &def).await? {
+                let min_insync = topic
+                    .min_insync_replicas
+                    .map_or_else(|| "?".to_string(), |m| m.to_string());
+                let survives = topic.brokers_it_survives().map_or_else(
+                    || "unknown".to_string(),
+                    |n| format!("writes go on with {n} broker(s) down"),
+                );
                 println!(
-                    "{:<55} partitions={:<3} cleanup.policy={:<8} {}",
+                    "{:<55} partitions={:<3} cleanup.policy={:<8} replicas={} min.insync.replicas={min_insync} ({survives}) {}",
                     topic.name,
                     topic.partitions,
                     topic.cleanup_policy,
+                    topic.replication_factor,
                     if topic.created { "created" } else { "exists" }
                 );
             }

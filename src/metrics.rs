@@ -4,8 +4,8 @@
 //! partitions and reasons, never a uid or an order id.
 
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,8 +39,8 @@ pub struct Metrics {
     pub active_tasks: IntGaugeVec,
     pub paused_partitions: IntGauge,
     pub expired_entries: IntCounter,
-    pub changelog_read_restarts: IntCounter,
-    pub input_read_restarts: IntCounter,
+    pub changelog_read_stalls: IntCounter,
+    pub input_read_stalls: IntCounter,
     pub store_keys: IntGaugeVec,
     pub store_size: IntGaugeVec,
     pub dead_letters: IntCounterVec,
@@ -52,6 +52,9 @@ pub struct Metrics {
     pub sink_db_errors: IntCounterVec,
     pub sink_db_retries: IntCounter,
     pub sink_lag: IntGaugeVec,
+    pub sink_rebalances: IntCounterVec,
+    pub thread_call_seconds: GaugeVec,
+    pub sink_kafka_errors: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -230,14 +233,14 @@ impl Metrics {
                 "State entries the processor's scheduled work removed once their retention passed (order de-duplication entries).",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
-            changelog_read_restarts: IntCounter::new(
-                "creditstream_processor_changelog_read_restarts_total",
-                "Changelog reads (restores, standbys) started again because they stood still with committed records beyond them.",
+            changelog_read_stalls: IntCounter::new(
+                "creditstream_processor_changelog_read_stalls_total",
+                "Times a changelog read (restore, standby) stood still 5 s with committed records beyond it: a defect, detected and logged with the partition, position and last stable offset, never worked around.",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
-            input_read_restarts: IntCounter::new(
-                "creditstream_processor_input_read_restarts_total",
-                "Times a task's input stood still with committed records beyond it, and was read again from the last commit.",
+            input_read_stalls: IntCounter::new(
+                "creditstream_processor_input_read_stalls_total",
+                "Times a running task's unpaused input stood still 10 s with committed records beyond it: a defect, detected and logged with the partition, position and last stable offset, never worked around.",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
             store_keys: gauge(
@@ -299,6 +302,32 @@ impl Metrics {
                 "Records between the sink's position and the log end, by topic and partition.",
                 &["topic", "partition"],
             ),
+            sink_rebalances: counter(
+                &r,
+                "creditstream_sink_rebalances_total",
+                "The sink consumer's rebalance events, by kind (assign, revoke, lost, error).",
+                &["kind"],
+            ),
+            sink_kafka_errors: counter(
+                &r,
+                "creditstream_sink_kafka_errors_total",
+                "Errors the sink's consumer met, by kind (transient, fatal, commit, pause).",
+                &["kind"],
+            ),
+            thread_call_seconds: {
+                let name = "creditstream_thread_call_seconds";
+                let metric = GaugeVec::new(
+                    Opts::new(
+                        name,
+                        "How long each runtime thread has been in the call it makes now (broker calls, commits, polls).",
+                    ),
+                    &["thread", "call"],
+                )
+                .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+                r.register(Box::new(metric.clone()))
+                    .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+                metric
+            },
             registry: r,
         }
         .register_plain()
@@ -310,8 +339,8 @@ impl Metrics {
             &self.transactions_aborted,
             &self.restored_records,
             &self.expired_entries,
-            &self.changelog_read_restarts,
-            &self.input_read_restarts,
+            &self.changelog_read_stalls,
+            &self.input_read_stalls,
             &self.sink_db_retries,
         ] {
             let _ = self.registry.register(Box::new(c.clone()));

@@ -87,4 +87,9 @@ fn the_environment_the_manifests_set_is_creditstream_configuration() {
     assert_eq!(config.processor.state_dir, Path::new("/var/lib/creditstream/state"));
     assert_eq!(config.processor.metrics_listen, "0.0.0.0:9101");
     assert!(config.mysql.url.starts_with("mysql://"));
+    assert_eq!(
+        (config.kafka.replication_factor, config.kafka.min_insync_replicas),
+        (3, 2),
+        "the topics a cluster gets survive one broker away"
+    );
 }

@@ -53,6 +53,34 @@ async fn topics_are_created_with_the_topology_partitions_and_a_compacted_changel
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_replication_factor_beyond_the_brokers_is_refused_before_any_topic_is_created() {
+    let def = TopologyDefinition::builtin().with_topic_prefix(&unique("t"));
+    let mut kafka = kafka();
+    kafka.replication_factor = 3;
+    match admin::ensure_topics(&kafka, &def).await {
+        Err(AdminError::TooFewBrokers {
+            replication_factor: 3,
+            brokers: 1,
+        }) => {}
+        other => panic!("expected a refusal naming 3 replicas and 1 broker, got {other:?}"),
+    }
+    kafka.replication_factor = 1;
+    kafka.min_insync_replicas = 2;
+    assert!(matches!(
+        admin::ensure_topics(&kafka, &def).await,
+        Err(AdminError::MinInsyncAboveReplication { .. })
+    ));
+    // Nothing was created by either refusal.
+    kafka.min_insync_replicas = 1;
+    let created = admin::ensure_topics(&kafka, &def).await.expect("a valid replication");
+    assert!(created.iter().all(|t| t.created && t.replication_factor == 1));
+    assert!(created
+        .iter()
+        .all(|t| t.min_insync_replicas == Some(1) && t.brokers_it_survives() == Some(0)));
+    admin::delete_topics(&kafka, &def).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_schema_is_created_and_applying_it_again_changes_nothing() {
     let mysql = database().await;
     let pool = sink::pool(&mysql).unwrap();

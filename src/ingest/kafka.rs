@@ -8,6 +8,7 @@ use super::ports::{Delivered, Publish, PublishError};
 use crate::config::{IngestConfig, KafkaConfig};
 use crate::metrics::metrics;
 use crate::runtime::client;
+use crate::runtime::error_codes::{self, Class};
 use futures::future::BoxFuture;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -103,15 +104,9 @@ impl Publish for KafkaPublisher {
 }
 
 fn classify(error: KafkaError) -> PublishError {
-    use rdkafka::types::RDKafkaErrorCode as Code;
-    match error.rdkafka_error_code() {
-        Some(
-            Code::MessageSizeTooLarge
-            | Code::UnknownTopicOrPartition
-            | Code::UnknownTopic
-            | Code::InvalidRecord
-            | Code::TopicAuthorizationFailed,
-        ) => PublishError::Refused(error.to_string()),
-        _ => PublishError::Unavailable(error.to_string()),
+    match error_codes::class_of(&error) {
+        // No retry of this request can succeed: the record, the topic or the permissions.
+        Class::Deployment | Class::Record | Class::UnknownTopic => PublishError::Refused(error.to_string()),
+        Class::Transient => PublishError::Unavailable(error.to_string()),
     }
 }

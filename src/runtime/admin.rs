@@ -2,6 +2,10 @@
 //! Idempotent: existing topics are checked, not recreated; a topic with the wrong
 //! partition count or a changelog that is not compacted is an error, never "fixed"
 //! silently (repartitioning would move keys between partitions and break state).
+//! The replication factor and `min.insync.replicas` come from `[kafka]` where set there
+//! (so a deployment sets them for its cluster, whatever topology file its image holds),
+//! else from the topology file and the broker's default; a replication factor larger than
+//! the cluster's broker count is refused before anything is created.
 
 use crate::config::KafkaConfig;
 use crate::runtime::client;
@@ -25,6 +29,19 @@ pub enum AdminError {
     NotCompacted { topic: String, actual: String },
     #[error("creating topic {topic}: {message}")]
     Create { topic: String, message: String },
+    #[error(
+        "replication factor {replication_factor} needs at least {replication_factor} brokers; the cluster has \
+         {brokers} (set kafka.replication_factor, CREDITSTREAM__KAFKA__REPLICATION_FACTOR)"
+    )]
+    TooFewBrokers { replication_factor: i32, brokers: usize },
+    #[error(
+        "min.insync.replicas {min_insync_replicas} is above the replication factor {replication_factor}: no write \
+         could ever be acknowledged"
+    )]
+    MinInsyncAboveReplication {
+        min_insync_replicas: i32,
+        replication_factor: i32,
+    },
 }
 
 /// What `ensure_topics` found or did for one topic.
@@ -34,6 +51,32 @@ pub struct TopicStatus {
     pub partitions: u32,
     pub created: bool,
     pub cleanup_policy: String,
+    /// Replicas of its first partition, as the broker reports them.
+    pub replication_factor: usize,
+    /// Its effective `min.insync.replicas` (`None` if the broker did not say).
+    pub min_insync_replicas: Option<i32>,
+}
+
+impl TopicStatus {
+    /// How many brokers may be away while writes (`acks=all`) to the topic still succeed.
+    pub fn brokers_it_survives(&self) -> Option<usize> {
+        let min = usize::try_from(self.min_insync_replicas?).ok()?;
+        Some(self.replication_factor.saturating_sub(min))
+    }
+}
+
+/// The replication settings topics are created with: `[kafka]`'s where set, else the
+/// topology file's replication factor and the broker's own `min.insync.replicas`.
+fn replication(kafka: &KafkaConfig, def: &TopologyDefinition) -> (i32, Option<i32>) {
+    let factor = if kafka.replication_factor > 0 {
+        kafka.replication_factor
+    } else {
+        def.replication_factor
+    };
+    (
+        factor,
+        (kafka.min_insync_replicas > 0).then_some(kafka.min_insync_replicas),
+    )
 }
 
 fn topic_configs(role: TopicRole) -> Vec<(&'static str, &'static str)> {
@@ -55,17 +98,37 @@ pub async fn ensure_topics(kafka: &KafkaConfig, def: &TopologyDefinition) -> Res
         .operation_timeout(Some(timeout))
         .request_timeout(Some(timeout));
     let specs = def.topics();
-    let configs: Vec<_> = specs.iter().map(|s| topic_configs(s.role)).collect();
+    let (factor, min_insync) = replication(kafka, def);
+    if let Some(min_insync_replicas) = min_insync.filter(|m| *m > factor) {
+        return Err(AdminError::MinInsyncAboveReplication {
+            min_insync_replicas,
+            replication_factor: factor,
+        });
+    }
+    let brokers = admin.inner().fetch_metadata(None, timeout)?.brokers().len();
+    if usize::try_from(factor).unwrap_or(usize::MAX) > brokers {
+        return Err(AdminError::TooFewBrokers {
+            replication_factor: factor,
+            brokers,
+        });
+    }
+    let min_insync_text = min_insync.map(|m| m.to_string());
+    let configs: Vec<_> = specs
+        .iter()
+        .map(|s| {
+            let mut configs = topic_configs(s.role);
+            if let Some(min) = &min_insync_text {
+                configs.push(("min.insync.replicas", min.as_str()));
+            }
+            configs
+        })
+        .collect();
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .zip(&configs)
         .map(|(spec, cfg)| {
             cfg.iter().fold(
-                NewTopic::new(
-                    &spec.name,
-                    spec.partitions as i32,
-                    TopicReplication::Fixed(def.replication_factor),
-                ),
+                NewTopic::new(&spec.name, spec.partitions as i32, TopicReplication::Fixed(factor)),
                 |topic, (k, v)| topic.set(k, v),
             )
         })
@@ -98,9 +161,11 @@ async fn verify(
     for spec in specs {
         counts.push(partition_count(admin, &spec.name, timeout).await?);
     }
-    let policies = cleanup_policies(admin, specs, options, timeout).await?;
+    let described = topic_configs_of(admin, specs, options, timeout).await?;
     let mut statuses = Vec::new();
-    for ((spec, actual), cleanup_policy) in specs.iter().zip(counts).zip(policies) {
+    for ((spec, (actual, replication_factor)), (cleanup_policy, min_insync_replicas)) in
+        specs.iter().zip(counts).zip(described)
+    {
         if actual != spec.partitions as usize {
             return Err(AdminError::PartitionMismatch {
                 topic: spec.name.clone(),
@@ -119,57 +184,70 @@ async fn verify(
             partitions: spec.partitions,
             created: created.contains(&spec.name),
             cleanup_policy,
+            replication_factor,
+            min_insync_replicas,
         });
     }
     Ok(statuses)
 }
 
-/// Each topic's `cleanup.policy`, asked again while a just-created topic's configs are not
-/// yet known to the broker that answers.
-async fn cleanup_policies(
+/// Each topic's `cleanup.policy` and `min.insync.replicas`, asked again while a
+/// just-created topic's configs are not yet known to the broker that answers.
+async fn topic_configs_of(
     admin: &AdminClient<DefaultClientContext>,
     specs: &[TopicSpec],
     options: &AdminOptions,
     timeout: Duration,
-) -> Result<Vec<String>, AdminError> {
+) -> Result<Vec<(String, Option<i32>)>, AdminError> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let resources: Vec<_> = specs.iter().map(|s| ResourceSpecifier::Topic(&s.name)).collect();
         let described = admin.describe_configs(&resources, options).await?;
-        let policies: Vec<Option<String>> = described
+        let configs: Vec<(Option<String>, Option<i32>)> = described
             .into_iter()
-            .map(|c| {
-                c.ok()
-                    .and_then(|c| c.get("cleanup.policy").and_then(|e| e.value.clone()))
+            .map(|c| match c {
+                Ok(c) => (
+                    c.get("cleanup.policy").and_then(|e| e.value.clone()),
+                    c.get("min.insync.replicas")
+                        .and_then(|e| e.value.as_deref())
+                        .and_then(|v| v.parse().ok()),
+                ),
+                Err(_) => (None, None),
             })
             .collect();
-        if policies.iter().all(Option::is_some) || std::time::Instant::now() >= deadline {
-            return Ok(policies
+        if configs.iter().all(|(policy, _)| policy.is_some()) || std::time::Instant::now() >= deadline {
+            return Ok(configs
                 .into_iter()
-                .map(|p| p.unwrap_or_else(|| "unknown".to_string()))
+                .map(|(policy, min)| (policy.unwrap_or_else(|| "unknown".to_string()), min))
                 .collect());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// The topic's partition count. A topic created a moment ago may not be in the metadata
-/// yet (the broker propagates it asynchronously), so an empty answer is asked again.
+/// The topic's partition count and the replica count of its first partition. A topic
+/// created a moment ago may not be in the metadata yet (the broker propagates it
+/// asynchronously), so an empty answer is asked again.
 async fn partition_count(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
     timeout: Duration,
-) -> Result<usize, AdminError> {
+) -> Result<(usize, usize), AdminError> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let metadata = admin.inner().fetch_metadata(Some(topic), timeout)?;
-        let count = metadata
+        let (count, replicas) = metadata
             .topics()
             .first()
             .filter(|t| t.error().is_none())
-            .map_or(0, |t| t.partitions().len());
+            .map_or((0, 0), |t| {
+                (
+                    t.partitions().len(),
+                    t.partitions().first().map_or(0, |p| p.replicas().len()),
+                )
+            });
         if count > 0 || std::time::Instant::now() >= deadline {
-            return Ok(count);
+            return Ok((count, replicas));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

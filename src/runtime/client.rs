@@ -107,6 +107,9 @@ pub fn seek_to_committed<C: ConsumerContext>(
     let mut seek = TopicPartitionList::new();
     let mut sought = Vec::new();
     for element in committed.elements() {
+        // A partition whose committed offset the broker did not answer has no offset in
+        // the list: taking that as "nothing committed" would re-read it from the start.
+        element.error()?;
         let offset = match element.offset() {
             Offset::Offset(offset) => Some(offset),
             _ => None,

@@ -1,18 +1,20 @@
 //! What a consumer already knows without asking the broker: the watermarks its last fetch
-//! response carried for a partition, and its member id in the group. rust-rdkafka offers
-//! neither, so this file holds the only two calls into librdkafka's C API.
+//! response carried for a partition, the position the application consumed a partition to
+//! (assigned or not), and its member id in the group. rust-rdkafka offers none of these,
+//! so this file holds the only calls into librdkafka's C API.
 //! Invariant: nothing here blocks or sends a request; a value not known yet is `None`.
 
 use rdkafka::bindings;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
 use std::ffi::{CStr, CString};
 
 /// The low and high watermarks of `topic`/`partition` from the last fetch response, if a
 /// fetch has answered yet. Under `read_committed` the consumer's position stops at the
 /// last stable offset, so a position below the high watermark means records exist that
 /// were not consumed yet (or are held by an open transaction).
-pub fn cached_watermarks<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
+pub fn cached_watermarks<C: ConsumerContext + 'static>(
+    consumer: &impl Consumer<C>,
     topic: &str,
     partition: i32,
 ) -> Option<(i64, i64)> {
@@ -30,6 +32,30 @@ pub fn cached_watermarks<C: ConsumerContext>(
         )
     };
     (err == bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low.max(0), high))
+}
+
+/// How far the application consumed `topic`/`partition` (the next offset), whether or not
+/// it is assigned now; `None` when nothing was consumed since its fetch last started.
+/// librdkafka resets this position only once a removed partition's fetcher has stopped,
+/// which happens after the unassign call returned, and from then on moves it only
+/// forward, with records and transaction markers alike: a partition read again lower must
+/// not be added before this says `None`, or the old read's position would stand for it.
+pub fn app_position<C: ConsumerContext + 'static>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    // SAFETY: both pointers are valid while `consumer` and `tpl` live; librdkafka only
+    // writes each element's offset and error, under the partition's own lock.
+    unsafe {
+        bindings::rd_kafka_position(consumer.client().native_ptr(), tpl.ptr());
+    }
+    match tpl.find_partition(topic, partition)?.offset() {
+        Offset::Offset(next) => Some(next),
+        _ => None,
+    }
 }
 
 /// This consumer's member id in its group, once it has joined.

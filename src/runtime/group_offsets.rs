@@ -6,7 +6,7 @@
 //! it again, or after the new group made progress, changes nothing.
 
 use crate::config::KafkaConfig;
-use crate::runtime::client;
+use crate::runtime::{client, error_codes};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
@@ -24,6 +24,20 @@ pub enum CarryOverError {
          of the previous version once, so that the group is empty when the first new one starts"
     )]
     Commit { to: String, source: KafkaError },
+}
+
+impl CarryOverError {
+    /// Whether trying again can help: the broker did not answer yet (a coordinator still
+    /// loading, a leader moving), as opposed to a refusal.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            CarryOverError::Read(error) => matches!(
+                error_codes::class_of(error),
+                error_codes::Class::Transient | error_codes::Class::UnknownTopic
+            ),
+            CarryOverError::Commit { .. } => false,
+        }
+    }
 }
 
 /// Commits, for group `to`, the offsets group `from` committed on `partitions` where `to`
@@ -47,6 +61,11 @@ pub fn carry_over(
     let source = source_client
         .committed_offsets(partitions.clone(), TIMEOUT)
         .map_err(CarryOverError::Read)?;
+    // A partition the broker did not answer for has no offset in the list: taken as "none
+    // committed", it would be carried over onto an offset the target group has.
+    for element in target.elements().iter().chain(source.elements().iter()) {
+        element.error().map_err(CarryOverError::Read)?;
+    }
     let mut carry = TopicPartitionList::new();
     for element in source.elements() {
         let (topic, partition) = (element.topic(), element.partition());

@@ -7,19 +7,23 @@
 //!
 //! Invariant: an offset is committed only after the writer reported the batch durable.
 //! While the writer fails with a retriable error the batch is retried with backoff and
-//! consumption is paused (the records already fetched wait in order); a fatal error stops
-//! the sink. On a rebalance, uncommitted records are simply re-read by the new owner: the
-//! writer is idempotent, so a batch written twice changes nothing.
+//! consumption is paused, but the consumer is still polled, so it stays in its group
+//! through a long database outage (records it still hands out wait, in order, behind the
+//! batch); a fatal error stops the sink, and so does a Kafka error that says the
+//! deployment is wrong. On a rebalance, uncommitted records are simply re-read by the new
+//! owner: the writer is idempotent, so a batch written twice changes nothing.
 
 use crate::config::{KafkaConfig, SinkConfig};
 use crate::metrics::metrics;
 use crate::runtime::client;
+use crate::runtime::error_codes::{self, Class};
 use crate::runtime::lag::consumer_lag;
 use crate::shutdown::Shutdown;
+use crate::sink::rebalance::SinkContext;
 use crate::topology::definition::TopologyDefinition;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::future::Future;
@@ -61,6 +65,8 @@ pub enum SourceError {
     Write(String),
 }
 
+type SinkConsumer = StreamConsumer<SinkContext>;
+
 fn sink_topic(def: &TopologyDefinition, name: &str) -> Option<SinkTopic> {
     if name == def.outputs.decisions {
         Some(SinkTopic::Decisions)
@@ -79,7 +85,7 @@ pub async fn run<W: BatchWriter>(
     writer: &mut W,
     shutdown: Shutdown,
 ) -> Result<(), SourceError> {
-    let consumer: StreamConsumer = client::consumer(kafka, &cfg.group_id, true).create()?;
+    let consumer: SinkConsumer = client::consumer(kafka, &cfg.group_id, true).create_with_context(SinkContext)?;
     consumer.subscribe(&[&def.outputs.decisions, &def.outputs.user_changes])?;
     info!(group = cfg.group_id, "sink consuming");
     let linger = Duration::from_millis(cfg.linger_ms);
@@ -99,21 +105,18 @@ pub async fn run<W: BatchWriter>(
             tokio::select! {
                 _ = &mut stop => { stopping = true; break; }
                 _ = tokio::time::sleep_until(wait) => break,
-                message = consumer.recv() => match message {
-                    Ok(m) => {
-                        if let Some(topic) = sink_topic(def, m.topic()) {
-                            batch.push(SinkRecord { topic, partition: m.partition(), offset: m.offset(), value: m.payload().map(<[u8]>::to_vec) });
-                        }
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
-                    }
-                    Err(error) => warn!(%error, "sink consumer error"),
-                },
+                message = consumer.recv() => {
+                    take(def, message, &mut batch)?;
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
+                }
             }
         }
         if !batch.is_empty() {
-            write_with_retry(&consumer, cfg, writer, &batch, &shutdown).await?;
+            let mut held = Vec::new();
+            write_with_retry(&consumer, def, cfg, writer, &batch, &mut held, &shutdown).await?;
             commit(&consumer, def, &batch);
             batch.clear();
+            batch.append(&mut held);
         }
         if last_lag.elapsed() >= Duration::from_secs(10) {
             last_lag = Instant::now();
@@ -126,11 +129,48 @@ pub async fn run<W: BatchWriter>(
     }
 }
 
+/// Adds a received record to `into`; a consumer error is logged and counted, or returned
+/// when it says the deployment is wrong (no retry can help, so the sink stops).
+fn take(
+    def: &TopologyDefinition,
+    message: Result<BorrowedMessage<'_>, KafkaError>,
+    into: &mut Vec<SinkRecord>,
+) -> Result<(), SourceError> {
+    match message {
+        Ok(m) => {
+            if let Some(topic) = sink_topic(def, m.topic()) {
+                into.push(SinkRecord {
+                    topic,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    value: m.payload().map(<[u8]>::to_vec),
+                });
+            }
+            Ok(())
+        }
+        Err(error) if error_codes::class_of(&error) == Class::Deployment => {
+            metrics().sink_kafka_errors.with_label_values(&["fatal"]).inc();
+            Err(error.into())
+        }
+        Err(error) => {
+            metrics().sink_kafka_errors.with_label_values(&["transient"]).inc();
+            warn!(%error, "sink consumer error");
+            Ok(())
+        }
+    }
+}
+
+/// Writes `batch`, retrying a retriable failure with backoff. Meanwhile consumption is
+/// paused, but the consumer is still polled (a consumer not polled for
+/// `max.poll.interval.ms` leaves its group); what it still hands out goes to `held`.
+#[allow(clippy::too_many_arguments)]
 async fn write_with_retry<W: BatchWriter>(
-    consumer: &StreamConsumer,
+    consumer: &SinkConsumer,
+    def: &TopologyDefinition,
     cfg: &SinkConfig,
     writer: &mut W,
     batch: &[SinkRecord],
+    held: &mut Vec<SinkRecord>,
     shutdown: &Shutdown,
 ) -> Result<(), SourceError> {
     let mut backoff = Duration::from_millis(cfg.retry_initial_ms);
@@ -143,7 +183,7 @@ async fn write_with_retry<W: BatchWriter>(
                 m.sink_batch_rows.observe(batch.len() as f64);
                 m.sink_batch_duration.observe(started.elapsed().as_secs_f64());
                 if let Some(assignment) = paused.take() {
-                    let _ = consumer.resume(&assignment);
+                    pause_or_resume(consumer, &assignment, false);
                     info!("database back; consumption resumed");
                 }
                 return Ok(());
@@ -153,7 +193,7 @@ async fn write_with_retry<W: BatchWriter>(
                 metrics().sink_db_retries.inc();
                 if paused.is_none() {
                     if let Ok(assignment) = consumer.assignment() {
-                        let _ = consumer.pause(&assignment);
+                        pause_or_resume(consumer, &assignment, true);
                         paused = Some(assignment);
                     }
                 }
@@ -165,7 +205,14 @@ async fn write_with_retry<W: BatchWriter>(
                         "shut down while the database was unavailable: {error}"
                     )));
                 }
-                tokio::time::sleep(backoff).await;
+                let wait = tokio::time::sleep(backoff);
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        _ = &mut wait => break,
+                        message = consumer.recv() => take(def, message, held)?,
+                    }
+                }
                 backoff = (backoff * 2).min(Duration::from_millis(cfg.retry_max_ms));
             }
             Err(error) => {
@@ -176,6 +223,29 @@ async fn write_with_retry<W: BatchWriter>(
     }
 }
 
+/// Pauses (or resumes) `partitions`; librdkafka answers for each partition in the list,
+/// and a refusal is logged and counted (a partition left paused would never be read).
+fn pause_or_resume(consumer: &SinkConsumer, partitions: &TopicPartitionList, pause: bool) {
+    let result = if pause {
+        consumer.pause(partitions)
+    } else {
+        consumer.resume(partitions)
+    };
+    let refused: Vec<String> = partitions
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            e.error()
+                .err()
+                .map(|error| format!("{}-{}: {error}", e.topic(), e.partition()))
+        })
+        .collect();
+    if result.is_err() || !refused.is_empty() {
+        metrics().sink_kafka_errors.with_label_values(&["pause"]).inc();
+        warn!(pause, result = ?result.err(), ?refused, "the sink's pause or resume was refused");
+    }
+}
+
 fn topic_name(def: &TopologyDefinition, topic: SinkTopic) -> &str {
     match topic {
         SinkTopic::Decisions => &def.outputs.decisions,
@@ -183,7 +253,7 @@ fn topic_name(def: &TopologyDefinition, topic: SinkTopic) -> &str {
     }
 }
 
-fn commit(consumer: &StreamConsumer, def: &TopologyDefinition, batch: &[SinkRecord]) {
+fn commit(consumer: &SinkConsumer, def: &TopologyDefinition, batch: &[SinkRecord]) {
     let mut next: HashMap<(SinkTopic, i32), i64> = HashMap::new();
     for record in batch {
         let entry = next.entry((record.topic, record.partition)).or_insert(0);
@@ -197,11 +267,12 @@ fn commit(consumer: &StreamConsumer, def: &TopologyDefinition, batch: &[SinkReco
     // inside this async task, and after a broker outage it could wait forever. The rows are
     // written; if the commit is lost, whoever owns the partitions re-reads them idempotently.
     if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
+        metrics().sink_kafka_errors.with_label_values(&["commit"]).inc();
         warn!(%error, "offset commit failed (rebalance?); records will be re-read and re-applied idempotently");
     }
 }
 
-fn update_lag(consumer: &StreamConsumer) {
+fn update_lag(consumer: &SinkConsumer) {
     for (topic, partition, lag) in consumer_lag(consumer) {
         metrics()
             .sink_lag

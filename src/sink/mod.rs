@@ -1,4 +1,5 @@
-//! The MySQL side: the Kafka consumer that feeds it ([`consumer`]), the schema
+//! The MySQL side: the Kafka consumer that feeds it ([`consumer`], with its rebalance and
+//! commit reports in [`rebalance`]), the schema
 //! ([`schema`]), the writer that keeps `User` and `Order_details` in step with the topics
 //! ([`writer`]) and error classification ([`error`]); the reads the HTTP API serves live
 //! with the ingest (`ingest::mysql`). Every statement is parameterised;
@@ -6,6 +7,7 @@
 
 pub mod consumer;
 pub mod error;
+pub mod rebalance;
 pub mod rows;
 pub mod schema;
 pub mod writer;

@@ -1,12 +1,14 @@
 //! The changelog reader, as Kafka Streams' `StoreChangelogReader`: the state updater's one
 //! consumer of the changelog. It reads any set of changelog partitions (no group), each
 //! from an offset of its own, `read_committed`, and hands out their records by partition.
-//! Invariant: only committed records are handed out, and [`ChangelogReader::positions`]
+//! Invariants: only committed records are handed out, and [`ChangelogReader::positions`]
 //! tells how far each partition was really read (aborted records and transaction markers
-//! are skipped, so the position can run ahead of the last record handed out).
+//! are skipped, so the position can run ahead of the last record handed out). A partition
+//! is added again only once its previous read stopped, so a position is always the
+//! current read's, never one left over from before (librdkafka moves it only forward).
 
 use crate::config::KafkaConfig;
-use crate::runtime::{client, consumer_state, group_members};
+use crate::runtime::{activity, client, consumer_state, group_members};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -16,6 +18,19 @@ use std::time::{Duration, Instant};
 
 /// A changelog record: the store key and its value (`None` is a delete).
 pub type ChangelogRecord = (Vec<u8>, Option<Vec<u8>>);
+
+/// How long [`ChangelogReader::add`] waits for the partition's previous read to stop.
+const STOP_WAIT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// The partition's previous read (removed a moment ago) has not stopped yet: adding it
+    /// now would let that read's position stand for the new one. Try again shortly.
+    #[error("changelog partition {partition}: its previous read has not stopped yet")]
+    PreviousReadStopping { partition: u32 },
+}
 
 pub struct ChangelogReader {
     consumer: BaseConsumer,
@@ -45,12 +60,14 @@ impl ChangelogReader {
     /// read to this end has seen every committed record; one that cannot get there is
     /// held up by a transaction that is still open.
     pub fn watermarks(&self, partition: u32, timeout: Duration) -> Result<(i64, i64), KafkaError> {
+        let _call = activity::enter("changelog_watermarks");
         self.offsets.fetch_watermarks(&self.topic, partition as i32, timeout)
     }
 
     /// The partition's last stable offset: the end of what a `read_committed` read can get
     /// to now (below the log's end while a transaction is open).
     pub fn stable_end(&self, partition: u32, timeout: Duration) -> Result<i64, KafkaError> {
+        let _call = activity::enter("changelog_stable_offset");
         let (_, stable) = self.consumer.fetch_watermarks(&self.topic, partition as i32, timeout)?;
         Ok(stable)
     }
@@ -60,11 +77,18 @@ impl ChangelogReader {
         consumer_state::cached_watermarks(&self.consumer, &self.topic, partition as i32).map(|(_, high)| high)
     }
 
-    /// Starts reading `partition` at `from`.
-    pub fn add(&self, partition: u32, from: i64) -> Result<(), KafkaError> {
+    /// Starts reading `partition` at `from`, once its previous read (if any) has stopped.
+    pub fn add(&self, partition: u32, from: i64) -> Result<(), AddError> {
+        let deadline = Instant::now() + STOP_WAIT;
+        while consumer_state::app_position(&self.consumer, &self.topic, partition as i32).is_some() {
+            if Instant::now() >= deadline {
+                return Err(AddError::PreviousReadStopping { partition });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, partition as i32, Offset::Offset(from))?;
-        self.consumer.incremental_assign(&tpl)
+        Ok(self.consumer.incremental_assign(&tpl)?)
     }
 
     /// Stops reading `partition`.
@@ -122,6 +146,7 @@ impl ChangelogReader {
 
     /// Consumer group `group`'s state, members and assignments (for standby placement).
     pub fn group(&self, group: &str, timeout: Duration) -> Result<group_members::Group, KafkaError> {
+        let _call = activity::enter("describe_group");
         group_members::describe(&self.consumer, group, timeout)
     }
 }

@@ -12,6 +12,7 @@ use super::error::StreamsError;
 use super::task::{now_ms, InputLag, Lag};
 use super::task_manager::TaskManager;
 use crate::metrics::metrics;
+use crate::runtime::activity;
 use crate::topology::codec::{InputTopic, RawRecord};
 use crate::topology::output::{Observation, Routed};
 use crate::topology::processor::Processor;
@@ -76,6 +77,7 @@ where
             return Ok(());
         }
         let started = Instant::now();
+        let _call = activity::enter("commit");
         let offsets = self.consumed_offsets()?;
         if self.collector.exactly_once() {
             self.collector

@@ -2,6 +2,7 @@
 //! RocksDB. Everything above this file decides by [`StreamsError::severity`], never by
 //! inspecting a Kafka error code or a message.
 
+use crate::runtime::error_codes::{class, class_of, Class};
 use crate::topology::processor::ProcessError;
 use crate::topology::store::StoreError;
 use crate::topology::task_id::TaskId;
@@ -34,16 +35,19 @@ pub enum StreamsError {
         offset: i64,
         source: ProcessError,
     },
+    /// The consumer refused the group's assignment (librdkafka's rebalance state is not
+    /// what the group said): nothing it fetches could be trusted to reach a task.
+    #[error("the consumer refused the group's assignment: {0}")]
+    Assignment(KafkaError),
+    /// The state updater's thread stopped (it panicked): restoring tasks would wait forever.
+    #[error("the state updater stopped (see the panic above); no task can be restored or kept as a standby")]
+    UpdaterStopped,
     /// The state directory cannot be used.
     #[error("state dir: {0}")]
     StateDir(String),
     /// A commit's call did not return in time: the broker may or may not have committed.
     #[error("commit outcome unknown after {waited:?}: {source}")]
     CommitOutcomeUnknown { source: KafkaError, waited: Duration },
-    /// Inputs of running tasks stood still although committed records lay beyond them (a
-    /// fetcher that stopped): their tasks read again from the last commit.
-    #[error("inputs stood still with committed records to read: {inputs:?}")]
-    InputStalled { inputs: Vec<(String, i32)> },
     /// A topic of the topology does not have the topology's partition count: the inputs
     /// of a task would no longer be read together, so the replica refuses to run.
     #[error("topic {topic} has {found} where the topology needs {expected} (inputs, outputs and changelog must be co-partitioned)")]
@@ -58,10 +62,12 @@ impl StreamsError {
     pub fn severity(&self) -> Severity {
         match self {
             StreamsError::Kafka { severity, .. } => *severity,
-            StreamsError::CommitOutcomeUnknown { .. } | StreamsError::InputStalled { .. } => Severity::Retriable,
+            StreamsError::CommitOutcomeUnknown { .. } => Severity::Retriable,
             StreamsError::Store(_)
             | StreamsError::Process { .. }
             | StreamsError::StateDir(_)
+            | StreamsError::Assignment(_)
+            | StreamsError::UpdaterStopped
             | StreamsError::CoPartitioning { .. } => Severity::Fatal,
         }
     }
@@ -83,46 +89,30 @@ impl From<KafkaError> for StreamsError {
     }
 }
 
-/// Errors that say the deployment is wrong, not that the broker is away: credentials,
-/// permissions, configuration, a broker too old for transactions. Everything else
-/// (timeouts, transport, leader moves, fencing, coordinator changes) is retriable.
+/// What an error of librdkafka means for the stream thread, from the shared code table
+/// (`runtime::error_codes`): a wrong deployment, and an output record the broker can never
+/// take (retrying would roll the same record back forever; Kafka Streams' default
+/// production handler fails too), are fatal; everything else (timeouts, transport, leader
+/// moves, fencing, coordinator changes, metadata not propagated yet) is retried.
 fn classify(error: &KafkaError) -> Severity {
-    if matches!(error, KafkaError::ClientCreation(_) | KafkaError::ClientConfig(..)) {
-        return Severity::Fatal;
-    }
     if let KafkaError::Transaction(e) = error {
         // A fatal transactional error of librdkafka means this producer is done; a new
         // producer (which the retry path creates) is the cure, unless the code says otherwise.
-        if !is_fatal_code(e.code()) {
-            return Severity::Retriable;
-        }
+        return severity_of(class(e.code()));
     }
-    match error.rdkafka_error_code() {
-        Some(code) if is_fatal_code(code) => Severity::Fatal,
-        _ => Severity::Retriable,
+    severity_of(class_of(error))
+}
+
+fn severity_of(class: Class) -> Severity {
+    match class {
+        Class::Deployment | Class::Record => Severity::Fatal,
+        Class::UnknownTopic | Class::Transient => Severity::Retriable,
     }
 }
 
+/// Whether a delivery failure with `code` is fatal for the replica.
 pub(super) fn is_fatal_code(code: RDKafkaErrorCode) -> bool {
-    use RDKafkaErrorCode as C;
-    matches!(
-        code,
-        C::TopicAuthorizationFailed
-            | C::GroupAuthorizationFailed
-            | C::ClusterAuthorizationFailed
-            | C::TransactionalIdAuthorizationFailed
-            | C::DelegationTokenAuthorizationFailed
-            | C::SaslAuthenticationFailed
-            | C::Authentication
-            | C::InvalidConfig
-            | C::InvalidArgument
-            | C::InvalidTransactionTimeout
-            | C::InvalidSessionTimeout
-            | C::UnsupportedVersion
-            | C::UnsupportedForMessageFormat
-            | C::UnsupportedFeature
-            | C::InvalidReplicationFactor
-    )
+    severity_of(class(code)) == Severity::Fatal
 }
 
 #[cfg(test)]
@@ -136,6 +126,8 @@ mod tests {
             KafkaError::MessageConsumption(RDKafkaErrorCode::GroupAuthorizationFailed),
             KafkaError::Flush(RDKafkaErrorCode::TransactionalIdAuthorizationFailed),
             KafkaError::ClientCreation("bad".into()),
+            // An output record the broker can never take: retrying would loop on it.
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
         ];
         for error in fatal {
             assert_eq!(StreamsError::from(error).severity(), Severity::Fatal);
@@ -145,6 +137,8 @@ mod tests {
             KafkaError::MessageProduction(RDKafkaErrorCode::BrokerTransportFailure),
             KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownMemberId),
             KafkaError::MessageProduction(RDKafkaErrorCode::NotCoordinator),
+            // A partition whose metadata has not reached the broker that answered yet.
+            KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownPartition),
         ];
         for error in retriable {
             assert_eq!(StreamsError::from(error).severity(), Severity::Retriable);

@@ -8,6 +8,8 @@
 //!   mid-record); the replica then stops, as on any fatal error.
 //! - `restore_rate=N`: the state updater applies at most N changelog records a second
 //!   (a restore of a large store, held long enough for a test to act during it).
+//! - `updater_panic=N`: the state updater thread panics on the Nth store it is asked to
+//!   restore (a bug, or a library that aborts its thread).
 //!
 //! Invariant: an injected fault is one the code must already survive, put where the real
 //! one can strike; injection never changes what the broker does.
@@ -21,6 +23,7 @@ pub struct Faults {
     commit_outcome_unknown: AtomicU32,
     process_error: AtomicU32,
     restore_rate: AtomicU32,
+    updater_panic: AtomicU32,
 }
 
 impl Faults {
@@ -40,6 +43,9 @@ impl Faults {
                 Some(("process_error", n)) => {
                     faults.process_error.store(n.parse().unwrap_or(1), Ordering::Relaxed);
                 }
+                Some(("updater_panic", n)) => {
+                    faults.updater_panic.store(n.parse().unwrap_or(1), Ordering::Relaxed);
+                }
                 Some(("restore_rate", n)) => {
                     faults.restore_rate.store(n.parse().unwrap_or(1000), Ordering::Relaxed);
                 }
@@ -53,6 +59,13 @@ impl Faults {
     /// Whether the record just processed is to fail (the Nth of `process_error=N`, once).
     pub fn fail_record(&self) -> bool {
         self.process_error
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            == Ok(1)
+    }
+
+    /// Whether the state updater is to panic on this restore (the Nth, once).
+    pub fn panic_on_restore(&self) -> bool {
+        self.updater_panic
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             == Ok(1)
     }

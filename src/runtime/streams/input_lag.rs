@@ -30,7 +30,7 @@ impl<'a, C: ConsumerContext> ConsumerLag<'a, C> {
     }
 }
 
-impl<C: ConsumerContext> InputLag for ConsumerLag<'_, C> {
+impl<C: ConsumerContext + 'static> InputLag for ConsumerLag<'_, C> {
     fn lag(&mut self, topic: InputTopic, partition: u32, next: Option<i64>) -> Lag {
         let name = self.def.input_name(topic);
         let watermarks = consumer_state::cached_watermarks(self.consumer, name, partition as i32);

@@ -1,13 +1,12 @@
-//! The watch on the stream thread's inputs: an input partition of a running task whose
-//! position has not moved for a whole round, that is not paused, and whose last stable
-//! offset lies beyond the position, holds committed records the consumer does not fetch
-//! (a stuck fetcher; seen as silently stalled partitions after broker outages). Such a task
-//! is read again from its last commit.
+//! The watch on the stream thread's inputs, a detector: an input partition of a running
+//! task whose position has not moved for a whole round, that is not paused, and whose last
+//! stable offset lies beyond the position, holds committed records the consumer does not
+//! fetch. That is a defect of the runtime (a leaked pause, a lost assignment), so it is
+//! reported (log line, metric, alert) and nothing else: no read is started again here.
 //! Invariant: only an input with committed records to read is ever reported; one that
 //! waits for an open transaction (its last stable offset at the position) is left alone.
 
 use super::paused_inputs::InputPartition;
-use super::record_collector::KAFKA_CALL_TIMEOUT;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -15,6 +14,18 @@ use std::time::{Duration, Instant};
 
 /// How long an input may stand still with records to read before it is looked at.
 const STANDING_STILL: Duration = Duration::from_secs(10);
+/// The longest the watch asks the broker for one input's last stable offset: it runs on
+/// the stream thread, and an input stands still most often while its leader is away.
+const LOOK_UP: Duration = Duration::from_millis(500);
+
+/// An input that stood still `for_ms` at `position` below its last stable offset `stable`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stalled {
+    pub input: InputPartition,
+    pub position: i64,
+    pub stable: i64,
+    pub for_ms: u64,
+}
 
 #[derive(Debug, Default)]
 pub struct InputWatch {
@@ -25,12 +36,12 @@ pub struct InputWatch {
 impl InputWatch {
     /// The inputs of `watched` (not paused, of running tasks, each with the offset its task
     /// expects next where it knows it) that stand still although committed records lie
-    /// beyond them.
-    pub fn stuck<C: ConsumerContext>(
+    /// beyond them, with their position and last stable offset.
+    pub fn stalled<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         watched: &[(InputPartition, Option<i64>)],
-    ) -> Vec<InputPartition> {
+    ) -> Vec<Stalled> {
         let positions = consumer.position().unwrap_or_else(|_| TopicPartitionList::new());
         let now = Instant::now();
         self.seen.retain(|input, _| watched.iter().any(|(w, _)| w == input));
@@ -52,9 +63,14 @@ impl InputWatch {
                 continue;
             }
             // Under read_committed the consumer's watermark query answers the last stable offset.
-            if let Ok((_, stable)) = consumer.fetch_watermarks(&input.0, input.1, KAFKA_CALL_TIMEOUT) {
+            if let Ok((_, stable)) = consumer.fetch_watermarks(&input.0, input.1, LOOK_UP) {
                 if stable > position {
-                    stuck.push(input.clone());
+                    stuck.push(Stalled {
+                        input: input.clone(),
+                        position,
+                        stable,
+                        for_ms: now.duration_since(entry.1).as_millis() as u64,
+                    });
                     self.seen.remove(input);
                 }
             }

@@ -9,7 +9,7 @@
 
 use super::state_updater::{Updater, CALL_TIMEOUT};
 use super::updater_tasks::{Entry, Role};
-use crate::runtime::client;
+use crate::runtime::{activity, client};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{BaseProducer, Producer};
 use std::time::{Duration, Instant};
@@ -27,7 +27,10 @@ impl Updater {
         for topic in &self.config.inputs {
             tpl.add_partition(topic, partition as i32);
         }
-        self.offsets.committed_offsets(tpl, Duration::from_millis(500)).is_ok()
+        let _call = activity::enter("committed_offsets");
+        self.offsets
+            .committed_offsets(tpl, Duration::from_millis(500))
+            .is_ok_and(|committed| committed.elements().iter().all(|e| e.error().is_ok()))
     }
 
     /// Fences the task's previous owner if it is no longer a member of the group (it was
@@ -83,6 +86,7 @@ impl Updater {
     /// id is initialised (which fences any producer of that id still alive) and dropped.
     pub(super) fn fence(&self, partition: u32, owner: &str, why: &str) {
         info!(partition, owner, why, "fencing the task's previous owner");
+        let _call = activity::enter("fence_previous_owner");
         let created = client::transactional_producer(&self.config.kafka, owner, self.config.transaction_timeout_ms)
             .create::<BaseProducer>();
         match created.and_then(|producer| producer.init_transactions(CALL_TIMEOUT)) {

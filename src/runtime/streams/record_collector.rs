@@ -14,7 +14,7 @@
 use super::error::{is_fatal_code, StreamsError};
 use super::faults::Faults;
 use crate::config::{KafkaConfig, ProcessorConfig};
-use crate::runtime::{client, dead_letter};
+use crate::runtime::{activity, client, dead_letter};
 use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
 use crate::topology::output::{OutputRecord, Provenance};
 use crate::topology::store::StoreChange;
@@ -106,6 +106,7 @@ fn new_producer(
     };
     let producer: BaseProducer<DeliveryTracker> = config.create_with_context(tracker)?;
     if exactly_once {
+        let _call = activity::enter("init_transactions");
         producer.init_transactions(KAFKA_CALL_TIMEOUT)?;
     }
     Ok(producer)
@@ -275,6 +276,7 @@ impl RecordCollector {
     /// Waits for every record sent to be acknowledged; fails with the delivery failure's own
     /// code if any failed, so a fatal cause (a denied topic) is classified as fatal.
     fn flush(&self) -> Result<(), StreamsError> {
+        let _call = activity::enter("flush");
         client::flush(&self.producer, KAFKA_CALL_TIMEOUT)?;
         match self.take_failure() {
             Some(code) => Err(KafkaError::MessageProduction(code).into()),
@@ -299,11 +301,15 @@ impl RecordCollector {
         if self.exactly_once {
             if offsets.count() > 0 {
                 let group = group.ok_or(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownGroup))?;
+                let _call = activity::enter("send_offsets_to_transaction");
                 self.producer
                     .send_offsets_to_transaction(offsets, &group, KAFKA_CALL_TIMEOUT)?;
             }
             let started = Instant::now();
-            let committed = self.producer.commit_transaction(KAFKA_CALL_TIMEOUT);
+            let committed = {
+                let _call = activity::enter("commit_transaction");
+                self.producer.commit_transaction(KAFKA_CALL_TIMEOUT)
+            };
             let lost = committed.is_ok() && faults.lose_commit_answer();
             match committed {
                 Ok(()) if !lost => {}
@@ -350,7 +356,10 @@ impl RecordCollector {
         if !self.exactly_once || !(was_open || self.stale) {
             return Ok(Abandoned::Clean);
         }
-        let aborted = was_open && cause.abortable() && self.producer.abort_transaction(KAFKA_CALL_TIMEOUT).is_ok();
+        let aborted = was_open && cause.abortable() && {
+            let _call = activity::enter("abort_transaction");
+            self.producer.abort_transaction(KAFKA_CALL_TIMEOUT).is_ok()
+        };
         if aborted && !self.stale {
             return Ok(Abandoned::Clean);
         }

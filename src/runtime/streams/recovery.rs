@@ -15,14 +15,19 @@ use super::record_collector::{Abandoned, KAFKA_CALL_TIMEOUT};
 use super::task::PendingMetrics;
 use super::task_manager::TaskManager;
 use crate::metrics::metrics;
-use crate::runtime::client;
+use crate::runtime::{activity, client};
 use crate::shutdown::Shutdown;
 use crate::topology::codec::RawRecord;
 use crate::topology::output::Routed;
 use crate::topology::processor::Processor;
 use crate::topology::task_id::TaskId;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::Offset;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+/// The longest the stream loop waits for a new task's committed offsets in one round.
+const START_LOOKUP: Duration = Duration::from_secs(1);
 use tracing::{debug, info, warn};
 
 /// The replica's health, as `/readyz` and `creditstream_processor_state` show it.
@@ -146,6 +151,50 @@ where
         }
     }
 
+    /// Tells every task in `unpositioned` the committed offsets its inputs start from (the
+    /// consumer was assigned them there), without moving the consumer: a task that knows
+    /// where an input starts can tell an input that is caught up from one not fetched yet.
+    /// A look-up that fails is tried again on the next round; the task runs meanwhile and
+    /// only waits longer for an input it knows nothing of.
+    pub fn learn_start_offsets<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        if self.unpositioned.is_empty() {
+            return;
+        }
+        let ids: Vec<TaskId> = self.unpositioned.iter().copied().collect();
+        let _call = activity::enter("committed_offsets");
+        let committed = match consumer.committed_offsets(assignment::partitions_of(&self.def, &ids), START_LOOKUP) {
+            Ok(committed) => committed,
+            Err(error) => {
+                debug!(%error, "cannot read the new tasks' committed offsets yet; trying again");
+                return;
+            }
+        };
+        let mut unknown = BTreeSet::new();
+        for element in committed.elements() {
+            let (Some(input), Ok(partition)) = (
+                self.def.input_named(element.topic()),
+                u32::try_from(element.partition()),
+            ) else {
+                continue;
+            };
+            let id = TaskId::of(input, partition);
+            match (element.error(), element.offset()) {
+                (Err(error), _) => {
+                    debug!(task = %id, %error, "committed offset not known yet");
+                    unknown.insert(id);
+                }
+                (Ok(()), Offset::Offset(next)) => {
+                    if let Some(task) = self.tasks.get_mut(&id) {
+                        task.starts_at(input.slot(), next);
+                    }
+                }
+                // Nothing committed: the input starts at the log's start, as the task assumes.
+                (Ok(()), _) => {}
+            }
+        }
+        self.unpositioned = unknown;
+    }
+
     /// Moves the consumer back to the committed offsets of the inputs of `ids` (running
     /// tasks), forgetting what they buffered, so whatever was not committed is read again.
     pub(super) fn rewind<C: ConsumerContext>(
@@ -157,8 +206,10 @@ where
         if ids.is_empty() {
             return Ok(());
         }
-        let sought =
-            client::seek_to_committed(consumer, assignment::partitions_of(&self.def, &ids), KAFKA_CALL_TIMEOUT)?;
+        let sought = {
+            let _call = activity::enter("seek_to_committed");
+            client::seek_to_committed(consumer, assignment::partitions_of(&self.def, &ids), KAFKA_CALL_TIMEOUT)?
+        };
         debug!(?sought, "inputs moved to their committed offsets");
         for id in &ids {
             if let Some(task) = self.tasks.get_mut(id) {

@@ -26,7 +26,7 @@ use crate::runtime::rocks_store::{RocksStore, StoreResources};
 use rdkafka::consumer::BaseConsumer;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -67,6 +67,8 @@ pub enum Event {
     },
     /// A store could not be opened or written: fatal for the replica.
     Failed { partition: u32, error: StreamsError },
+    /// The state updater's thread is gone (it panicked): no restore or standby can go on.
+    Stopped,
 }
 
 /// Everything the state updater needs to know to open and place stores.
@@ -121,9 +123,13 @@ impl StateUpdater {
         }
     }
 
-    /// The next event, without waiting.
+    /// The next event, without waiting; [`Event::Stopped`] once the thread is gone.
     pub fn next_event(&self) -> Option<Event> {
-        self.events.try_recv().ok()
+        match self.events.try_recv() {
+            Ok(event) => Some(event),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Event::Stopped),
+        }
     }
 }
 
@@ -154,8 +160,6 @@ pub(super) struct Updater {
     pub(super) entries: BTreeMap<u32, Entry>,
     /// Partitions whose store the stream thread holds.
     pub(super) lent: BTreeSet<u32>,
-    /// Where each partition's read stood when it was last removed from the reader.
-    pub(super) removed_at: BTreeMap<u32, i64>,
     /// Restores asked for while the store was still lent, by ticket.
     pub(super) parked: BTreeMap<u32, u64>,
     pub(super) deferred: Vec<Deferred>,
@@ -184,7 +188,6 @@ impl Updater {
             events,
             entries: BTreeMap::new(),
             lent: BTreeSet::new(),
-            removed_at: BTreeMap::new(),
             parked: BTreeMap::new(),
             deferred: Vec::new(),
             member_id: None,
@@ -248,6 +251,9 @@ impl Updater {
     }
 
     fn restore(&mut self, partition: u32, ticket: u64, store: Option<RocksStore>) {
+        if self.faults.panic_on_restore() {
+            panic!("injected fault: the state updater panics on the restore of partition {partition}");
+        }
         if store.is_some() {
             self.lent.remove(&partition);
         } else if self.lent.contains(&partition) {
@@ -358,22 +364,19 @@ impl Updater {
             Some(ticket) => Role::active(ticket, high),
             None => Role::Standby,
         };
-        let trusted = position >= self.removed_at.get(&partition).copied().unwrap_or(0);
-        self.entries
-            .insert(partition, Entry::new(store, position, role, trusted));
+        self.entries.insert(partition, Entry::new(store, position, role));
         if ticket.is_some() {
             self.fence_departed_owner(partition);
         }
     }
 
     pub(super) fn close(&mut self, partition: u32) {
-        if let Some(entry) = self.entries.remove(&partition) {
-            self.stop_reading(partition, entry.position);
+        if self.entries.remove(&partition).is_some() {
+            self.stop_reading(partition);
         }
     }
 
-    pub(super) fn stop_reading(&mut self, partition: u32, position: i64) {
-        self.removed_at.insert(partition, position);
+    pub(super) fn stop_reading(&mut self, partition: u32) {
         if let Err(error) = self.reader.remove(partition) {
             warn!(partition, %error, "cannot stop reading the changelog partition");
         }

@@ -21,8 +21,8 @@ use super::task::now_ms;
 use super::task_manager::TaskManager;
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::metrics::metrics;
-use crate::runtime::client;
 use crate::runtime::lag::consumer_lag;
+use crate::runtime::{activity, client};
 use crate::shutdown::Shutdown;
 use crate::topology::codec::RawRecord;
 use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
@@ -38,6 +38,9 @@ use tracing::{info, warn};
 const MAX_POLL_BATCH: usize = 5_000;
 /// How often lag, store sizes and the topics' partition counts are looked at again.
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
+/// The longest a housekeeping call to the broker may hold the stream thread (a check that
+/// cannot be answered now is made again next round).
+const HOUSEKEEPING_CALL: Duration = Duration::from_secs(2);
 
 type GroupConsumer<P> = BaseConsumer<RebalanceListener<P>>;
 
@@ -147,6 +150,7 @@ where
     P: Processor<Input = RawRecord> + Send + 'static,
     P::Output: Routed + Send,
 {
+    let _call = activity::enter("leave_group");
     consumer.unsubscribe();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -173,6 +177,7 @@ where
     P: Processor<Input = RawRecord> + Send + 'static,
     P::Output: Routed + Send,
 {
+    let _call = activity::enter("poll");
     let mut timeout = wait;
     while batch.len() < MAX_POLL_BATCH {
         match consumer.poll(timeout) {
@@ -224,8 +229,11 @@ where
             if let Some(error) = consumer.context().take_failure() {
                 t.fail(error)?;
             }
-            t.handle_updater_events(consumer)?;
+            if let Err(error) = t.handle_updater_events(consumer) {
+                t.fail(error)?;
+            }
             t.retry_recovery(consumer, shutdown)?;
+            t.learn_start_offsets(consumer);
             (t.epoch, t.poll_wait())
         };
         // Poll without holding the task manager: rebalance callbacks run inside poll and lock it.
@@ -247,7 +255,9 @@ where
         if let Err(error) = t.process_buffered(&mut lag).and_then(|()| t.punctuate(&mut lag)) {
             t.fail(error)?;
         }
-        t.sync_paused(consumer)?;
+        if let Err(error) = t.sync_paused(consumer) {
+            t.fail(error)?;
+        }
         if t.commit_due(backlog) {
             if let Err(error) = t.commit(consumer) {
                 t.fail(error)?;
@@ -259,12 +269,16 @@ where
             last_housekeeping = Instant::now();
             t.update_store_metrics();
             t.log_tasks(consumer);
-            t.watch_inputs(consumer)?;
+            t.watch_inputs(consumer);
             drop(t);
             update_lag(consumer);
-            if let Some(topic) = assignment::verify_partition_counts(consumer, def, KAFKA_CALL_TIMEOUT)
-                .or_else(|e| if e.is_retriable() { Ok(None) } else { Err(e) })?
-            {
+            if let Some(topic) = assignment::verify_partition_counts(consumer, def, HOUSEKEEPING_CALL).or_else(|e| {
+                if e.is_retriable() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            })? {
                 warn!(topic, "a topic of the topology is missing from the broker's metadata");
             }
         }

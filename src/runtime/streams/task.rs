@@ -136,6 +136,11 @@ impl Task {
         self.fetched[slot] = Some(next);
     }
 
+    /// The input at `slot` was assigned at `next`: known unless records were fetched since.
+    pub fn starts_at(&mut self, slot: usize, next: i64) {
+        self.fetched[slot].get_or_insert(next);
+    }
+
     /// Records buffered of the input at `slot`.
     pub fn buffered(&self, slot: usize) -> usize {
         self.group.buffered(slot)

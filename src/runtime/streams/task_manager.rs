@@ -22,7 +22,7 @@ use super::error::StreamsError;
 use super::faults::Faults;
 use super::input_watch::InputWatch;
 use super::paused_inputs::{InputPartition, PausedInputs};
-use super::record_collector::{RecordCollector, KAFKA_CALL_TIMEOUT};
+use super::record_collector::RecordCollector;
 use super::recovery::PendingRecovery;
 use super::state_updater::{Command, Event, StateUpdater, UpdaterConfig};
 use super::task::{now_ms, InputLag, PendingMetrics, Run, Scratch, Task};
@@ -59,6 +59,8 @@ pub struct TaskManager<P: Processor> {
     pub(super) tasks: BTreeMap<TaskId, Task>,
     /// Tasks whose store the state updater restores, by the ticket of their request.
     pub(super) restoring: BTreeMap<TaskId, u64>,
+    /// Running tasks that do not know yet at which offsets their inputs start.
+    pub(super) unpositioned: BTreeSet<TaskId>,
     pub(super) next_ticket: u64,
     pub(super) paused: PausedInputs,
     pub(super) input_watch: InputWatch,
@@ -126,6 +128,7 @@ where
             subtopologies,
             tasks: BTreeMap::new(),
             restoring: BTreeMap::new(),
+            unpositioned: BTreeSet::new(),
             next_ticket: 0,
             paused: PausedInputs::default(),
             input_watch: InputWatch::default(),
@@ -150,8 +153,11 @@ where
     }
 
     /// Takes the group's assignment of `leaders`: every task's partitions are assigned
-    /// (leaders with their followers); stateless tasks run at once, stateful ones restore
-    /// in the state updater with their inputs paused.
+    /// (leaders with their followers) at the group's committed offsets, which librdkafka
+    /// looks up itself; stateless tasks run at once, stateful ones restore in the state
+    /// updater with their inputs paused. No broker call is made here: a slow broker never
+    /// holds the rebalance, and nothing can fail between the assign call and the tasks
+    /// that own its partitions.
     pub fn assign<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -161,17 +167,15 @@ where
             Ok(tasks) => tasks,
             Err(error) => {
                 // librdkafka waits for the assign call whatever happens; then the replica stops.
-                consumer.incremental_assign(leaders)?;
+                consumer.incremental_assign(leaders).map_err(StreamsError::Assignment)?;
                 return Err(error);
             }
         };
-        consumer.incremental_assign(&partitions)?;
-        if let Some(topic) = assignment::verify_partition_counts(consumer, &self.def, KAFKA_CALL_TIMEOUT)? {
-            warn!(topic, "a topic of the topology is missing from the broker's metadata");
-        }
+        consumer
+            .incremental_assign(&partitions)
+            .map_err(StreamsError::Assignment)?;
         let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
         info!(tasks = ?names, "tasks assigned");
-        let mut stateless = Vec::new();
         for id in ids {
             if self.tasks.contains_key(&id) || self.restoring.contains_key(&id) {
                 continue;
@@ -180,12 +184,10 @@ where
                 self.restore(id, None);
             } else {
                 self.start(Task::new(id, None));
-                stateless.push(id);
+                // Where its inputs start is looked up from the stream loop (see
+                // `learn_start_offsets`), so its task can tell what it waits for.
+                self.unpositioned.insert(id);
             }
-        }
-        // Where each input starts is known from here on (the task waits on lag it can see).
-        if let Err(error) = self.rewind(consumer, &stateless) {
-            self.fail(error)?;
         }
         self.sync_paused(consumer)?;
         self.changed_assignment(consumer);
@@ -216,15 +218,16 @@ where
         for id in &ids {
             self.close(*id);
         }
-        let unassigned = consumer.incremental_unassign(&partitions);
         let gone: BTreeSet<InputPartition> = partitions
             .elements()
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
-        self.paused.forget(&gone);
+        // Resumed before they go: librdkafka would keep the pause into a later assignment.
+        let released = self.paused.release(consumer, &gone);
+        let unassigned = consumer.incremental_unassign(&partitions);
         self.changed_assignment(consumer);
-        result.and(Ok(unassigned?))
+        result.and(Ok(released?)).and(Ok(unassigned?))
     }
 
     /// Asks the state updater for the store of `id`, caught up; its inputs stay paused.
@@ -246,6 +249,7 @@ where
 
     /// Takes a running task out (it is closed, or restored again).
     pub(super) fn stop(&mut self, id: TaskId) -> Option<Task> {
+        self.unpositioned.remove(&id);
         let task = self.tasks.remove(&id)?;
         let _ = metrics().active_tasks.remove_label_values(&[&id.to_string()]);
         Some(task)
@@ -323,6 +327,7 @@ where
                     warn!(partition, %error, "the state updater failed");
                     return Err(error);
                 }
+                Event::Stopped => return Err(StreamsError::UpdaterStopped),
             }
         }
         Ok(())

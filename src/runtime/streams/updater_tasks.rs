@@ -1,12 +1,14 @@
 //! The state updater's tasks and how they move forward: a store restored for an active
-//! task (handed to the stream thread once it holds the committed changelog to the end it
-//! had when the restore began, and the task's committed offsets can be read), or kept
-//! warm as a standby; each loop reads what the changelog has and applies it.
+//! task (handed to the stream thread once its read's position reaches the end the
+//! changelog had when the restore began, whatever lies between: records, aborted records,
+//! transaction markers; and the task's committed offsets can be read), or kept warm as a
+//! standby; each loop reads what the changelog has and applies it.
 //! Invariants: a store's checkpoint is written with the records applied, in one batch, so
-//! a store is never ahead of what it claims to hold; a read that stands still is looked
-//! at: if committed records lie beyond it (the last stable offset is past the position),
-//! the read itself is stuck and is started again at its position; otherwise a transaction
-//! holds it, and an active task's restore fences the task's previous owner.
+//! a store is never ahead of what it claims to hold. A read that stands still is looked
+//! at: when a transaction holds it (the last stable offset is at the position), an active
+//! task's restore fences the task's previous owner; when committed records lie beyond it,
+//! that is a defect of the read, reported (log line, metric, alert), never papered over by
+//! starting the read again.
 
 use super::changelog_reader::ChangelogRecord;
 use super::state_updater::{Event, Updater, CALL_TIMEOUT, RETRY_AFTER};
@@ -25,9 +27,9 @@ const STUCK_AFTER: Duration = Duration::from_secs(30);
 const HELD_UP_AFTER: Duration = Duration::from_millis(500);
 /// How often a read that stands still is looked at again.
 const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(2);
-/// How long a read must stand still, committed records beyond it, before it is started
-/// again (a busy fetcher can lag a moment; a stopped one never moves).
-const READ_STUCK_AFTER: Duration = Duration::from_secs(5);
+/// How long a read must stand still, committed records beyond it, before it is reported as
+/// stalled (a busy fetcher can lag a moment; a stopped one never moves).
+const READ_STALLED_AFTER: Duration = Duration::from_secs(5);
 
 /// A store the updater works on.
 pub(super) struct Entry {
@@ -36,23 +38,18 @@ pub(super) struct Entry {
     pub(super) position: i64,
     pub(super) role: Role,
     pub(super) batch: Vec<ChangelogRecord>,
-    /// Whether the reader's position for the partition can be taken: not while it may
-    /// still be the one it had before the partition was last removed and re-added lower
-    /// (until the first record of the new read).
-    pub(super) trusted: bool,
     /// When the read last moved forward, and when a read standing still was last looked at.
     pub(super) progress_at: Instant,
     pub(super) looked_at: Option<Instant>,
 }
 
 impl Entry {
-    pub(super) fn new(store: RocksStore, position: i64, role: Role, trusted: bool) -> Self {
+    pub(super) fn new(store: RocksStore, position: i64, role: Role) -> Self {
         Self {
             store,
             position,
             role,
             batch: Vec::new(),
-            trusted,
             progress_at: Instant::now(),
             looked_at: None,
         }
@@ -66,8 +63,8 @@ impl Entry {
 
 /// Why a read stands still.
 enum StandingStill {
-    /// Committed records lie beyond it: the reader does not fetch them.
-    ReadStuck,
+    /// Committed records lie beyond it (up to `stable`): the reader does not fetch them.
+    ReadStalled { stable: i64 },
     /// A transaction still open holds the partition's last stable offset at the position.
     HeldByTransaction,
 }
@@ -120,7 +117,6 @@ impl Updater {
         }
         for (partition, records) in read {
             if let Some(entry) = self.entries.get_mut(&partition) {
-                entry.trusted = true;
                 entry.batch.extend(records);
             }
         }
@@ -130,8 +126,11 @@ impl Updater {
         let mut standing_still = Vec::new();
         let mut held_up_restores = Vec::new();
         for (&partition, entry) in &mut self.entries {
-            let read_to = positions.get(&partition).copied().filter(|_| entry.trusted);
-            let position = read_to.unwrap_or(entry.position).max(entry.position);
+            let position = positions
+                .get(&partition)
+                .copied()
+                .unwrap_or(entry.position)
+                .max(entry.position);
             if position > entry.position || !entry.batch.is_empty() {
                 let applied = entry.batch.len() as u64;
                 if let Err(error) = entry.store.apply_restored(&entry.batch, position) {
@@ -159,9 +158,10 @@ impl Updater {
                         at = entry.position,
                         end = *target,
                         topic = self.config.changelog,
-                        "restore stuck: a transaction that no producer will end holds the changelog partition \
-                         (a hanging transaction); find it with `kafka-transactions.sh find-hanging` and abort it \
-                         with `kafka-transactions.sh abort`"
+                        "restore stuck: its read has not reached the changelog's end for 30 s; when the \
+                         partition's last stable offset stands at the position, a transaction no producer will \
+                         end holds it (find it with `kafka-transactions.sh find-hanging`, abort it with \
+                         `kafka-transactions.sh abort`); otherwise see the stalled-read warnings"
                     );
                     if let Role::Active { reported, .. } = &mut entry.role {
                         *reported = true;
@@ -185,8 +185,16 @@ impl Updater {
         }
         for (partition, position, active, stuck_for) in standing_still {
             match self.why_standing_still(partition, position) {
-                Some(StandingStill::ReadStuck) if stuck_for >= READ_STUCK_AFTER => {
-                    self.restart_read(partition, position)
+                Some(StandingStill::ReadStalled { stable }) if stuck_for >= READ_STALLED_AFTER => {
+                    warn!(
+                        partition,
+                        position,
+                        stable,
+                        stood_still_ms = stuck_for.as_millis() as u64,
+                        topic = self.config.changelog,
+                        "changelog read stalled: committed records lie beyond its position but none arrive"
+                    );
+                    metrics().changelog_read_stalls.inc();
                 }
                 Some(StandingStill::HeldByTransaction) if active => held_up_restores.push(partition),
                 _ => {}
@@ -217,38 +225,17 @@ impl Updater {
             }
         };
         Some(if stable > position {
-            StandingStill::ReadStuck
+            StandingStill::ReadStalled { stable }
         } else {
             StandingStill::HeldByTransaction
         })
-    }
-
-    /// Starts the read of `partition` again at `position`: librdkafka stopped fetching it
-    /// (seen after broker outages) though committed records lie beyond.
-    fn restart_read(&mut self, partition: u32, position: i64) {
-        warn!(
-            partition,
-            position, "the changelog read stood still with records to read; starting it again"
-        );
-        metrics().changelog_read_restarts.inc();
-        let restarted = self
-            .reader
-            .remove(partition)
-            .and_then(|()| self.reader.add(partition, position));
-        if let Err(error) = restarted {
-            warn!(partition, %error, "cannot start the changelog read again");
-        }
-        if let Some(entry) = self.entries.get_mut(&partition) {
-            entry.trusted = false;
-        }
-        self.removed_at.insert(partition, position);
     }
 
     pub(super) fn hand_over(&mut self, partition: u32) {
         let Some(entry) = self.entries.remove(&partition) else {
             return;
         };
-        self.stop_reading(partition, entry.position);
+        self.stop_reading(partition);
         let Role::Active {
             ticket,
             started,

@@ -1,0 +1,149 @@
+//! The state updater against the real broker: a restore ends when the read's position
+//! reaches the changelog's end, whatever lies between (aborted records, transaction
+//! markers), also when a partition is read again from below where it was read before.
+
+mod common;
+
+use common::{bootstrap, kafka, unique};
+use creditstream::runtime::rocks_store::{RocksStore, StoreResources};
+use creditstream::runtime::streams::state_updater::{Command, Event, StateUpdater, UpdaterConfig};
+use creditstream::topology::codec::InputTopic;
+use creditstream::topology::definition::TopologyDefinition;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use std::time::{Duration, Instant};
+
+const COMMITTED: usize = 20;
+
+fn updater(def: &TopologyDefinition, dir: &std::path::Path) -> StateUpdater {
+    StateUpdater::start(UpdaterConfig {
+        kafka: kafka(),
+        changelog: def.store.changelog.clone(),
+        store_root: dir.to_path_buf(),
+        resources: StoreResources::new(8, 8),
+        standby_copies: 0,
+        group_id: def.application_id.clone(),
+        leader_topic: def.input_name(InputTopic::Orders).to_string(),
+        transactional_id: unique("restore-test-"),
+        inputs: vec![
+            def.input_name(InputTopic::Orders).to_string(),
+            def.input_name(InputTopic::UserCommands).to_string(),
+        ],
+        transaction_timeout_ms: 10_000,
+    })
+    .expect("the state updater starts")
+}
+
+/// Waits for the hand-over of `ticket`'s store.
+fn restored(updater: &StateUpdater, ticket: u64, within: Duration) -> Option<RocksStore> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        match updater.next_event() {
+            Some(Event::Restored { ticket: t, store, .. }) if t == ticket => return Some(store),
+            Some(Event::Failed { error, .. }) => panic!("the state updater failed: {error}"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    None
+}
+
+/// Writes `COMMITTED` records to changelog partition 0, then a transaction that is
+/// aborted: the partition ends in aborted records and their abort marker. Returns the end.
+fn changelog_ending_in_an_abort(changelog: &str) -> i64 {
+    let plain = common::producer();
+    let records: Vec<common::RawRecord> = (0..COMMITTED)
+        .map(|i| (Some(0), Some(format!("k{i}").into_bytes()), Some(b"v".to_vec())))
+        .collect();
+    common::produce_through(&plain, changelog, &records);
+    let txn: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("transactional.id", unique("aborting-"))
+        .create()
+        .expect("a transactional producer");
+    txn.init_transactions(Duration::from_secs(30)).expect("init");
+    txn.begin_transaction().expect("begin");
+    for i in 0..3 {
+        let key = format!("aborted{i}");
+        txn.send(
+            BaseRecord::<str, str>::to(changelog)
+                .partition(0)
+                .key(&key)
+                .payload("x"),
+        )
+        .expect("send");
+    }
+    txn.flush(Duration::from_secs(30)).expect("flush");
+    txn.abort_transaction(Duration::from_secs(30)).expect("abort");
+    // The coordinator writes the abort marker after it answered: wait until it is there.
+    let end = COMMITTED as i64 + 4;
+    let marked = common::wait_until(Duration::from_secs(30), || {
+        plain
+            .client()
+            .fetch_watermarks(changelog, 0, Duration::from_secs(10))
+            .is_ok_and(|(_, high)| high == end)
+    });
+    assert!(marked, "3 aborted records and their marker follow the committed ones");
+    end
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_whose_changelog_ends_in_an_aborted_transaction_completes_also_when_read_again_from_below() {
+    let def = common::topology(1).await;
+    let end = changelog_ending_in_an_abort(&def.store.changelog);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let updater = updater(&def, dir.path());
+
+    updater.send(Command::Restore {
+        partition: 0,
+        ticket: 1,
+        store: None,
+    });
+    let mut store = restored(&updater, 1, Duration::from_secs(30)).expect("the first restore completes");
+    assert_eq!(
+        store.checkpoint().expect("checkpoint"),
+        Some(end),
+        "restored to the end, past the marker"
+    );
+
+    // The same store comes back with its checkpoint in the committed part: the partition is
+    // read again below where the reader stood, and only aborted records and the marker lie
+    // between the last committed record and the end.
+    store
+        .apply_restored(&[], COMMITTED as i64)
+        .expect("checkpoint moved back");
+    updater.send(Command::Restore {
+        partition: 0,
+        ticket: 2,
+        store: Some(store),
+    });
+    let store = restored(&updater, 2, Duration::from_secs(20))
+        .expect("the second restore completes once its position reaches the end, no data record needed");
+    assert_eq!(store.checkpoint().expect("checkpoint"), Some(end));
+}
+
+/// A state updater that dies leaves every restoring task waiting for a store that never
+/// comes: the replica must stop with a clear error (so its tasks move to other replicas and
+/// its supervisor restarts it), not sit in the group owning partitions it never decides.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_whose_state_updater_dies_stops_with_an_error_instead_of_holding_its_tasks() {
+    let scenario = common::scenario::Scenario::new(10).await;
+    let dir = common::KeptOnFailure::new("updater_dies");
+    let mut replica = scenario.replica_with(
+        &dir.path().join("r1"),
+        &[("CREDITSTREAM_TEST_FAULTS", "updater_panic=1")],
+    );
+    let stopped = common::wait_until(Duration::from_secs(60), || replica.exited().is_some());
+    assert!(
+        stopped,
+        "the replica kept running without its state updater:\n{}",
+        replica.log_tail()
+    );
+    let status = replica.exited().expect("exited");
+    assert!(!status.success(), "a dead state updater is a failure, not a clean stop");
+    let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+    assert!(
+        log.contains("state updater stopped"),
+        "the log says why the replica stopped:\n{}",
+        replica.log_tail()
+    );
+}
