@@ -79,7 +79,7 @@ pub fn long_calls(at_least: Duration) -> Vec<(Call, Duration)> {
         })
         .filter(|(_, lasted)| *lasted >= at_least)
         .collect();
-    long.sort_by(|a, b| b.1.cmp(&a.1));
+    long.sort_by_key(|(_, lasted)| std::cmp::Reverse(*lasted));
     long
 }
 
