@@ -93,6 +93,17 @@ pub fn standalone_consumer(kafka: &KafkaConfig, read_committed: bool) -> ClientC
     reader(kafka, "creditstream-standalone", read_committed)
 }
 
+/// Metadata at most 5 s old (librdkafka's default is 5 min), for a consumer that reads
+/// partitions it assigned itself: one that last saw a partition's leader on a broker that
+/// has since gone away (librdkafka then drops that broker) learns the new leader within
+/// seconds, not minutes. A user's own setting wins.
+pub fn with_fresh_metadata(mut config: ClientConfig) -> ClientConfig {
+    if config.get("topic.metadata.refresh.interval.ms").is_none() {
+        config.set("topic.metadata.refresh.interval.ms", "5000");
+    }
+    config
+}
+
 /// Moves `consumer` on every partition of `partitions` back to the group's committed offset
 /// (the beginning where none is committed), so whatever was not committed is read again.
 /// Returns where each partition was moved (`None`: to its beginning). A seek that failed

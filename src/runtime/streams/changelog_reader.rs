@@ -42,7 +42,7 @@ pub struct ChangelogReader {
 
 impl ChangelogReader {
     pub fn new(kafka: &KafkaConfig, topic: &str) -> Result<Self, KafkaError> {
-        let mut config = client::standalone_consumer(kafka, true);
+        let mut config = client::with_fresh_metadata(client::standalone_consumer(kafka, true));
         // Restores read big runs of small records: fetch more per request than a live
         // consumer needs.
         config
@@ -61,14 +61,37 @@ impl ChangelogReader {
     /// held up by a transaction that is still open.
     pub fn watermarks(&self, partition: u32, timeout: Duration) -> Result<(i64, i64), KafkaError> {
         let _call = activity::enter("changelog_watermarks");
-        self.offsets.fetch_watermarks(&self.topic, partition as i32, timeout)
+        self.with_leader(&self.offsets, timeout, || {
+            self.offsets.fetch_watermarks(&self.topic, partition as i32, timeout)
+        })
+    }
+
+    /// Runs `query` against the partition's leader; when the client's metadata names no
+    /// live leader for it (librdkafka then answers at once from its cache, with "unknown
+    /// partition" or "leader not available", and does not look again: seen for 54 s after
+    /// a broker restart), the topic's metadata is fetched afresh and the query asked again.
+    fn with_leader<T>(
+        &self,
+        client: &BaseConsumer,
+        timeout: Duration,
+        query: impl Fn() -> Result<T, KafkaError>,
+    ) -> Result<T, KafkaError> {
+        match query() {
+            Err(error) if leader_unknown(&error) => {
+                let _ = client.fetch_metadata(Some(&self.topic), timeout);
+                query()
+            }
+            answer => answer,
+        }
     }
 
     /// The partition's last stable offset: the end of what a `read_committed` read can get
     /// to now (below the log's end while a transaction is open).
     pub fn stable_end(&self, partition: u32, timeout: Duration) -> Result<i64, KafkaError> {
         let _call = activity::enter("changelog_stable_offset");
-        let (_, stable) = self.consumer.fetch_watermarks(&self.topic, partition as i32, timeout)?;
+        let (_, stable) = self.with_leader(&self.consumer, timeout, || {
+            self.consumer.fetch_watermarks(&self.topic, partition as i32, timeout)
+        })?;
         Ok(stable)
     }
 
@@ -149,4 +172,13 @@ impl ChangelogReader {
         let _call = activity::enter("describe_group");
         group_members::describe(&self.consumer, group, timeout)
     }
+}
+
+/// Whether `error` says the client does not know a live leader of the partition.
+fn leader_unknown(error: &KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(C::UnknownPartition | C::UnknownTopicOrPartition | C::LeaderNotAvailable | C::NotLeaderForPartition)
+    )
 }

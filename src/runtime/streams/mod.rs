@@ -17,7 +17,8 @@
 //! - [`input_lag`]: whether a task's input has records it was not given yet;
 //! - [`paused_inputs`]: the input partitions paused, and why; [`input_watch`]: inputs that
 //!   stand still with records to read.
-//! - [`record_collector`]: the one producer: outputs, changelog, dead letters, transactions.
+//! - [`record_collector`]: the one producer: outputs, changelog, dead letters, transactions;
+//!   [`bounded_call`]: its transactional calls, with a deadline the stream thread can rely on.
 //! - [`commit_policy`]: when to commit (pure).
 //! - [`rebalance`]: the consumer's rebalance callbacks.
 //! - [`process_id`]: the replica's unique, restart-stable id.
@@ -37,6 +38,7 @@
 //! - A rebalance touches only the tasks that move; a restore never blocks the poll loop.
 
 pub mod assignment;
+pub mod bounded_call;
 pub mod changelog_reader;
 pub mod commit;
 pub mod commit_policy;

@@ -10,7 +10,10 @@
 //!   record therefore never fails a commit, and never stops the partition behind it.
 //! - A producer whose commit or abort did not answer is never used again (librdkafka
 //!   lacks KIP-890, so a late answer could apply to a later transaction).
+//! - No transactional call holds the stream thread past its deadline (`bounded_call`):
+//!   one that does not return in time is an unknown outcome, and the producer is replaced.
 
+use super::bounded_call::{BoundedCalls, Overdue};
 use super::error::{is_fatal_code, StreamsError};
 use super::faults::Faults;
 use crate::config::{KafkaConfig, ProcessorConfig};
@@ -24,12 +27,16 @@ use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::warn;
 
-/// Longest a Kafka call of the commit path may block.
+/// Longest a Kafka call of the stream thread may block (rewinds, the start of a producer).
 pub const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a call of an open transaction may block (sending its offsets, committing or
+/// aborting it): a healthy one takes milliseconds, and the broker aborts the transaction
+/// itself once `transaction.timeout.ms` passes, so waiting longer only stalls every task.
+const TRANSACTION_CALL: Duration = Duration::from_secs(5);
 /// Largest key plus value a dead letter carries; the rest is cut (librdkafka's default
 /// `message.max.bytes` is 1 000 000, and headers need room too).
 pub const DEAD_LETTER_MAX_BYTES: usize = 256 * 1024;
@@ -72,8 +79,13 @@ impl ProducerContext for DeliveryTracker {
     }
 }
 
+/// The producer, shared with the worker that runs its transactional calls.
+type Shared = Arc<BaseProducer<DeliveryTracker>>;
+
 pub struct RecordCollector {
-    producer: BaseProducer<DeliveryTracker>,
+    producer: Shared,
+    /// Runs the producer's transactional calls with a deadline.
+    calls: BoundedCalls,
     /// The topic names it sends to, and the inputs dead letters name as their source.
     def: TopologyDefinition,
     exactly_once: bool,
@@ -93,7 +105,8 @@ fn new_producer(
     exactly_once: bool,
     transactional_id: &str,
     transaction_timeout_ms: u64,
-) -> Result<BaseProducer<DeliveryTracker>, StreamsError> {
+    calls: &mut BoundedCalls,
+) -> Result<Shared, StreamsError> {
     let tracker = DeliveryTracker {
         changelog_topic: changelog.to_string(),
         failure: Mutex::new(None),
@@ -104,12 +117,24 @@ fn new_producer(
     } else {
         client::producer(kafka, 5)
     };
-    let producer: BaseProducer<DeliveryTracker> = config.create_with_context(tracker)?;
+    let producer: Shared = Arc::new(config.create_with_context(tracker)?);
     if exactly_once {
-        let _call = activity::enter("init_transactions");
-        producer.init_transactions(KAFKA_CALL_TIMEOUT)?;
+        let shared = producer.clone();
+        calls
+            .run("init_transactions", KAFKA_CALL_TIMEOUT, move || {
+                shared.init_transactions(KAFKA_CALL_TIMEOUT)
+            })
+            .map_err(unknown_outcome)??;
     }
     Ok(producer)
+}
+
+/// A transactional call that did not return in time: what the broker made of it is unknown.
+fn unknown_outcome(overdue: Overdue) -> StreamsError {
+    StreamsError::CommitOutcomeUnknown {
+        source: KafkaError::Global(RDKafkaErrorCode::OperationTimedOut),
+        waited: overdue.deadline,
+    }
 }
 
 /// `bytes` cut to `max` bytes, and whether it was cut.
@@ -140,15 +165,18 @@ impl RecordCollector {
         transactional_id: &str,
     ) -> Result<Self, StreamsError> {
         let exactly_once = def.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
+        let mut calls = BoundedCalls::default();
         let producer = new_producer(
             kafka,
             &def.store.changelog,
             exactly_once,
             transactional_id,
             cfg.transaction_timeout_ms,
+            &mut calls,
         )?;
         Ok(Self {
             producer,
+            calls,
             def: def.clone(),
             exactly_once,
             in_transaction: false,
@@ -277,7 +305,8 @@ impl RecordCollector {
     /// code if any failed, so a fatal cause (a denied topic) is classified as fatal.
     fn flush(&self) -> Result<(), StreamsError> {
         let _call = activity::enter("flush");
-        client::flush(&self.producer, KAFKA_CALL_TIMEOUT)?;
+        // Records the broker has not taken once the transaction timed out will not be.
+        client::flush(&self.producer, Duration::from_millis(self.transaction_timeout_ms))?;
         match self.take_failure() {
             Some(code) => Err(KafkaError::MessageProduction(code).into()),
             None => Ok(()),
@@ -301,14 +330,31 @@ impl RecordCollector {
         if self.exactly_once {
             if offsets.count() > 0 {
                 let group = group.ok_or(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownGroup))?;
-                let _call = activity::enter("send_offsets_to_transaction");
-                self.producer
-                    .send_offsets_to_transaction(offsets, &group, KAFKA_CALL_TIMEOUT)?;
+                let (producer, offsets) = (self.producer.clone(), offsets.clone());
+                let sent = self
+                    .calls
+                    .run("send_offsets_to_transaction", TRANSACTION_CALL, move || {
+                        producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL)
+                    });
+                match sent {
+                    Ok(result) => result?,
+                    Err(overdue) => {
+                        self.stale = true;
+                        return Err(unknown_outcome(overdue));
+                    }
+                }
             }
             let started = Instant::now();
-            let committed = {
-                let _call = activity::enter("commit_transaction");
-                self.producer.commit_transaction(KAFKA_CALL_TIMEOUT)
+            let producer = self.producer.clone();
+            let committed = self.calls.run("commit_transaction", TRANSACTION_CALL, move || {
+                producer.commit_transaction(TRANSACTION_CALL)
+            });
+            let committed = match committed {
+                Ok(result) => result,
+                Err(overdue) => {
+                    self.stale = true;
+                    return Err(unknown_outcome(overdue));
+                }
             };
             let lost = committed.is_ok() && faults.lose_commit_answer();
             match committed {
@@ -357,8 +403,11 @@ impl RecordCollector {
             return Ok(Abandoned::Clean);
         }
         let aborted = was_open && cause.abortable() && {
-            let _call = activity::enter("abort_transaction");
-            self.producer.abort_transaction(KAFKA_CALL_TIMEOUT).is_ok()
+            let producer = self.producer.clone();
+            let result = self.calls.run("abort_transaction", TRANSACTION_CALL, move || {
+                producer.abort_transaction(TRANSACTION_CALL)
+            });
+            matches!(result, Ok(Ok(())))
         };
         if aborted && !self.stale {
             return Ok(Abandoned::Clean);
@@ -379,6 +428,7 @@ impl RecordCollector {
             true,
             &self.transactional_id,
             self.transaction_timeout_ms,
+            &mut self.calls,
         )?;
         self.stale = false;
         Ok(Abandoned::Replaced)

@@ -45,6 +45,8 @@ use tracing::{debug, info, warn};
 const PUNCTUATE_EVERY: Duration = Duration::from_secs(1);
 /// The longest poll while a task waits for its restored store.
 const RESTORE_PICKUP: Duration = Duration::from_millis(20);
+/// The longest the assign callback waits for the topics' metadata.
+const ASSIGNMENT_CHECK: Duration = Duration::from_secs(2);
 
 /// The tasks of one stream thread. Committing lives in `commit`, failure handling in
 /// `recovery` (both `impl` blocks of this type).
@@ -155,9 +157,8 @@ where
     /// Takes the group's assignment of `leaders`: every task's partitions are assigned
     /// (leaders with their followers) at the group's committed offsets, which librdkafka
     /// looks up itself; stateless tasks run at once, stateful ones restore in the state
-    /// updater with their inputs paused. No broker call is made here: a slow broker never
-    /// holds the rebalance, and nothing can fail between the assign call and the tasks
-    /// that own its partitions.
+    /// updater with their inputs paused. The tasks exist before anything can fail, and the
+    /// one broker call here (the partition-count check) is bounded to 2 s.
     pub fn assign<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -191,6 +192,17 @@ where
         }
         self.sync_paused(consumer)?;
         self.changed_assignment(consumer);
+        // Co-partitioning is checked again on every assignment (a grown topic must stop the
+        // replica), with a short bound. The metadata answer also moves librdkafka's group
+        // state machine on at once; without it, the join for the next cooperative round
+        // waited for the group's 1 s timer, and tasks that stayed where they were paused
+        // about a second at each scaling step (tests/scale_out.rs).
+        match assignment::verify_partition_counts(consumer, &self.def, ASSIGNMENT_CHECK) {
+            Ok(None) => {}
+            Ok(Some(topic)) => warn!(topic, "a topic of the topology is missing from the broker's metadata"),
+            Err(error) if error.is_retriable() => warn!(%error, "cannot check the topics' partition counts now"),
+            Err(error) => return Err(error),
+        }
         Ok(())
     }
 
