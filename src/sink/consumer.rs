@@ -19,7 +19,7 @@ use crate::runtime::client;
 use crate::runtime::error_codes::{self, Class};
 use crate::runtime::lag::consumer_lag;
 use crate::shutdown::Shutdown;
-use crate::sink::rebalance::SinkContext;
+use crate::sink::rebalance::{refused, SinkContext};
 use crate::topology::definition::TopologyDefinition;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -231,15 +231,7 @@ fn pause_or_resume(consumer: &SinkConsumer, partitions: &TopicPartitionList, pau
     } else {
         consumer.resume(partitions)
     };
-    let refused: Vec<String> = partitions
-        .elements()
-        .iter()
-        .filter_map(|e| {
-            e.error()
-                .err()
-                .map(|error| format!("{}-{}: {error}", e.topic(), e.partition()))
-        })
-        .collect();
+    let refused = refused(partitions);
     if result.is_err() || !refused.is_empty() {
         metrics().sink_kafka_errors.with_label_values(&["pause"]).inc();
         warn!(pause, result = ?result.err(), ?refused, "the sink's pause or resume was refused");

@@ -54,15 +54,7 @@ impl ConsumerContext for SinkContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        let refused: Vec<String> = offsets
-            .elements()
-            .iter()
-            .filter_map(|e| {
-                e.error()
-                    .err()
-                    .map(|error| format!("{}-{}: {error}", e.topic(), e.partition()))
-            })
-            .collect();
+        let refused = refused(offsets);
         if result.is_err() || !refused.is_empty() {
             metrics().sink_kafka_errors.with_label_values(&["commit"]).inc();
             warn!(
@@ -72,4 +64,17 @@ impl ConsumerContext for SinkContext {
             );
         }
     }
+}
+
+/// The partitions of `tpl` librdkafka marked with an error (pause, resume and commit
+/// results come back per partition in the list), as `topic-partition: error`.
+pub fn refused(tpl: &TopicPartitionList) -> Vec<String> {
+    tpl.elements()
+        .iter()
+        .filter_map(|e| {
+            e.error()
+                .err()
+                .map(|error| format!("{}-{}: {error}", e.topic(), e.partition()))
+        })
+        .collect()
 }
