@@ -210,6 +210,44 @@ async fn commits_whose_answer_is_lost_are_rebuilt_from_what_the_broker_committed
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_offset_send_past_its_deadline_rolls_back_without_restoring_the_stores() {
+    // librdkafka's send of the consumed offsets blocks far past its timeout when the group
+    // coordinator moves (a broker's controlled shutdown in a rolling restart). The producer
+    // is given up and replaced; but its transaction was never asked to commit, so the stores
+    // only forget their uncommitted writes: restoring them from the changelog (seconds
+    // while a broker restarts) would stall every partition of the replica for nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenario = Scenario::new(10).await;
+    let replica = scenario.replica_with(
+        &dir.path().join("r"),
+        &[("CREDITSTREAM_TEST_FAULTS", "offsets_overdue=2")],
+    );
+    scenario.orders(10, 60);
+    let _ = scenario.decisions(60);
+    let restored = |r: &Running| r.metric("creditstream_processor_restored_records_total").unwrap_or(0.0);
+    let before = restored(&replica);
+    scenario.orders(10, 60);
+    let _ = scenario.decisions(120);
+    scenario.orders(10, 60);
+    let decisions = scenario.decisions(180);
+    let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+    assert_eq!(
+        log.matches("replacing the transactional producer").count(),
+        2,
+        "each overdue send gave its producer up:\n{}",
+        replica.log_tail()
+    );
+    assert!(
+        !log.contains("restoring every store"),
+        "no store was restored for a transaction that never committed:\n{}",
+        replica.log_tail()
+    );
+    assert_eq!(restored(&replica), before, "nothing was read back from the changelog");
+    // Each order was decided once, on the balance the previous orders left.
+    scenario.check(&decisions);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_condition_update_over_many_users_commits_in_bounded_parts_each_user_once() {
     // Enough users that every partition holds more than two chunks of them. One command by
     // condition must not become one transaction of two records per matching user (at a

@@ -23,11 +23,13 @@ use std::time::{Duration, Instant};
 /// a time, so none measures the CPU the others take.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// What the failover test asserts, ms. The target is 5 s after the kill (3 s of it the
-/// session timeout), and on a quiet 2-core machine it decides again after 3.4-4.9 s; the
-/// bound leaves 2 s for a busy CI machine (timings are measured, not asserted, elsewhere)
-/// while still failing a failover that restores from scratch or waits out a transaction
-/// timeout (it took 18-37 s before the state updater and the fencing).
+/// What the failover test asserts, ms, for replicas run with a 3 s session timeout (the
+/// shipped 15 s outlasts a group coordinator's move on a three-broker cluster; a crash then
+/// costs the session timeout, which this test does not measure). The target is 5 s after
+/// the kill (3 s of it the session timeout), and on a quiet 2-core machine it decides again
+/// after 3.4-4.9 s; the bound leaves 2 s for a busy CI machine (timings are measured, not
+/// asserted, elsewhere) while still failing a failover that restores from scratch or waits
+/// out a transaction timeout (it took 18-37 s before the state updater and the fencing).
 const FAILOVER_BOUND_MS: i64 = 7_000;
 
 const USERS: i64 = 600;
@@ -299,9 +301,10 @@ async fn a_killed_replicas_partitions_decide_again_within_seconds_on_its_standby
     let dir = KeptOnFailure::new("failover");
     let scenario = rich_users(USERS).await;
     ballast_users(&scenario.def.inputs.user_commands, 60_000);
-    let a = replica(&scenario, dir.path(), "a");
-    let b = replica(&scenario, dir.path(), "b");
-    let mut c = replica(&scenario, dir.path(), "c");
+    let short = [("CREDITSTREAM__PROCESSOR__SESSION_TIMEOUT_MS", "3000")];
+    let a = scenario.replica_with(&dir.path().join("a"), &short);
+    let b = scenario.replica_with(&dir.path().join("b"), &short);
+    let mut c = scenario.replica_with(&dir.path().join("c"), &short);
     let all = [("a", &a), ("b", &b), ("c", &c)];
     let before = settled(&all, Duration::from_secs(2));
     // Every replica keeps two standbys (one copy of each of the others' tasks), caught up.

@@ -10,9 +10,14 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
-/// The base configuration shared by every client: brokers plus the user's pass-through properties.
+/// The base configuration shared by every client: brokers plus the user's pass-through
+/// properties, which win over its one default here: a broker that refused connections is
+/// tried again at least every second (librdkafka backs off to 10 s, so a client whose
+/// partition leader came back from a restart kept away from it for up to 10 s more: stalled
+/// changelog reads and restores in a rolling restart).
 pub fn base(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
+    config.set("reconnect.backoff.max.ms", "1000");
     for (key, value) in &kafka.client {
         config.set(key, value);
     }
@@ -70,9 +75,16 @@ fn reader(kafka: &KafkaConfig, group_id: &str, read_committed: bool) -> ClientCo
 }
 
 /// A member of consumer group `group_id` that commits offsets itself.
+///
+/// It asks which broker coordinates its group every second (librdkafka: every 10 min while
+/// the coordinator answers). A heartbeat sent to a coordinator whose broker froze or died
+/// waits out the whole session timeout, after which librdkafka gives the assignment up as
+/// lost; asking again finds the coordinator the controller moved once it fenced that
+/// broker, and the heartbeat goes there while the session still holds.
 pub fn consumer(kafka: &KafkaConfig, group_id: &str, read_committed: bool) -> ClientConfig {
     let mut config = reader(kafka, group_id, read_committed);
     config
+        .set("coordinator.query.interval.ms", "1000")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")

@@ -48,6 +48,11 @@ pub enum StreamsError {
     /// A commit's call did not return in time: the broker may or may not have committed.
     #[error("commit outcome unknown after {waited:?}: {source}")]
     CommitOutcomeUnknown { source: KafkaError, waited: Duration },
+    /// A transactional call made before the commit was asked for (sending the consumed
+    /// offsets) did not return in time. The transaction cannot have committed: only this
+    /// producer could have ended it, and the producer that replaces it aborts it.
+    #[error("{call} did not return within {waited:?}; the transaction was never asked to commit")]
+    CallOverdue { call: &'static str, waited: Duration },
     /// A topic of the topology does not have the topology's partition count: the inputs
     /// of a task would no longer be read together, so the replica refuses to run.
     #[error("topic {topic} has {found} where the topology needs {expected} (inputs, outputs and changelog must be co-partitioned)")]
@@ -62,7 +67,7 @@ impl StreamsError {
     pub fn severity(&self) -> Severity {
         match self {
             StreamsError::Kafka { severity, .. } => *severity,
-            StreamsError::CommitOutcomeUnknown { .. } => Severity::Retriable,
+            StreamsError::CommitOutcomeUnknown { .. } | StreamsError::CallOverdue { .. } => Severity::Retriable,
             StreamsError::Store(_)
             | StreamsError::Process { .. }
             | StreamsError::StateDir(_)
@@ -74,6 +79,12 @@ impl StreamsError {
 
     pub fn is_retriable(&self) -> bool {
         self.severity() == Severity::Retriable
+    }
+
+    /// Whether the failed work is known not to have committed, whatever became of its
+    /// producer: the stores then only forget what they hold uncommitted, with no restore.
+    pub fn committed_nothing(&self) -> bool {
+        matches!(self, StreamsError::CallOverdue { .. })
     }
 
     /// Whether the open transaction can be aborted with the same producer.

@@ -10,6 +10,9 @@
 //!   (a restore of a large store, held long enough for a test to act during it).
 //! - `updater_panic=N`: the state updater thread panics on the Nth store it is asked to
 //!   restore (a bug, or a library that aborts its thread).
+//! - `offsets_overdue=N`: the next N sends of the consumed offsets to the transaction
+//!   answer only long after their deadline (librdkafka's send_offsets_to_transaction when
+//!   the group coordinator moves or dies; its issues 5456 and 5511).
 //!
 //! Invariant: an injected fault is one the code must already survive, put where the real
 //! one can strike; injection never changes what the broker does.
@@ -24,6 +27,7 @@ pub struct Faults {
     process_error: AtomicU32,
     restore_rate: AtomicU32,
     updater_panic: AtomicU32,
+    offsets_overdue: AtomicU32,
 }
 
 impl Faults {
@@ -45,6 +49,9 @@ impl Faults {
                 }
                 Some(("updater_panic", n)) => {
                     faults.updater_panic.store(n.parse().unwrap_or(1), Ordering::Relaxed);
+                }
+                Some(("offsets_overdue", n)) => {
+                    faults.offsets_overdue.store(n.parse().unwrap_or(1), Ordering::Relaxed);
                 }
                 Some(("restore_rate", n)) => {
                     faults.restore_rate.store(n.parse().unwrap_or(1000), Ordering::Relaxed);
@@ -73,6 +80,13 @@ impl Faults {
     /// The most changelog records the state updater may apply a second, if throttled.
     pub fn restore_rate(&self) -> Option<u32> {
         Some(self.restore_rate.load(Ordering::Relaxed)).filter(|&n| n > 0)
+    }
+
+    /// Whether this send of the offsets to the transaction is to answer past its deadline.
+    pub fn hold_offsets(&self) -> bool {
+        self.offsets_overdue
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Whether this commit, which the broker has applied, is to be reported as timed out.

@@ -331,16 +331,23 @@ impl RecordCollector {
             if offsets.count() > 0 {
                 let group = group.ok_or(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownGroup))?;
                 let (producer, offsets) = (self.producer.clone(), offsets.clone());
+                let held = faults.hold_offsets();
                 let sent = self
                     .calls
                     .run("send_offsets_to_transaction", TRANSACTION_CALL, move || {
+                        if held {
+                            std::thread::sleep(TRANSACTION_CALL * 2);
+                        }
                         producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL)
                     });
                 match sent {
                     Ok(result) => result?,
                     Err(overdue) => {
                         self.stale = true;
-                        return Err(unknown_outcome(overdue));
+                        return Err(StreamsError::CallOverdue {
+                            call: "send_offsets_to_transaction",
+                            waited: overdue.deadline,
+                        });
                     }
                 }
             }

@@ -48,6 +48,9 @@ pub fn set_state(state: ThreadState) {
 pub(super) struct PendingRecovery {
     pub(super) cause: StreamsError,
     pub(super) at: Instant,
+    /// Whether the stores are restored once the producer is replaced: the failed work may
+    /// have committed, so only the changelog says what the stores hold.
+    pub(super) rebuild_stores: bool,
 }
 
 impl<P> TaskManager<P>
@@ -76,10 +79,15 @@ where
         metrics().transactions_aborted.inc();
         set_state(ThreadState::Recovering);
         warn!(%error, "rolling back to the last commit");
-        if !matches!(abandoned, Ok(Abandoned::Clean)) {
+        // A replaced producer leaves the broker's outcome to the broker, unless the failure
+        // came before the commit was asked for (a hung send of the offsets): then the
+        // stores' uncommitted writes, already forgotten, are all there was.
+        let rebuild_stores = !error.committed_nothing();
+        if matches!(abandoned, Ok(Abandoned::Replaced)) && rebuild_stores {
             self.restore_all();
         }
         self.recovery = Some(PendingRecovery {
+            rebuild_stores: rebuild_stores && abandoned.is_err(),
             cause: match abandoned {
                 Err(next) => next,
                 Ok(_) => error,
@@ -122,7 +130,7 @@ where
         }
         let running: Vec<TaskId> = self.tasks.keys().copied().collect();
         let attempt = self.collector.abandon(&pending.cause).and_then(|abandoned| {
-            if abandoned == Abandoned::Replaced {
+            if abandoned == Abandoned::Replaced && pending.rebuild_stores {
                 self.restore_all();
             }
             self.rewind(consumer, &running)
@@ -141,6 +149,7 @@ where
                 self.recovery = Some(PendingRecovery {
                     cause: next,
                     at: Instant::now() + backoff,
+                    rebuild_stores: pending.rebuild_stores,
                 });
                 Ok(())
             }
