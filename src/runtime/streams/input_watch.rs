@@ -1,19 +1,22 @@
 //! The watch on the stream thread's inputs, a detector: an input partition of a running
-//! task whose position has not moved for a whole round, that is not paused, and whose last
-//! stable offset lies beyond the position, holds committed records the consumer does not
-//! fetch. That is a defect of the runtime (a leaked pause, a lost assignment), so it is
+//! task whose position has not moved for a while, that is not paused, and whose last
+//! stable offset has lain beyond the position for a while too (see `stall_clock`), holds
+//! committed records the consumer does not fetch. That is a defect of the runtime (a leaked pause, a lost assignment), so it is
 //! reported (log line, metric, alert) and nothing else: no read is started again here.
 //! Invariant: only an input with committed records to read is ever reported; one that
 //! waits for an open transaction (its last stable offset at the position) is left alone.
 
 use super::paused_inputs::InputPartition;
+use super::stall_clock::StallClock;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// How long an input may stand still with records to read before it is looked at.
+/// How long an input may stand still before its last stable offset is looked at.
 const STANDING_STILL: Duration = Duration::from_secs(10);
+/// How long committed records must lie beyond an input standing still before it is reported.
+const BEHIND: Duration = Duration::from_secs(5);
 /// The longest the watch asks the broker for one input's last stable offset: it runs on
 /// the stream thread, and an input stands still most often while its leader is away.
 const LOOK_UP: Duration = Duration::from_millis(500);
@@ -29,8 +32,9 @@ pub struct Stalled {
 
 #[derive(Debug, Default)]
 pub struct InputWatch {
-    /// Each watched input's position when it last moved, and since when it stands there.
-    seen: BTreeMap<InputPartition, (i64, Instant)>,
+    /// Each watched input's position, since when it stands there and since when committed
+    /// records lie beyond it.
+    seen: BTreeMap<InputPartition, StallClock>,
 }
 
 impl InputWatch {
@@ -54,22 +58,21 @@ impl InputWatch {
             let Some(position) = polled.or(*expected) else {
                 continue;
             };
-            let entry = self.seen.entry(input.clone()).or_insert((position, now));
-            if entry.0 != position {
-                *entry = (position, now);
-                continue;
-            }
-            if now.duration_since(entry.1) < STANDING_STILL {
+            let clock = self
+                .seen
+                .entry(input.clone())
+                .or_insert_with(|| StallClock::new(position, now));
+            if clock.at(position, now) || clock.standing(now) < STANDING_STILL {
                 continue;
             }
             // Under read_committed the consumer's watermark query answers the last stable offset.
             if let Ok((_, stable)) = consumer.fetch_watermarks(&input.0, input.1, LOOK_UP) {
-                if stable > position {
+                if clock.stalled(stable, now, BEHIND).is_some() {
                     stuck.push(Stalled {
                         input: input.clone(),
                         position,
                         stable,
-                        for_ms: now.duration_since(entry.1).as_millis() as u64,
+                        for_ms: clock.standing(now).as_millis() as u64,
                     });
                     self.seen.remove(input);
                 }

@@ -16,7 +16,7 @@
 //! - [`standby_placement`]: which replica keeps a standby of which task (pure).
 //! - [`input_lag`]: whether a task's input has records it was not given yet;
 //! - [`paused_inputs`]: the input partitions paused, and why; [`input_watch`]: inputs that
-//!   stand still with records to read.
+//!   stand still with records to read; [`stall_clock`]: when a read counts as stalled (pure).
 //! - [`record_collector`]: the one producer: outputs, changelog, dead letters, transactions;
 //!   [`bounded_call`]: its transactional calls, with a deadline the stream thread can rely on.
 //! - [`commit_policy`]: when to commit (pure).
@@ -53,6 +53,7 @@ pub mod process_id;
 pub mod rebalance;
 pub mod record_collector;
 pub mod recovery;
+pub mod stall_clock;
 pub mod standby_placement;
 pub mod state_updater;
 pub mod stream_thread;

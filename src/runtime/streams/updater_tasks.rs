@@ -11,6 +11,7 @@
 //! starting the read again.
 
 use super::changelog_reader::ChangelogRecord;
+use super::stall_clock::StallClock;
 use super::state_updater::{Event, Updater, CALL_TIMEOUT, RETRY_AFTER};
 use crate::metrics::metrics;
 use crate::runtime::rocks_store::RocksStore;
@@ -27,8 +28,8 @@ const STUCK_AFTER: Duration = Duration::from_secs(30);
 const HELD_UP_AFTER: Duration = Duration::from_millis(500);
 /// How often a read that stands still is looked at again.
 const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(2);
-/// How long a read must stand still, committed records beyond it, before it is reported as
-/// stalled (a busy fetcher can lag a moment; a stopped one never moves).
+/// How long committed records must lie beyond a read that stands still before it is
+/// reported as stalled (a busy fetcher can lag a moment; a stopped one never moves).
 const READ_STALLED_AFTER: Duration = Duration::from_secs(5);
 
 /// A store the updater works on.
@@ -41,6 +42,8 @@ pub(super) struct Entry {
     /// When the read last moved forward, and when a read standing still was last looked at.
     pub(super) progress_at: Instant,
     pub(super) looked_at: Option<Instant>,
+    /// Since when committed records lie beyond the position (see `stall_clock`).
+    stall: StallClock,
 }
 
 impl Entry {
@@ -52,6 +55,7 @@ impl Entry {
             batch: Vec::new(),
             progress_at: Instant::now(),
             looked_at: None,
+            stall: StallClock::new(position, Instant::now()),
         }
     }
 
@@ -140,6 +144,7 @@ impl Updater {
                 entry.batch.clear();
                 entry.position = position;
                 entry.progress_at = Instant::now();
+                entry.stall.at(position, entry.progress_at);
                 self.applied_since += applied;
                 if let Role::Active { applied: a, .. } = &mut entry.role {
                     *a += applied;
@@ -171,33 +176,40 @@ impl Updater {
             }
             if entry.to_look_at() && !caught_up.contains(&partition) {
                 entry.looked_at = Some(Instant::now());
-                standing_still.push((
-                    partition,
-                    entry.position,
-                    matches!(entry.role, Role::Active { .. }),
-                    stuck_for,
-                ));
+                standing_still.push((partition, entry.position, matches!(entry.role, Role::Active { .. })));
             }
         }
         for (partition, error) in failed {
             self.close(partition);
             self.fail(partition, error.into());
         }
-        for (partition, position, active, stuck_for) in standing_still {
-            match self.why_standing_still(partition, position) {
-                Some(StandingStill::ReadStalled { stable }) if stuck_for >= READ_STALLED_AFTER => {
-                    warn!(
-                        partition,
-                        position,
-                        stable,
-                        stood_still_ms = stuck_for.as_millis() as u64,
-                        topic = self.config.changelog,
-                        "changelog read stalled: committed records lie beyond its position but none arrive"
-                    );
-                    metrics().changelog_read_stalls.inc();
+        for (partition, position, active) in standing_still {
+            let why = self.why_standing_still(partition, position);
+            let Some(entry) = self.entries.get_mut(&partition) else {
+                continue;
+            };
+            match why {
+                Some(StandingStill::ReadStalled { stable }) => {
+                    if let Some(behind) = entry.stall.stalled(stable, Instant::now(), READ_STALLED_AFTER) {
+                        warn!(
+                            partition,
+                            position,
+                            stable,
+                            stood_still_ms = entry.progress_at.elapsed().as_millis() as u64,
+                            behind_ms = behind.as_millis() as u64,
+                            topic = self.config.changelog,
+                            "changelog read stalled: committed records lie beyond its position but none arrive"
+                        );
+                        metrics().changelog_read_stalls.inc();
+                    }
                 }
-                Some(StandingStill::HeldByTransaction) if active => held_up_restores.push(partition),
-                _ => {}
+                Some(StandingStill::HeldByTransaction) => {
+                    entry.stall.stable(position, Instant::now());
+                    if active {
+                        held_up_restores.push(partition);
+                    }
+                }
+                None => {}
             }
         }
         for partition in caught_up {
