@@ -50,6 +50,10 @@ const AFTER_FAULT: Duration = Duration::from_secs(15);
 const AFTER_HEALTHY: Duration = Duration::from_secs(10);
 const ROLLING: Duration = Duration::from_secs(5);
 const ISR_FULL_WITHIN: Duration = Duration::from_secs(120);
+/// The load's producer and the watching reader reconnect to a restarted broker as Java
+/// clients and creditstream's own (ingest's producer) do, within 1 s; librdkafka's 10 s
+/// default would show their own absence as a gap in creditstream's decisions.
+const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
 
 /// The delivery reports of the load: the order ids the cluster acknowledged.
 #[derive(Default)]
@@ -86,6 +90,7 @@ impl Load {
                 .set("enable.idempotence", "true")
                 .set("acks", "all")
                 .set("linger.ms", "5")
+                .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
                 .create_with_context(Acks::default())
                 .expect("load producer");
             let pause = Duration::from_micros(1_000_000 / RATE);
@@ -124,10 +129,20 @@ impl Load {
     }
 }
 
+/// One decision as the reader saw it.
+struct SeenDecision {
+    partition: i32,
+    order_id: i64,
+    /// When the reader saw it, and when the replica produced it (its record's timestamp,
+    /// ms since the epoch): far apart, the decision waited for its transaction's commit.
+    at: Instant,
+    produced_ms: i64,
+}
+
 /// Every decision a `read_committed` reader sees, with the partition and when it saw it.
 #[derive(Default)]
 struct Seen {
-    decisions: Vec<(i32, i64, Instant)>,
+    decisions: Vec<SeenDecision>,
 }
 
 struct Watch {
@@ -148,6 +163,7 @@ impl Watch {
                 .set("enable.auto.commit", "false")
                 .set("isolation.level", "read_committed")
                 .set("fetch.wait.max.ms", "20")
+                .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
                 .create()
                 .expect("watcher");
             let mut tpl = TopicPartitionList::new();
@@ -166,8 +182,12 @@ impl Watch {
                     continue;
                 };
                 if let Ok(mut seen) = into.lock() {
-                    seen.decisions
-                        .push((message.partition(), decision.order_id, Instant::now()));
+                    seen.decisions.push(SeenDecision {
+                        partition: message.partition(),
+                        order_id: decision.order_id,
+                        at: Instant::now(),
+                        produced_ms: message.timestamp().to_millis().unwrap_or(0),
+                    });
                 }
             }
         });
@@ -181,18 +201,24 @@ impl Watch {
     /// The longest stretch within `[from, to]` in which the reader saw no decision of
     /// `partition`.
     fn longest_gap(&self, partition: i32, from: Instant, to: Instant) -> Duration {
+        self.longest_gap_from(partition, from, to).0
+    }
+
+    /// The longest gap of `partition` within `[from, to]`, when it began, and when the
+    /// decision that ended it was produced (ms since the epoch; 0 if none ended it).
+    fn longest_gap_from(&self, partition: i32, from: Instant, to: Instant) -> (Duration, Instant, i64) {
         let seen = self.seen.lock().expect("seen");
         let mut previous = from;
-        let mut longest = Duration::ZERO;
-        for (_, _, at) in seen
+        let mut longest = (Duration::ZERO, from, 0);
+        for decision in seen
             .decisions
             .iter()
-            .filter(|(p, _, at)| *p == partition && *at >= from && *at <= to)
+            .filter(|d| d.partition == partition && d.at >= from && d.at <= to)
         {
-            longest = longest.max(at.duration_since(previous));
-            previous = *at;
+            longest = longest.max((decision.at.duration_since(previous), previous, decision.produced_ms));
+            previous = decision.at;
         }
-        longest.max(to.saturating_duration_since(previous))
+        longest.max((to.saturating_duration_since(previous), previous, 0))
     }
 
     /// The partitions that went longer than `bound` without a decision within `[from, to]`.
@@ -206,8 +232,8 @@ impl Watch {
     /// How many times each order id was decided.
     fn counts(&self) -> HashMap<i64, usize> {
         let mut counts = HashMap::new();
-        for (_, order_id, _) in &self.seen.lock().expect("seen").decisions {
-            *counts.entry(*order_id).or_default() += 1;
+        for decision in &self.seen.lock().expect("seen").decisions {
+            *counts.entry(decision.order_id).or_default() += 1;
         }
         counts
     }
@@ -304,17 +330,44 @@ fn leader_not_coordinator(cluster: &Cluster, def: &TopologyDefinition) -> u32 {
 #[derive(Default)]
 struct Findings(Vec<String>);
 
-/// Prints the longest gap of any partition within `[from, to]`, for the record.
+/// Prints the longest gap of any partition within `[from, to]`, and when it began (UTC,
+/// to find it in the replicas' and brokers' logs), for the record.
 fn report(watch: &Watch, what: &str, from: Instant, to: Instant) {
-    let longest = (0..PARTITIONS as i32)
-        .map(|p| (watch.longest_gap(p, from, to), p))
+    let (gap, began, ended_by, partition) = (0..PARTITIONS as i32)
+        .map(|p| {
+            let (gap, began, ended_by) = watch.longest_gap_from(p, from, to);
+            (gap, began, ended_by, p)
+        })
         .max()
-        .unwrap_or_default();
+        .unwrap_or((Duration::ZERO, from, 0, 0));
     eprintln!(
-        "liveness: {what}: longest gap {} ms (partition {})",
-        longest.0.as_millis(),
-        longest.1
+        "liveness: {what}: longest gap {} ms (partition {partition}, from {}, ended by a decision produced at {})",
+        gap.as_millis(),
+        utc_time_of(began),
+        utc_ms_of_day(ended_by as u128)
     );
+}
+
+/// `at` as the UTC time of day, `HH:MM:SS.mmm`.
+fn utc_time_of(at: Instant) -> String {
+    let wall = std::time::SystemTime::now() - Instant::now().saturating_duration_since(at);
+    utc_ms_of_day(
+        wall.duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+}
+
+/// Milliseconds since the epoch as the UTC time of day, `HH:MM:SS.mmm`.
+fn utc_ms_of_day(epoch_ms: u128) -> String {
+    let ms = epoch_ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
 }
 
 impl Findings {

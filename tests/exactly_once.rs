@@ -248,6 +248,44 @@ async fn an_offset_send_past_its_deadline_rolls_back_without_restoring_the_store
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_that_timed_out_rolls_back_without_restoring_the_stores() {
+    // In a rolling restart a partition's new leader, a broker that has just restarted, may
+    // not answer within message.timeout.ms: the delivery times out, the producer must bump
+    // its epoch and is replaced. Its transaction was never asked to commit, so the stores
+    // only forget their uncommitted writes (seen: a full restore, 4.5 s, while a broker
+    // was down, on top of the 8 s the delivery had waited).
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenario = Scenario::new(10).await;
+    let replica = scenario.replica_with(
+        &dir.path().join("r"),
+        &[("CREDITSTREAM_TEST_FAULTS", "deliveries_time_out=2")],
+    );
+    scenario.orders(10, 60);
+    let _ = scenario.decisions(60);
+    let restored = |r: &Running| r.metric("creditstream_processor_restored_records_total").unwrap_or(0.0);
+    let before = restored(&replica);
+    scenario.orders(10, 60);
+    let _ = scenario.decisions(120);
+    scenario.orders(10, 60);
+    let decisions = scenario.decisions(180);
+    let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+    assert_eq!(
+        log.matches("replacing the transactional producer").count(),
+        2,
+        "each timed-out delivery gave its producer up:\n{}",
+        replica.log_tail()
+    );
+    assert!(
+        !log.contains("restoring every store"),
+        "no store was restored for a transaction that never committed:\n{}",
+        replica.log_tail()
+    );
+    assert_eq!(restored(&replica), before, "nothing was read back from the changelog");
+    // Each order was decided once, on the balance the previous orders left.
+    scenario.check(&decisions);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_condition_update_over_many_users_commits_in_bounded_parts_each_user_once() {
     // Enough users that every partition holds more than two chunks of them. One command by
     // condition must not become one transaction of two records per matching user (at a

@@ -81,10 +81,14 @@ impl StreamsError {
         self.severity() == Severity::Retriable
     }
 
-    /// Whether the failed work is known not to have committed, whatever became of its
-    /// producer: the stores then only forget what they hold uncommitted, with no restore.
-    pub fn committed_nothing(&self) -> bool {
-        matches!(self, StreamsError::CallOverdue { .. })
+    /// Whether the failed work may have committed although the stream thread was not told
+    /// so: only a commit that was asked for and not answered in time. Any other failure came
+    /// before the commit was asked for (a delivery, a send of the offsets) or is the
+    /// broker's answer to it, and a replaced producer's `init_transactions` aborts what its
+    /// predecessor left open: the stores then only forget what they hold uncommitted, with
+    /// no restore.
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, StreamsError::CommitOutcomeUnknown { .. })
     }
 
     /// Whether the open transaction can be aborted with the same producer.

@@ -13,6 +13,9 @@
 //! - `offsets_overdue=N`: the next N sends of the consumed offsets to the transaction
 //!   answer only long after their deadline (librdkafka's send_offsets_to_transaction when
 //!   the group coordinator moves or dies; its issues 5456 and 5511).
+//! - `deliveries_time_out=N`: the next N transactions find, when they wait for their
+//!   deliveries, one of them timed out (a partition whose new leader, a broker that just
+//!   restarted, does not answer within message.timeout.ms during a rolling restart).
 //!
 //! Invariant: an injected fault is one the code must already survive, put where the real
 //! one can strike; injection never changes what the broker does.
@@ -28,6 +31,7 @@ pub struct Faults {
     restore_rate: AtomicU32,
     updater_panic: AtomicU32,
     offsets_overdue: AtomicU32,
+    deliveries_time_out: AtomicU32,
 }
 
 impl Faults {
@@ -52,6 +56,11 @@ impl Faults {
                 }
                 Some(("offsets_overdue", n)) => {
                     faults.offsets_overdue.store(n.parse().unwrap_or(1), Ordering::Relaxed);
+                }
+                Some(("deliveries_time_out", n)) => {
+                    faults
+                        .deliveries_time_out
+                        .store(n.parse().unwrap_or(1), Ordering::Relaxed);
                 }
                 Some(("restore_rate", n)) => {
                     faults.restore_rate.store(n.parse().unwrap_or(1000), Ordering::Relaxed);
@@ -85,6 +94,13 @@ impl Faults {
     /// Whether this send of the offsets to the transaction is to answer past its deadline.
     pub fn hold_offsets(&self) -> bool {
         self.offsets_overdue
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Whether the deliveries of this transaction are to be reported as timed out.
+    pub fn time_out_deliveries(&self) -> bool {
+        self.deliveries_time_out
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok()
     }

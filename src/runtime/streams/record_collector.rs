@@ -327,6 +327,9 @@ impl RecordCollector {
         faults: &Faults,
     ) -> Result<(), StreamsError> {
         self.flush()?;
+        if faults.time_out_deliveries() {
+            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut).into());
+        }
         if self.exactly_once {
             if offsets.count() > 0 {
                 let group = group.ok_or(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownGroup))?;

@@ -79,10 +79,11 @@ where
         metrics().transactions_aborted.inc();
         set_state(ThreadState::Recovering);
         warn!(%error, "rolling back to the last commit");
-        // A replaced producer leaves the broker's outcome to the broker, unless the failure
-        // came before the commit was asked for (a hung send of the offsets): then the
-        // stores' uncommitted writes, already forgotten, are all there was.
-        let rebuild_stores = !error.committed_nothing();
+        // A replaced producer leaves the broker's outcome to the broker; it is unknown only
+        // when a commit was asked for and not answered. Otherwise (a timed-out delivery, a
+        // hung send of the offsets) the stores' uncommitted writes, already forgotten, are
+        // all there was.
+        let rebuild_stores = error.may_have_committed();
         if matches!(abandoned, Ok(Abandoned::Replaced)) && rebuild_stores {
             self.restore_all();
         }
