@@ -247,12 +247,18 @@ impl Watch {
 }
 
 /// The shipped topology on this test's own topics at replication factor 3, with rich users.
-async fn cluster_topology() -> TopologyDefinition {
-    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("live"));
-    def.partitions = PARTITIONS;
+/// The Kafka configuration of the test's topics: replication factor 3, min ISR 2.
+fn cluster_kafka() -> creditstream::config::KafkaConfig {
     let mut kafka = kafka();
     kafka.replication_factor = 3;
     kafka.min_insync_replicas = 2;
+    kafka
+}
+
+async fn cluster_topology() -> TopologyDefinition {
+    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("live"));
+    def.partitions = PARTITIONS;
+    let kafka = cluster_kafka();
     let topics = admin::ensure_topics(&kafka, &def)
         .await
         .expect("creating the test's topics at replication factor 3");
@@ -559,6 +565,11 @@ async fn on_three_brokers_every_partition_keeps_deciding_through_broker_faults()
     stops_on_sigterm(&mut b, "b", &mut findings);
     watch.finish();
     eprintln!("liveness: {} orders acknowledged and decided", acked.len());
+    // The cluster outlives the test: topics left behind make every later broker restart
+    // move their leaders too, and so lengthen the next run's gaps.
+    if let Err(error) = admin::delete_topics(&cluster_kafka(), &def).await {
+        eprintln!("liveness: could not delete the test's topics: {error}");
+    }
     assert!(
         findings.0.is_empty(),
         "liveness findings:\n- {}",

@@ -37,6 +37,12 @@ pub const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// aborting it): a healthy one takes milliseconds, and the broker aborts the transaction
 /// itself once `transaction.timeout.ms` passes, so waiting longer only stalls every task.
 const TRANSACTION_CALL: Duration = Duration::from_secs(5);
+/// Longest the send of the consumed offsets may block. Shorter than the other calls: when
+/// it outlasts this it has most likely met librdkafka's stale group coordinator (its
+/// issue 5511: a coordinator whose broker shut down stays cached and the request waits for
+/// an unrelated broker's state change), which only a new producer escapes; and giving it up
+/// costs no restore, since the transaction was never asked to commit.
+const SEND_OFFSETS_CALL: Duration = Duration::from_secs(2);
 /// Largest key plus value a dead letter carries; the rest is cut (librdkafka's default
 /// `message.max.bytes` is 1 000 000, and headers need room too).
 pub const DEAD_LETTER_MAX_BYTES: usize = 256 * 1024;
@@ -337,11 +343,11 @@ impl RecordCollector {
                 let held = faults.hold_offsets();
                 let sent = self
                     .calls
-                    .run("send_offsets_to_transaction", TRANSACTION_CALL, move || {
+                    .run("send_offsets_to_transaction", SEND_OFFSETS_CALL, move || {
                         if held {
-                            std::thread::sleep(TRANSACTION_CALL * 2);
+                            std::thread::sleep(SEND_OFFSETS_CALL * 2);
                         }
-                        producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL)
+                        producer.send_offsets_to_transaction(&offsets, &group, SEND_OFFSETS_CALL)
                     });
                 match sent {
                     Ok(result) => result?,
