@@ -929,3 +929,30 @@ async fn not_ready_is_503_with_retry_after() {
     assert!(headers.get("retry-after").is_some());
     assert_eq!(harness().call("GET", "/readyz", b"").await.0, 200);
 }
+
+#[tokio::test]
+async fn a_new_user_whose_balance_exceeds_its_limit_is_refused_at_once() {
+    // The processor never creates such a user: a 202 would send the caller to read a user
+    // that never appears (a generated client's create-then-read got 404).
+    let h = harness();
+    let body = br#"{"name": "A", "lname": "B", "credit_limit": 100, "credit_balance": 101}"#;
+    assert_rejected(&h, "POST", "/v1/users", body, 400, Some("credit_balance")).await;
+    assert_rejected(
+        &h,
+        "GET",
+        "/user?type=C&name=A&lname=B&credit_limit=100&credit_balance=101",
+        b"",
+        400,
+        Some("credit_balance"),
+    )
+    .await;
+    // At the limit is fine.
+    let (code, json, _) = h
+        .call(
+            "POST",
+            "/v1/users",
+            br#"{"name": "A", "lname": "B", "credit_limit": 100, "credit_balance": 100}"#,
+        )
+        .await;
+    assert_eq!(code, 202, "{json}");
+}

@@ -145,7 +145,7 @@ fn seed_paths() -> (Value, Value) {
     });
     let user = json!({
         "summary": "Create (C), read (R), update (U) or delete (D) users (seed-compatible). A new user's \
-                    credit_balance must not exceed its credit_limit (the command's outcome reports a refusal).",
+                    credit_balance must not exceed its credit_limit: such a create is refused with 400.",
         "parameters": [query_object("user", seed_user_params(), true)],
         "responses": with_errors(json!({
             "200": eventual(json!({"type": "array", "items": schema_ref("User")}), "Matching users (type R)."),
@@ -207,8 +207,8 @@ pub fn document(max_wait_ms: u64) -> Value {
         },
         "post": {
             "operationId": "createUser",
-            "summary": "Create a user. Its credit_balance must not exceed its credit_limit: the processor \
-                        checks that rule (between two fields) and the command's outcome reports a refusal.",
+            "summary": "Create a user. Its credit_balance must not exceed its credit_limit: a request \
+                        that breaks that rule (between two fields) is refused with 400.",
             "requestBody": {"required": true, "content": {"application/json": {"schema": schema_ref("NewUser")}}},
             "responses": with_errors(json!({"202": command_accepted(&[("GetUser", "getUser", "uid")])}), &["411", "413"])
         },
@@ -276,7 +276,7 @@ pub fn document(max_wait_ms: u64) -> Value {
 
     let mut new_user = object(&column_names, &["name", "lname", "credit_limit", "credit_balance"], 0);
     new_user["description"] = json!(
-        "credit_balance must not exceed credit_limit (checked by the processor; see the command's outcome). \
+        "credit_balance must not exceed credit_limit (a request that breaks it is refused with 400). \
          Without uid, one is assigned."
     );
     new_user["example"] = json!({"name": "Asha", "lname": "Rao", "credit_limit": 500, "credit_balance": 500});

@@ -1,9 +1,11 @@
 //! Turns HTTP requests (the seed's query strings, the REST API's JSON) into validated
 //! commands and orders, with the rules of [`super::contract`]. Pure: no I/O, so every
 //! rejection rule is tested directly. Invariant: whatever this returns `Ok` for is a
-//! record the processor can judge (a rule between two fields, such as a new user's
-//! balance within its limit, is the processor's, reported by the command's outcome);
-//! whatever it rejects names the offending field.
+//! record the processor can judge, and nothing the request alone shows can never apply is
+//! accepted (a new user's balance above its limit is refused here, not left for the
+//! processor to refuse later); rules that need the stored user (an update that would
+//! lift a balance above a limit) are the processor's, reported by the command's outcome.
+//! Whatever it rejects names the offending field.
 //! JSON is strict (no coercion); the seed's query strings and dict literals keep the
 //! seed's loose typing (numbers may come as strings).
 
@@ -216,6 +218,21 @@ pub const SEED_USER_PARAMS: &[(&str, &[&str])] = &[
     ("D", &["uid", "name", "lname", "credit_limit", "credit_balance"]),
 ];
 
+/// A user to create, refused when its balance exceeds its limit: the processor would
+/// never create it, so accepting it would only answer 202 for a write that cannot apply.
+fn new_user(user: UserRow) -> Result<UserRow, ApiError> {
+    if user.credit_balance > user.credit_limit {
+        return Err(ApiError::bad_request(
+            "credit_balance",
+            format!(
+                "must not exceed credit_limit ({}), got {}",
+                user.credit_limit, user.credit_balance
+            ),
+        ));
+    }
+    Ok(user)
+}
+
 /// `/user?type=C|R|U|D&...`, the seed's user operations.
 pub fn seed_user(params: &Params, ids: &IdGenerator) -> Result<SeedUserRequest, ApiError> {
     let kind = get(params, "type").ok_or_else(|| ApiError::bad_request("type", "required: one of C, R, U, D"))?;
@@ -233,13 +250,13 @@ pub fn seed_user(params: &Params, ids: &IdGenerator) -> Result<SeedUserRequest, 
                 Some(_) => int(required(&rest, "uid", Rule::Id)?),
                 None => ids.next_id(),
             };
-            let user = UserRow {
+            let user = new_user(UserRow {
                 uid,
                 name: text(required(&rest, "name", Rule::Name)?),
                 lname: text(required(&rest, "lname", Rule::Name)?),
                 credit_limit: int(required(&rest, "credit_limit", Rule::Credit)?),
                 credit_balance: int(required(&rest, "credit_balance", Rule::Credit)?),
-            };
+            })?;
             Ok(SeedUserRequest::Write(UserCommand::Create {
                 command_id: ids.next_id(),
                 user,
@@ -342,13 +359,13 @@ pub fn rest_create_user(body: &[u8], ids: &IdGenerator) -> Result<UserCommand, A
         Some(uid) => int(uid),
         None => ids.next_id(),
     };
-    let user = UserRow {
+    let user = new_user(UserRow {
         uid,
         name: text(json_required(&map, "name", Rule::Name)?),
         lname: text(json_required(&map, "lname", Rule::Name)?),
         credit_limit: int(json_required(&map, "credit_limit", Rule::Credit)?),
         credit_balance: int(json_required(&map, "credit_balance", Rule::Credit)?),
-    };
+    })?;
     Ok(UserCommand::Create {
         command_id: ids.next_id(),
         user,
