@@ -956,3 +956,21 @@ async fn a_new_user_whose_balance_exceeds_its_limit_is_refused_at_once() {
         .await;
     assert_eq!(code, 202, "{json}");
 }
+
+#[tokio::test]
+async fn a_long_poll_for_a_command_id_no_one_can_have_issued_answers_at_once() {
+    // Ids carry the millisecond they were minted: one from 2024-01-01 (id 1) or from the
+    // future is not a command on its way, so waiting for it only holds the caller.
+    let h = harness();
+    // All 41 bits of milliseconds set: minted in 2093.
+    let future = ((1_i64 << 41) - 1) << 22;
+    for id in [1, future] {
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            h.call("GET", &format!("/v1/commands/{id}?wait_ms=29999"), b""),
+        )
+        .await;
+        let (code, json, _) = answered.unwrap_or_else(|_| panic!("command {id}: still waiting after 10 s"));
+        assert_eq!(code, 404, "{json}");
+    }
+}

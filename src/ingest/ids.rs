@@ -53,6 +53,21 @@ impl IdGenerator {
     }
 }
 
+/// When `id` was minted, in ms since the Unix epoch, if an [`IdGenerator`] can have made it
+/// (ids derived from idempotency keys, at bit 62 and above, and ids below 1 were not).
+pub fn minted_at_ms(id: i64) -> Option<i64> {
+    (1..1 << 62)
+        .contains(&id)
+        .then(|| (id >> (NODE_BITS + SEQUENCE_BITS)) + EPOCH_MS)
+}
+
+/// Whether `id` can be a command some ingest accepted that has not finished yet: minted
+/// within `window` before `now_ms`, and not after it (allowing `skew` between the clocks
+/// of the ingest replicas). Any other id either finished long ago or was never issued.
+pub fn may_be_in_flight(id: i64, now_ms: i64, window_ms: i64, skew_ms: i64) -> bool {
+    minted_at_ms(id).is_some_and(|at| at <= now_ms + skew_ms && at >= now_ms - window_ms)
+}
+
 /// The order id of a request with an idempotency key: the same on every replica.
 pub fn idempotent_order_id(uid: i64, key: &str) -> i64 {
     crate::topology::seed::derived_id(key, 0, uid)
@@ -60,6 +75,24 @@ pub fn idempotent_order_id(uid: i64, key: &str) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_id_is_in_flight_only_when_minted_recently_and_not_in_the_future() {
+        let ids = super::IdGenerator::new(7);
+        let id = ids.next_id();
+        let now = super::now_ms();
+        let minted = super::minted_at_ms(id).unwrap();
+        assert!((now - 1000..=now).contains(&minted));
+        assert!(super::may_be_in_flight(id, now, 60_000, 5_000));
+        assert!(!super::may_be_in_flight(id, now + 61_000, 60_000, 5_000), "too old");
+        assert!(
+            !super::may_be_in_flight(id, now - 6_000, 60_000, 5_000),
+            "from the future"
+        );
+        assert!(!super::may_be_in_flight(1, now, 60_000, 5_000), "2024-01-01");
+        assert!(!super::may_be_in_flight(1 << 62, now, 60_000, 5_000), "derived");
+        assert_eq!(super::minted_at_ms(0), None);
+    }
+
     use super::*;
     use std::collections::HashSet;
 

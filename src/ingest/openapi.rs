@@ -192,6 +192,9 @@ pub fn document(max_wait_ms: u64) -> Value {
         json!({"get": {
             "operationId": "getCommand",
             "summary": "What became of a create, update or delete: accepted, then applied or rejected.",
+            "description": "wait_ms waits only for a command that can still be on its way: one whose id was \
+                            minted in the last 15 minutes. Any other unknown id (minted long ago, in the future, \
+                            or never by an ingest) is answered 404 at once.",
             "parameters": [path_id("command_id"), wait_ms(max_wait_ms)],
             "responses": with_errors(json!({"200": json_body(schema_ref("CommandView"), "The command.")}), &["404"])
         }}),

@@ -3,6 +3,7 @@
 //! replica just wrote waits, bounded, until the write reached MySQL.
 
 use super::command_status::{self, CommandView};
+use super::ids;
 use super::ports::MAX_ROWS;
 use super::reply::{eventual, json_reply, unavailable};
 use super::requests::ApiError;
@@ -129,10 +130,22 @@ pub(super) async fn get_order(state: &IngestState, order_id: i64, wait: Duration
     }
 }
 
-/// A command's outcome; waits up to `wait` for it to finish.
+/// How long after its id was minted a command may still be on its way (published, not yet
+/// decided or not yet in MySQL, through an outage): a long poll waits only for such ids.
+const COMMAND_IN_FLIGHT_MS: i64 = 15 * 60 * 1000;
+/// How far ahead of this replica's clock another ingest replica's clock may run.
+const CLOCK_SKEW_MS: i64 = 5_000;
+
+/// A command's outcome; waits up to `wait` for it to finish, when it can be on its way (an
+/// id minted in the last [`COMMAND_IN_FLIGHT_MS`]); an id no one can have issued lately
+/// (minted long ago, in the future, or not by an ingest at all) is answered at once.
 pub(super) async fn get_command(state: &IngestState, command_id: i64, wait: Duration) -> Result<CommandView, ApiError> {
-    let deadline = Instant::now() + wait;
     let accepted_here = state.pending.commands.contains(&command_id);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let in_flight = accepted_here || ids::may_be_in_flight(command_id, now_ms, COMMAND_IN_FLIGHT_MS, CLOCK_SKEW_MS);
+    let deadline = Instant::now() + if in_flight { wait } else { Duration::ZERO };
     loop {
         let record = state
             .reader
