@@ -974,3 +974,46 @@ async fn a_long_poll_for_a_command_id_no_one_can_have_issued_answers_at_once() {
         assert_eq!(code, 404, "{json}");
     }
 }
+
+#[tokio::test]
+async fn the_seeds_read_by_uid_waits_for_its_own_update_like_a_rest_read() {
+    let h = harness();
+    h.tables.users.lock().unwrap().push(UserRow {
+        uid: 5,
+        name: "Asha".into(),
+        lname: "Rao".into(),
+        credit_limit: 10,
+        credit_balance: 10,
+    });
+    let (code, accepted, _) = h
+        .call("GET", "/user?type=U&condition={'uid':5}&new_val={'name':'Bela'}", b"")
+        .await;
+    assert_eq!(code, 202, "{accepted}");
+    let command_id = accepted["command_id"].as_i64().unwrap();
+    // The sink applies the update a little later.
+    let tables = h.tables.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tables.users.lock().unwrap()[0].name = "Bela".into();
+        tables.commands.lock().unwrap().insert(
+            command_id,
+            CommandRecord {
+                partitions_done: 1,
+                partitions: Some(1),
+                users: vec![CommandUser {
+                    uid: 5,
+                    version: Some(2),
+                    deleted: false,
+                    reason: None,
+                }],
+                truncated: false,
+            },
+        );
+    });
+    let (code, json, _) = h.call("GET", "/user?type=R&uid=5", b"").await;
+    assert_eq!(code, 200, "{json}");
+    assert_eq!(
+        json[0]["name"], "Bela",
+        "read the row before its own update was applied: {json}"
+    );
+}

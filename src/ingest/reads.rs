@@ -1,6 +1,7 @@
 //! The reads: users, orders and command outcomes through the [`super::ports::Read`] port,
-//! with the long polls (`wait_ms`) and read-your-writes: a read of a user or an order this
-//! replica just wrote waits, bounded, until the write reached MySQL.
+//! with the long polls (`wait_ms`) and read-your-writes: a read of a user (by uid, or by a
+//! condition naming its uid, as the seed's `type=R` does) or of an order this replica just
+//! wrote waits, bounded, until the write reached MySQL.
 
 use super::command_status::{self, CommandView};
 use super::ids;
@@ -26,7 +27,15 @@ async fn users(state: &IngestState, condition: &[Predicate], limit: usize) -> Re
         .map_err(|e| unavailable(e.to_string()))
 }
 
+/// The users matching `condition` (the seed's `type=R`, `GET /v1/users?...`). A condition
+/// naming a uid reads this replica's own writes to that user, as `GET /v1/users/{uid}`
+/// does; a condition on other columns reads what MySQL holds now.
 pub(super) async fn read_users(state: &IngestState, condition: &[Predicate]) -> Result<Response, ApiError> {
+    for predicate in condition.iter().filter(|p| p.column == Column::Uid) {
+        if let Value::Int(uid) = predicate.value {
+            await_own_write(state, uid).await;
+        }
+    }
     let users = users(state, condition, MAX_ROWS).await?;
     Ok(eventual(json_reply(StatusCode::OK, &users)))
 }
