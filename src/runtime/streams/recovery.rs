@@ -11,7 +11,7 @@
 
 use super::assignment;
 use super::error::StreamsError;
-use super::record_collector::{Abandoned, KAFKA_CALL_TIMEOUT};
+use super::record_collector::Abandoned;
 use super::task::PendingMetrics;
 use super::task_manager::TaskManager;
 use crate::metrics::metrics;
@@ -25,6 +25,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::Offset;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+/// Longest the look-up of the committed offsets of a rewind may block the stream thread. A
+/// healthy group coordinator answers in milliseconds; one that moved, or a broker that was
+/// frozen, can leave the request unanswered far longer (seen: 25 s after a thaw, with a
+/// 30 s bound), and the retry after a backoff asks the coordinator as it is then.
+const REWIND_CALL: Duration = Duration::from_secs(5);
 
 /// The longest the stream loop waits for a new task's committed offsets in one round.
 const START_LOOKUP: Duration = Duration::from_secs(1);
@@ -207,6 +213,8 @@ where
 
     /// Moves the consumer back to the committed offsets of the inputs of `ids` (running
     /// tasks), forgetting what they buffered, so whatever was not committed is read again.
+    /// Bounded by [`REWIND_CALL`]: a rewind the broker does not answer fails retriably, and
+    /// the recovery is retried with backoff while the stream thread keeps polling.
     pub(super) fn rewind<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -218,7 +226,7 @@ where
         }
         let sought = {
             let _call = activity::enter("seek_to_committed");
-            client::seek_to_committed(consumer, assignment::partitions_of(&self.def, &ids), KAFKA_CALL_TIMEOUT)?
+            client::seek_to_committed(consumer, assignment::partitions_of(&self.def, &ids), REWIND_CALL)?
         };
         debug!(?sought, "inputs moved to their committed offsets");
         for id in &ids {
