@@ -209,19 +209,14 @@ async fn commits_whose_answer_is_lost_are_rebuilt_from_what_the_broker_committed
     scenario.check(&decisions);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_offset_send_past_its_deadline_rolls_back_without_restoring_the_stores() {
-    // librdkafka's send of the consumed offsets blocks far past its timeout when the group
-    // coordinator moves (a broker's controlled shutdown in a rolling restart). The producer
-    // is given up and replaced; but its transaction was never asked to commit, so the stores
-    // only forget their uncommitted writes: restoring them from the changelog (seconds
-    // while a broker restarts) would stall every partition of the replica for nothing.
+/// Runs three rounds of orders on one replica with `fault` injected twice, and checks that
+/// each injection gave its producer up (`what`) without restoring any store: the failed
+/// transactions were never asked to commit, so the stores only forget their uncommitted
+/// writes.
+async fn rolls_back_twice_without_restoring(fault: &str, what: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut scenario = Scenario::new(10).await;
-    let replica = scenario.replica_with(
-        &dir.path().join("r"),
-        &[("CREDITSTREAM_TEST_FAULTS", "offsets_overdue=2")],
-    );
+    let replica = scenario.replica_with(&dir.path().join("r"), &[("CREDITSTREAM_TEST_FAULTS", fault)]);
     scenario.orders(10, 60);
     let _ = scenario.decisions(60);
     let restored = |r: &Running| r.metric("creditstream_processor_restored_records_total").unwrap_or(0.0);
@@ -234,7 +229,7 @@ async fn an_offset_send_past_its_deadline_rolls_back_without_restoring_the_store
     assert_eq!(
         log.matches("replacing the transactional producer").count(),
         2,
-        "each overdue send gave its producer up:\n{}",
+        "each {what} gave its producer up:\n{}",
         replica.log_tail()
     );
     assert!(
@@ -248,41 +243,21 @@ async fn an_offset_send_past_its_deadline_rolls_back_without_restoring_the_store
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_offset_send_past_its_deadline_rolls_back_without_restoring_the_stores() {
+    // librdkafka's send of the consumed offsets blocks far past its timeout when the group
+    // coordinator moves (a broker's controlled shutdown in a rolling restart). The producer
+    // is given up and replaced; restoring the stores from the changelog (seconds while a
+    // broker restarts) would stall every partition of the replica for nothing.
+    rolls_back_twice_without_restoring("offsets_overdue=2", "overdue send").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_delivery_that_timed_out_rolls_back_without_restoring_the_stores() {
     // In a rolling restart a partition's new leader, a broker that has just restarted, may
     // not answer within message.timeout.ms: the delivery times out, the producer must bump
-    // its epoch and is replaced. Its transaction was never asked to commit, so the stores
-    // only forget their uncommitted writes (seen: a full restore, 4.5 s, while a broker
-    // was down, on top of the 8 s the delivery had waited).
-    let dir = tempfile::tempdir().unwrap();
-    let mut scenario = Scenario::new(10).await;
-    let replica = scenario.replica_with(
-        &dir.path().join("r"),
-        &[("CREDITSTREAM_TEST_FAULTS", "deliveries_time_out=2")],
-    );
-    scenario.orders(10, 60);
-    let _ = scenario.decisions(60);
-    let restored = |r: &Running| r.metric("creditstream_processor_restored_records_total").unwrap_or(0.0);
-    let before = restored(&replica);
-    scenario.orders(10, 60);
-    let _ = scenario.decisions(120);
-    scenario.orders(10, 60);
-    let decisions = scenario.decisions(180);
-    let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
-    assert_eq!(
-        log.matches("replacing the transactional producer").count(),
-        2,
-        "each timed-out delivery gave its producer up:\n{}",
-        replica.log_tail()
-    );
-    assert!(
-        !log.contains("restoring every store"),
-        "no store was restored for a transaction that never committed:\n{}",
-        replica.log_tail()
-    );
-    assert_eq!(restored(&replica), before, "nothing was read back from the changelog");
-    // Each order was decided once, on the balance the previous orders left.
-    scenario.check(&decisions);
+    // its epoch and is replaced (seen: a full restore, 4.5 s, while a broker was down, on
+    // top of the 8 s the delivery had waited).
+    rolls_back_twice_without_restoring("deliveries_time_out=2", "timed-out delivery").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

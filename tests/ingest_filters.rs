@@ -870,6 +870,36 @@ async fn a_write_answers_with_a_command_whose_outcome_can_be_read() {
     assert_eq!(code, 404, "{json}");
 }
 
+/// As the sink would, 200 ms from now: changes the users table with `apply` and records
+/// command `command_id` as finished on user `uid` (deleted or not).
+fn apply_later(
+    h: &Harness,
+    command_id: i64,
+    uid: i64,
+    deleted: bool,
+    apply: impl FnOnce(&mut Vec<UserRow>) + Send + 'static,
+) {
+    let tables = h.tables.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        apply(&mut tables.users.lock().unwrap());
+        tables.commands.lock().unwrap().insert(
+            command_id,
+            CommandRecord {
+                partitions_done: 1,
+                partitions: Some(1),
+                users: vec![CommandUser {
+                    uid,
+                    version: Some(2),
+                    deleted,
+                    reason: None,
+                }],
+                truncated: false,
+            },
+        );
+    });
+}
+
 #[tokio::test]
 async fn a_replica_waits_for_its_own_write_before_answering_a_read() {
     let h = harness();
@@ -886,25 +916,7 @@ async fn a_replica_waits_for_its_own_write_before_answering_a_read() {
     assert_eq!(code, 202);
     let command_id = accepted["command_id"].as_i64().unwrap();
     // The sink applies the delete a little later.
-    let tables = h.tables.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        tables.users.lock().unwrap().clear();
-        tables.commands.lock().unwrap().insert(
-            command_id,
-            CommandRecord {
-                partitions_done: 1,
-                partitions: Some(1),
-                users: vec![CommandUser {
-                    uid: 5,
-                    version: Some(2),
-                    deleted: true,
-                    reason: None,
-                }],
-                truncated: false,
-            },
-        );
-    });
+    apply_later(&h, command_id, 5, true, |users| users.clear());
     let (code, json, _) = h.call("GET", "/v1/users/5", b"").await;
     assert_eq!(code, 404, "read the user before its own delete was applied: {json}");
     // Writing to the user this replica deleted is 404 at once, until it is created again.
@@ -991,25 +1003,7 @@ async fn the_seeds_read_by_uid_waits_for_its_own_update_like_a_rest_read() {
     assert_eq!(code, 202, "{accepted}");
     let command_id = accepted["command_id"].as_i64().unwrap();
     // The sink applies the update a little later.
-    let tables = h.tables.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        tables.users.lock().unwrap()[0].name = "Bela".into();
-        tables.commands.lock().unwrap().insert(
-            command_id,
-            CommandRecord {
-                partitions_done: 1,
-                partitions: Some(1),
-                users: vec![CommandUser {
-                    uid: 5,
-                    version: Some(2),
-                    deleted: false,
-                    reason: None,
-                }],
-                truncated: false,
-            },
-        );
-    });
+    apply_later(&h, command_id, 5, false, |users| users[0].name = "Bela".into());
     let (code, json, _) = h.call("GET", "/user?type=R&uid=5", b"").await;
     assert_eq!(code, 200, "{json}");
     assert_eq!(
