@@ -6,7 +6,8 @@
 //	go run . FILE...            check; prints "FILE: ok (N documents)" per file
 //	go run . -env FILE...       also prints every CREDITSTREAM__ variable a container gets,
 //	                            as NAME=VALUE (envFrom ConfigMaps and Secrets resolved from
-//	                            the same files, fieldRefs as <fieldPath>)
+//	                            the same files, fieldRefs as <fieldPath>), under a line
+//	                            "[Kind/name replicas=N]" per workload
 package main
 
 import (
@@ -114,19 +115,33 @@ func load(files []string, report io.Writer) ([]any, error) {
 	return objects, nil
 }
 
-func podSpecs(objects []any) []corev1.PodSpec {
-	var specs []corev1.PodSpec
+// workload is a pod template and what runs it: "Kind/name" and its replica count (1 for a Job).
+type workload struct {
+	name     string
+	replicas int32
+	spec     corev1.PodSpec
+}
+
+func replicas(n *int32) int32 {
+	if n == nil {
+		return 1
+	}
+	return *n
+}
+
+func workloads(objects []any) []workload {
+	var found []workload
 	for _, obj := range objects {
 		switch o := obj.(type) {
 		case *appsv1.Deployment:
-			specs = append(specs, o.Spec.Template.Spec)
+			found = append(found, workload{"Deployment/" + o.Name, replicas(o.Spec.Replicas), o.Spec.Template.Spec})
 		case *appsv1.StatefulSet:
-			specs = append(specs, o.Spec.Template.Spec)
+			found = append(found, workload{"StatefulSet/" + o.Name, replicas(o.Spec.Replicas), o.Spec.Template.Spec})
 		case *batchv1.Job:
-			specs = append(specs, o.Spec.Template.Spec)
+			found = append(found, workload{"Job/" + o.Name, 1, o.Spec.Template.Spec})
 		}
 	}
-	return specs
+	return found
 }
 
 // printEnv prints every CREDITSTREAM__ variable of every container, resolved.
@@ -141,8 +156,9 @@ func printEnv(w io.Writer, objects []any) error {
 			secrets[o.Name] = o.StringData
 		}
 	}
-	for _, spec := range podSpecs(objects) {
-		for _, c := range spec.Containers {
+	for _, wl := range workloads(objects) {
+		fmt.Fprintf(w, "[%s replicas=%d]\n", wl.name, wl.replicas)
+		for _, c := range wl.spec.Containers {
 			for _, from := range c.EnvFrom {
 				if from.ConfigMapRef == nil {
 					continue
