@@ -51,16 +51,16 @@ pub enum Rule {
     WaitMs(u64),
 }
 
-/// The shape of the seed's `condition` and `new_val`: one line from `{` to `}` (what is
-/// inside, columns and their values, is parsed and checked by the columns' rules).
-pub const DICT_LITERAL_PATTERN: &str = "^[{].*[}]$";
+/// The shape of the seed's `condition` and `new_val`: one line from `{` to `}` with at least
+/// one entry, so `{}` is refused as the handler refuses it (what is inside, columns and
+/// their values, is parsed and checked by the columns' rules).
+pub const DICT_LITERAL_PATTERN: &str = "^[{]\\s*[^\\s}].*[}]$";
 
 /// Whether `text` has the shape [`DICT_LITERAL_PATTERN`] states.
 pub fn is_dict_literal_shaped(text: &str) -> bool {
-    text.len() >= 2
-        && text.starts_with('{')
-        && text.ends_with('}')
-        && !text.contains(['\n', '\r', '\u{2028}', '\u{2029}'])
+    let one_line = !text.contains(['\n', '\r', '\u{2028}', '\u{2029}']);
+    let inside = text.strip_prefix('{').and_then(|t| t.strip_suffix('}'));
+    one_line && inside.is_some_and(|inside| inside.trim_start().chars().next().is_some_and(|c| c != '}'))
 }
 
 /// The regular expression of a name: no control character (Unicode category Cc).
@@ -193,6 +193,30 @@ impl Rule {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_dict_literal_pattern_states_what_the_handler_accepts() {
+        let pattern = regex::Regex::new(DICT_LITERAL_PATTERN).expect("a valid pattern");
+        for (text, shaped) in [
+            ("{'uid': 5}", true),
+            ("{ \"name\": \"Asha\" }", true),
+            ("{x}", true),
+            ("{}", false),
+            ("{ }", false),
+            ("{}}", false),
+            ("{'uid': 5}\n", false),
+            ("'uid': 5", false),
+            ("{", false),
+            ("", false),
+        ] {
+            assert_eq!(is_dict_literal_shaped(text), shaped, "{text:?}");
+            assert_eq!(
+                pattern.is_match(text),
+                shaped,
+                "{text:?} against {DICT_LITERAL_PATTERN}"
+            );
+        }
+    }
 
     #[test]
     fn ids_are_positive_and_names_short_and_printable() {

@@ -203,7 +203,7 @@ fn dict_param(params: &Params, name: &str) -> Result<Vec<Predicate>, ApiError> {
     if !super::contract::is_dict_literal_shaped(text) {
         return Err(ApiError::bad_request(
             name,
-            "expected a dict literal on one line, from { to }",
+            "expected a dict literal with at least one entry, on one line, from { to }",
         ));
     }
     let map = parse_dict(text).map_err(|e| ApiError::bad_request(name, e.to_string()))?;
