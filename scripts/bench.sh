@@ -12,7 +12,7 @@
 # - the sink against a plain INSERT loader, and the ingest against a 202-only route (wrk;
 #   installed here from Debian's packages if missing, skipped and reported if it cannot be).
 # Writes benches/results/<date>-<commit>[-dirty]-<time>.json and .md (every run keeps its
-# own, failures included) and rewrites the README's section between <!-- bench:begin -->
+# own, failures included) and rewrites docs/benchmarks.md's section between <!-- bench:begin -->
 # and <!-- bench:end --> from that report. Defaults: 100 000 users, 1 000 000 orders.
 # Shrink with e.g. `scripts/bench.sh --users 10000 --orders 100000 --repetitions 2
 # --scaling-users 10000,100000`; `creditstream-bench run --help` lists every flag.
@@ -39,7 +39,7 @@ mvn -q -B -f "$peer/pom.xml" package -DskipTests >&2
 classpath="$PWD/$peer/target/classes:$PWD/$peer/target/lib/*"
 
 # `scripts/bench.sh elastic [flags]`: restore, failover and joins with large state, and
-# throughput by user count (creditstream-bench elastic; its own report and README section).
+# throughput by user count (creditstream-bench elastic; its own report and section of docs/benchmarks.md).
 mode=run
 if [ "${1:-}" = elastic ]; then
   mode=elastic
@@ -63,13 +63,13 @@ if [ "$mode" = elastic ]; then
   echo "bench: $(nproc) cores; elasticity results in $out" >&2
   "$bench" elastic --label "$label" --out "$out" "$@" || status=$?
   if [ -f "$out" ]; then
-    "$bench" readme --elastic-report "$out"
+    "$bench" docs --elastic-report "$out"
   fi
   exit "$status"
 fi
 echo "bench: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; results in $out" >&2
 "$bench" run --label "$label" --kafka-streams-classpath "$classpath" "${scaling[@]}" --out "$out" "$@" || status=$?
 if [ -f "$out" ]; then
-  "$bench" readme --report "$out"
+  "$bench" docs --report "$out"
 fi
 exit "$status"

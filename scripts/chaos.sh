@@ -8,7 +8,8 @@
 #   faults (leader and coordinator kill -9, rolling restart, a frozen broker) under load,
 #   with every partition deciding again within seconds.
 # The short runs are part of scripts/test.sh; --long repeats them with longer outages and
-# more rounds.
+# more rounds. The whole output is kept, failures included, in
+# benches/results/chaos/<date>-<commit>-<time>[-long].log: docs/faults.md quotes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--long" ]; then
@@ -22,5 +23,11 @@ export CREDITSTREAM_STACK=$PWD/scripts/stack.sh
 export CREDITSTREAM_CLUSTER_STATE_DIR=${CREDITSTREAM_CLUSTER_STATE_DIR:-$PWD/.state/cluster3}
 export CREDITSTREAM_CLUSTER_KAFKA_PORT=${CREDITSTREAM_CLUSTER_KAFKA_PORT:-19092}
 export CREDITSTREAM_CLUSTER_CONTROLLER_PORT=${CREDITSTREAM_CLUSTER_CONTROLLER_PORT:-19093}
-cargo test --release --locked --test chaos -- --nocapture
-cargo test --release --locked --test cluster_liveness -- --nocapture
+kind=${CREDITSTREAM_CHAOS_LONG:+-long}
+mkdir -p benches/results/chaos
+log=benches/results/chaos/$(date -u +%F)-$(git rev-parse --short HEAD)-$(date -u +%H%M%S)$kind.log
+echo "chaos: keeping the output in $log"
+{
+  cargo test --release --locked --test chaos -- --nocapture
+  cargo test --release --locked --test cluster_liveness -- --nocapture
+} 2>&1 | tee "$log"

@@ -419,7 +419,7 @@ async fn faults_under_load_break_no_invariant() {
 
         if long {
             // The freezes run in the long run only: after a broker outage a takeover or the
-            // sink's catch-up can take minutes on this machine (see the README's Faults).
+            // sink's catch-up can take minutes on this machine (see docs/faults.md).
             step(started, "Kafka broker frozen (SIGSTOP)");
             stack(&["freeze", "kafka"]);
             faults += 1;

@@ -1,5 +1,5 @@
 //! The elasticity report (`creditstream-bench elastic`): every repetition's raw figures,
-//! failures included, and its Markdown, which the README's section between
+//! failures included, and its Markdown, which docs/benchmarks.md's section between
 //! `<!-- elastic:begin -->` and `<!-- elastic:end -->` is made from.
 
 use crate::run::RunResult;

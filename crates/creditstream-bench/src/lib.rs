@@ -27,7 +27,7 @@
 //!   [`steady_load`]: orders at a fixed rate until stopped.
 //! - [`stats`]: medians, paired ratios (pure); [`report`]: the JSON report;
 //!   [`markdown`]: its tables; [`targets`]: the targets and verdicts;
-//!   [`readme`]: the README section made from it.
+//!   [`page`]: the section of docs/benchmarks.md made from it.
 //!
 //! Invariant: a run that fails (an error, a wrong decision, a wrong record count) is
 //! kept in the report with its error and counted as failed; it is never dropped.
@@ -44,10 +44,10 @@ pub mod load;
 pub mod markdown;
 pub mod options;
 pub mod outputs;
+pub mod page;
 pub mod passthrough;
 pub mod plan;
 pub mod probe;
-pub mod readme;
 pub mod replica;
 pub mod report;
 pub mod run;

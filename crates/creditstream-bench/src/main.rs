@@ -1,6 +1,6 @@
 //! The `creditstream-bench` command line: `run` the benchmark, measure membership
-//! changes with large state (`elastic`), rewrite the README's sections from reports
-//! (`readme`), and the two processes the benchmark starts of its own (`passthrough`,
+//! changes with large state (`elastic`), rewrite docs/benchmarks.md's sections from reports
+//! (`docs`), and the two processes the benchmark starts of its own (`passthrough`,
 //! `http-ceiling`).
 
 use clap::{Parser, Subcommand};
@@ -11,7 +11,7 @@ use creditstream_bench::elastic::{self, ElasticOptions};
 use creditstream_bench::options::{LatencyOptions, PeerSetup, PeerThreads};
 use creditstream_bench::passthrough::{self, MatchedPassThrough, Templates};
 use creditstream_bench::uids::UidDistribution;
-use creditstream_bench::{ceiling, elastic_report, ingest, markdown, readme, schedule, BenchOptions, Cadence, System};
+use creditstream_bench::{ceiling, elastic_report, ingest, markdown, page, schedule, BenchOptions, Cadence, System};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -137,15 +137,16 @@ enum Command {
     /// Restore, failover and joins with large state, and throughput by user count
     /// (its own report; `--orders` sizes the throughput runs).
     Elastic(Box<ElasticArgs>),
-    /// Rewrite the README section between <!-- bench:begin --> and <!-- bench:end --> from a report.
-    Readme {
+    /// Rewrite the benchmark page's section between <!-- bench:begin --> and <!-- bench:end -->
+    /// from a report.
+    Docs {
         /// The report (default: the newest creditstream-bench/2 report in --results).
         #[arg(long)]
         report: Option<PathBuf>,
         #[arg(long, default_value = "benches/results")]
         results: PathBuf,
-        #[arg(long, default_value = "README.md")]
-        readme: PathBuf,
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        page: PathBuf,
         /// Rewrite the elasticity section from this `elastic` report instead.
         #[arg(long)]
         elastic_report: Option<PathBuf>,
@@ -332,34 +333,34 @@ async fn elastic(args: ElasticArgs, config: Config) -> Result<bool, String> {
     Ok(report.correct())
 }
 
-fn rewrite_elastic(report_path: PathBuf, readme_path: PathBuf) -> Result<(), String> {
+fn rewrite_elastic(report_path: PathBuf, page_path: PathBuf) -> Result<(), String> {
     let report = elastic_report::ElasticReport::load(&report_path)?;
     let source = report_path.display().to_string();
-    let text = std::fs::read_to_string(&readme_path).map_err(|e| format!("{}: {e}", readme_path.display()))?;
+    let text = std::fs::read_to_string(&page_path).map_err(|e| format!("{}: {e}", page_path.display()))?;
     let section = elastic_report::render(&report, &source);
-    let spliced = readme::splice_between(&text, readme::ELASTIC_BEGIN, readme::ELASTIC_END, &section)
-        .map_err(|e| e.to_string())?;
-    std::fs::write(&readme_path, spliced).map_err(|e| format!("{}: {e}", readme_path.display()))?;
+    let spliced =
+        page::splice_between(&text, page::ELASTIC_BEGIN, page::ELASTIC_END, &section).map_err(|e| e.to_string())?;
+    std::fs::write(&page_path, spliced).map_err(|e| format!("{}: {e}", page_path.display()))?;
     eprintln!(
-        "readme: the elasticity section of {} rewritten from {source}",
-        readme_path.display()
+        "docs: the elasticity section of {} rewritten from {source}",
+        page_path.display()
     );
     Ok(())
 }
 
-fn rewrite_readme(report: Option<PathBuf>, results: PathBuf, readme_path: PathBuf) -> Result<(), String> {
+fn rewrite_benchmarks(report: Option<PathBuf>, results: PathBuf, page_path: PathBuf) -> Result<(), String> {
     let (path, report) = match report {
         Some(path) => {
             let report = creditstream_bench::BenchReport::load(&path)?;
             (path, report)
         }
-        None => readme::latest_report(&results)?,
+        None => page::latest_report(&results)?,
     };
     let source = path.display().to_string();
-    let text = std::fs::read_to_string(&readme_path).map_err(|e| format!("{}: {e}", readme_path.display()))?;
-    let spliced = readme::splice(&text, &markdown::render(&report, &source)).map_err(|e| e.to_string())?;
-    std::fs::write(&readme_path, spliced).map_err(|e| format!("{}: {e}", readme_path.display()))?;
-    eprintln!("readme: {} rewritten from {source}", readme_path.display());
+    let text = std::fs::read_to_string(&page_path).map_err(|e| format!("{}: {e}", page_path.display()))?;
+    let spliced = page::splice(&text, &markdown::render(&report, &source)).map_err(|e| e.to_string())?;
+    std::fs::write(&page_path, spliced).map_err(|e| format!("{}: {e}", page_path.display()))?;
+    eprintln!("docs: {} rewritten from {source}", page_path.display());
     Ok(())
 }
 
@@ -419,17 +420,17 @@ fn main() -> ExitCode {
                     Err("an elasticity repetition failed its checks (see the report)".to_string())
                 }
             }
-            Command::Readme {
+            Command::Docs {
                 elastic_report: Some(report),
-                readme,
+                page,
                 ..
-            } => rewrite_elastic(report, readme),
-            Command::Readme {
+            } => rewrite_elastic(report, page),
+            Command::Docs {
                 report,
                 results,
-                readme,
+                page,
                 elastic_report: None,
-            } => rewrite_readme(report, results, readme),
+            } => rewrite_benchmarks(report, results, page),
             Command::Passthrough {
                 users,
                 orders,

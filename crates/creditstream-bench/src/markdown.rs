@@ -1,7 +1,7 @@
 //! The report as Markdown: the configurations, the throughput and efficiency of every
 //! configuration (median, min and max over its repetitions), the paired ratios with the
 //! targets and whether each is met, latency at the fixed rates, the failures with their
-//! errors, and the other sections. The same text goes beside the JSON and into the README.
+//! errors, and the other sections. The same text goes beside the JSON and into docs/benchmarks.md.
 
 use crate::report::BenchReport;
 use crate::run::RunResult;
