@@ -45,9 +45,27 @@ pub struct KafkaConfig {
     /// `min.insync.replicas` set on the topics `creditstream topics` creates; 0 leaves the
     /// broker's default. Production clusters: 2 (with replication factor 3).
     pub min_insync_replicas: i32,
-    /// librdkafka properties passed through to every client.
-    #[serde(default)]
+    /// librdkafka properties passed through to every client. Values may be written as
+    /// numbers or booleans (`"socket.timeout.ms" = 30000`, or the same as an environment
+    /// variable); librdkafka takes them all as text.
+    #[serde(default, deserialize_with = "librdkafka_properties")]
     pub client: BTreeMap<String, String>,
+}
+
+/// A table of librdkafka properties: every value a string, a number or a boolean, as text.
+fn librdkafka_properties<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let table = BTreeMap::<String, toml::Value>::deserialize(d)?;
+    table
+        .into_iter()
+        .map(|(key, value)| match value {
+            toml::Value::String(text) => Ok((key, text)),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => Ok((key, value.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "kafka.client.{key}: a librdkafka property is a string, a number or a boolean, not a {}",
+                other.type_str()
+            ))),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]

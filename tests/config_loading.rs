@@ -59,6 +59,21 @@ fn file_then_environment_override_the_defaults() {
 }
 
 #[test]
+fn librdkafka_properties_may_be_numbers_or_booleans_in_a_file_or_the_environment() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(file, "[kafka.client]\n\"socket.timeout.ms\" = 30000\n\"enable.ssl.certificate.verification\" = false").unwrap();
+    let config = Config::load_from(
+        Some(file.path()),
+        env(&[("CREDITSTREAM__KAFKA__CLIENT__fetch.wait.max.ms", "100")]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let client = &config.kafka.client;
+    assert_eq!(client.get("socket.timeout.ms").map(String::as_str), Some("30000"));
+    assert_eq!(client.get("enable.ssl.certificate.verification").map(String::as_str), Some("false"));
+    assert_eq!(client.get("fetch.wait.max.ms").map(String::as_str), Some("100"));
+}
+
+#[test]
 fn unknown_keys_are_rejected_with_their_path() {
     let (key, message) = key_error(Config::from_toml_overlay("[ingest]\nlisten_port = 5000"));
     assert_eq!(key, "ingest.listen_port");
