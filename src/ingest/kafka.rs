@@ -15,6 +15,15 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use std::time::{Duration, Instant};
 
+/// The ingest's producer: creditstream's producer, whose records time out (and answer 503)
+/// after `ingest.produce_timeout_ms`. Public so that load generators produce exactly as
+/// the ingest does.
+pub fn producer_config(kafka: &KafkaConfig, ingest: &IngestConfig) -> rdkafka::ClientConfig {
+    let mut config = client::producer(kafka, ingest.linger_ms);
+    config.set("message.timeout.ms", ingest.produce_timeout_ms.to_string());
+    config
+}
+
 /// A producer shared by all requests of an ingest replica.
 #[derive(Clone)]
 pub struct KafkaPublisher {
@@ -24,10 +33,8 @@ pub struct KafkaPublisher {
 
 impl KafkaPublisher {
     pub fn new(kafka: &KafkaConfig, ingest: &IngestConfig) -> Result<Self, KafkaError> {
-        let mut config = client::producer(kafka, ingest.linger_ms);
-        config.set("message.timeout.ms", ingest.produce_timeout_ms.to_string());
         Ok(Self {
-            producer: config.create()?,
+            producer: producer_config(kafka, ingest).create()?,
             timeout: Duration::from_millis(ingest.produce_timeout_ms),
         })
     }

@@ -10,14 +10,26 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
+/// How long a request to a broker may go unanswered before the client gives the connection
+/// up and looks for the partition's leader again (librdkafka's socket.timeout.ms, 60 s by
+/// default; Java clients' request.timeout.ms is 30 s). A broker that is frozen (SIGSTOP, a
+/// stalled VM or disk) keeps its connections open and answers nothing: the cluster moves its
+/// leaders once it is fenced (broker.session.timeout.ms, 9 s by default), but a client
+/// learns of that only when a request fails, so every fetch and produce of its partitions
+/// waited out the whole freeze. 10 s: past the fencing of a silent broker, short of the
+/// 15 s a partition may go undecided.
+pub const SOCKET_TIMEOUT_MS: &str = "10000";
+
 /// The base configuration shared by every client: brokers plus the user's pass-through
-/// properties, which win over its one default here: a broker that refused connections is
+/// properties, which win over its defaults here: a broker that refused connections is
 /// tried again at least every second (librdkafka backs off to 10 s, so a client whose
 /// partition leader came back from a restart kept away from it for up to 10 s more: stalled
-/// changelog reads and restores in a rolling restart).
+/// changelog reads and restores in a rolling restart), and a request unanswered for
+/// [`SOCKET_TIMEOUT_MS`] fails.
 pub fn base(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("reconnect.backoff.max.ms", "1000");
+    config.set("socket.timeout.ms", SOCKET_TIMEOUT_MS);
     for (key, value) in &kafka.client {
         config.set(key, value);
     }
@@ -183,5 +195,32 @@ pub fn send_waiting<C: ProducerContext>(
             }
             Err((error, _)) => return Err(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn kafka(vars: &[(&str, &str)]) -> KafkaConfig {
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load_from(None, vars).expect("a valid configuration").kafka
+    }
+
+    #[test]
+    fn a_request_to_a_silent_broker_fails_after_ten_seconds_unless_the_user_says_otherwise() {
+        let shipped = base(&kafka(&[]));
+        assert_eq!(shipped.get("socket.timeout.ms"), Some(SOCKET_TIMEOUT_MS));
+        assert_eq!(shipped.get("reconnect.backoff.max.ms"), Some("1000"));
+        let chosen = base(&kafka(&[("CREDITSTREAM__KAFKA__CLIENT__socket.timeout.ms", "30000")]));
+        assert_eq!(chosen.get("socket.timeout.ms"), Some("30000"));
+    }
+
+    #[test]
+    fn what_the_guarantees_rest_on_cannot_be_overridden() {
+        let config = producer(&kafka(&[("CREDITSTREAM__KAFKA__CLIENT__partitioner", "random")]), 5);
+        assert_eq!(config.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
     }
 }
