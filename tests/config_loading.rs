@@ -61,7 +61,11 @@ fn file_then_environment_override_the_defaults() {
 #[test]
 fn librdkafka_properties_may_be_numbers_or_booleans_in_a_file_or_the_environment() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
-    writeln!(file, "[kafka.client]\n\"socket.timeout.ms\" = 30000\n\"enable.ssl.certificate.verification\" = false").unwrap();
+    writeln!(
+        file,
+        "[kafka.client]\n\"socket.timeout.ms\" = 30000\n\"enable.ssl.certificate.verification\" = false"
+    )
+    .unwrap();
     let config = Config::load_from(
         Some(file.path()),
         env(&[("CREDITSTREAM__KAFKA__CLIENT__fetch.wait.max.ms", "100")]),
@@ -69,7 +73,10 @@ fn librdkafka_properties_may_be_numbers_or_booleans_in_a_file_or_the_environment
     .unwrap_or_else(|e| panic!("{e}"));
     let client = &config.kafka.client;
     assert_eq!(client.get("socket.timeout.ms").map(String::as_str), Some("30000"));
-    assert_eq!(client.get("enable.ssl.certificate.verification").map(String::as_str), Some("false"));
+    assert_eq!(
+        client.get("enable.ssl.certificate.verification").map(String::as_str),
+        Some("false")
+    );
     assert_eq!(client.get("fetch.wait.max.ms").map(String::as_str), Some("100"));
 }
 
