@@ -72,10 +72,15 @@ impl ProducerContext for DeliveryTracker {
                 }
             }
             Ok(_) => {}
-            Err((error, _)) => {
-                warn!(%error, "delivery failed");
+            Err((error, message)) => {
                 let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                 if let Ok(mut failure) = self.failure.lock() {
+                    // One line per failed transaction, not one per record: a leader that
+                    // stops answering fails every record in flight to it at once.
+                    if failure.is_none() {
+                        warn!(topic = message.topic(), partition = message.partition(), %error,
+                            "delivery failed; the open transaction will roll back (its other failed deliveries are not logged)");
+                    }
                     if failure.is_none() || is_fatal_code(code) {
                         *failure = Some(code);
                     }
