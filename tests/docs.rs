@@ -1,7 +1,7 @@
 //! The README and docs/ stay true to the project: the README stays a front door, every
-//! link resolves, every alert's runbook exists, every setting is documented with its
-//! default, and every figure of the README's table is in the kept file its row names.
-//! (The generated benchmark sections are checked by the bench crate's tests/figures.rs.)
+//! link resolves, every alert's runbook exists, and every setting is documented with its
+//! default. (Their figures are checked against the kept runs by the bench crate's
+//! tests/figures.rs.)
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -62,15 +62,6 @@ fn local_links(markdown: &str) -> Vec<&str> {
         .skip(1)
         .filter_map(|rest| rest.split_once(')').map(|(target, _)| target))
         .filter(|t| !t.contains("://") && !t.starts_with("mailto:"))
-        .collect()
-}
-
-/// Every number in `text` (digits, with a decimal part), commit ids and names left out.
-fn numbers(text: &str) -> Vec<String> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
-        .map(|w| w.trim_matches('.'))
-        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_digit() || c == '.'))
-        .map(str::to_string)
         .collect()
 }
 
@@ -166,43 +157,5 @@ fn every_setting_is_documented_with_its_default() {
         missing.is_empty(),
         "docs/configuration.md lacks:\n{}",
         missing.join("\n")
-    );
-}
-
-#[test]
-fn every_figure_of_the_readme_is_in_the_file_its_row_names() {
-    let readme = read("README.md");
-    let table = readme
-        .split("## Figures")
-        .nth(1)
-        .and_then(|s| s.split("\n## ").next())
-        .expect("a Figures section");
-    let rows: Vec<&str> = table
-        .lines()
-        .filter(|l| l.starts_with("| ") && l.contains("]("))
-        .collect();
-    assert!(rows.len() >= 5, "{table}");
-    for row in rows {
-        let cells: Vec<&str> = row.split(" | ").collect();
-        assert_eq!(cells.len(), 3, "what | figure | kept in: {row}");
-        let source = local_links(cells[2]).first().copied().expect("a row names its file");
-        let kept = read(source);
-        let figures = numbers(cells[1]);
-        assert!(!figures.is_empty(), "{row}");
-        for figure in figures {
-            assert!(
-                kept.contains(&figure),
-                "{figure} of \"{}\" is not in {source}",
-                cells[0]
-            );
-        }
-    }
-}
-
-#[test]
-fn numbers_are_figures_and_names_are_not() {
-    assert_eq!(
-        numbers("358 ms and 253 ms; 2.34 (1.94–2.81), run 4227bff, 2026-12-01."),
-        vec!["358", "253", "2.34", "1.94", "2.81", "2026", "12", "01"]
     );
 }

@@ -1,6 +1,7 @@
-//! Every figure of docs/benchmarks.md's generated sections is traceable: each section names
-//! the report it was made from, it is exactly what that report renders today, and every
-//! number in it is also in the Markdown the run itself wrote beside the report.
+//! Every figure is traceable to a kept run: each generated section of docs/benchmarks.md
+//! names the report it was made from, is exactly what that report renders today, and every
+//! number in it is also in the Markdown the run itself wrote beside the report; every
+//! number of the README's figures table is in the kept file its row names.
 
 use creditstream_bench::elastic_report::{self, ElasticReport};
 use creditstream_bench::{markdown, page, BenchReport};
@@ -108,6 +109,36 @@ fn the_elasticity_section_is_what_its_report_renders() {
         let report = ElasticReport::load(path).expect("the report loads");
         elastic_report::render(&report, source)
     });
+}
+
+#[test]
+fn every_figure_of_the_readme_is_in_the_file_its_row_names() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let table = readme
+        .split("## Figures")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a Figures section");
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains("]("))
+        .collect();
+    assert!(rows.len() >= 5, "{table}");
+    for row in rows {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        assert_eq!(cells.len(), 3, "what | figure | kept in: {row}");
+        let source = cells[2]
+            .split_once("](")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(target, _)| target)
+            .expect("a row names its file");
+        let kept = std::fs::read_to_string(repo().join(source)).unwrap_or_else(|e| panic!("{source}: {e}"));
+        let figures = numbers(cells[1]);
+        assert!(!figures.is_empty(), "{row}");
+        for figure in figures {
+            assert!(kept.contains(figure), "{figure} of \"{}\" is not in {source}", cells[0]);
+        }
+    }
 }
 
 #[test]
