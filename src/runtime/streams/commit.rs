@@ -19,6 +19,7 @@ use crate::topology::processor::Processor;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::Instant;
+use tracing::info;
 
 impl<P> TaskManager<P>
 where
@@ -100,6 +101,13 @@ where
         self.processed_since_commit = 0;
         self.part_done = false;
         self.report_committed(started);
+        if let Some(failed_at) = self.failed_at.take() {
+            info!(
+                since_failure_ms = failed_at.elapsed().as_millis() as u64,
+                commit_ms = started.elapsed().as_millis() as u64,
+                "committed again after a rollback"
+            );
+        }
         Ok(())
     }
 

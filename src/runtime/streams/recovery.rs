@@ -74,7 +74,11 @@ where
         self.pending = PendingMetrics::default();
         self.processed_since_commit = 0;
         self.part_done = false;
+        self.failed_at.get_or_insert_with(Instant::now);
+        let started = Instant::now();
         let abandoned = self.collector.abandon(&error);
+        // How long giving the open work up took (an abort, or a new producer's init).
+        let abandon_ms = started.elapsed().as_millis() as u64;
         for task in self.tasks.values_mut() {
             task.reset_input();
         }
@@ -84,7 +88,7 @@ where
         }
         metrics().transactions_aborted.inc();
         set_state(ThreadState::Recovering);
-        warn!(%error, "rolling back to the last commit");
+        warn!(%error, abandon_ms, "rolling back to the last commit");
         // A replaced producer leaves the broker's outcome to the broker; it is unknown only
         // when a commit was asked for and not answered. Otherwise (a timed-out delivery, a
         // hung send of the offsets) the stores' uncommitted writes, already forgotten, are
@@ -136,6 +140,7 @@ where
             return Ok(());
         }
         let running: Vec<TaskId> = self.tasks.keys().copied().collect();
+        let started = Instant::now();
         let attempt = self.collector.abandon(&pending.cause).and_then(|abandoned| {
             if abandoned == Abandoned::Replaced && pending.rebuild_stores {
                 self.restore_all();
@@ -146,7 +151,11 @@ where
             Ok(()) => {
                 self.recovery_backoff = Duration::ZERO;
                 set_state(ThreadState::Running);
-                info!("rolled back; processing again from the last commit");
+                info!(
+                    rewind_ms = started.elapsed().as_millis() as u64,
+                    since_failure_ms = self.failed_at.map_or(0, |at| at.elapsed().as_millis() as u64),
+                    "rolled back; processing again from the last commit"
+                );
                 Ok(())
             }
             Err(next) if next.is_retriable() && !shutdown.is_requested() => {

@@ -80,6 +80,9 @@ pub struct TaskManager<P: Processor> {
     /// The wait before the last retry of a failed rewind: doubles while they keep failing
     /// (200 ms to 5 s), zero once one succeeds.
     pub(super) recovery_backoff: Duration,
+    /// When the open work last failed, until the first commit after it: how long the
+    /// replica went without committing is logged then, phase by phase.
+    pub(super) failed_at: Option<Instant>,
     pub(super) processor: P,
     pub(super) scratch: Scratch<P::Output>,
     pub(super) faults: Faults,
@@ -142,6 +145,7 @@ where
             pending: PendingMetrics::default(),
             recovery: None,
             recovery_backoff: Duration::ZERO,
+            failed_at: None,
             processor,
             scratch: Scratch::default(),
             faults: Faults::from_env(),
