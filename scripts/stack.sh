@@ -378,8 +378,10 @@ broker_heap_opts() {
 
 # ---------------------------------------------------------------- kafka: configs and storage
 
-# Replication for BROKERS brokers: sets REPLICATION_FACTOR, MIN_INSYNC and REPLICATION_COMMENT.
+# Replication for BROKERS brokers: sets REPLICATION_FACTOR, MIN_INSYNC, REPLICATION_COMMENT
+# and INTER_BROKER_TIMEOUT (empty, or the brokers' request.timeout.ms line).
 set_replication() {
+  INTER_BROKER_TIMEOUT=""
   if ((BROKERS == 1)); then
     REPLICATION_FACTOR=1 MIN_INSYNC=1
     REPLICATION_COMMENT="# One broker: every internal topic must accept replication factor / ISR of 1,
@@ -389,6 +391,14 @@ set_replication() {
     REPLICATION_COMMENT="# Two brokers: two replicas of everything; one in sync is enough, so either broker
 # may be down."
   else
+    # A transaction coordinator's commit/abort markers in flight to a broker that stopped
+    # answering (frozen) go again to the partitions' new leaders only after the brokers'
+    # request.timeout.ms (Kafka's default 30 s); until then that transaction cannot end,
+    # and a producer replacing its predecessor waits in init_transactions (seen: 12.8 s of
+    # a 20 s freeze). One broker has nobody to hand over to: the default stays there.
+    INTER_BROKER_TIMEOUT="# Inter-broker requests (transaction markers among them) unanswered for 5 s are
+# given up and sent to the partitions' current leaders.
+request.timeout.ms=5000"
     REPLICATION_FACTOR=3 MIN_INSYNC=2
     REPLICATION_COMMENT="# $BROKERS brokers, as in production: three replicas of everything, two of them in sync
 # for an acks=all write, so the cluster (transactions, consumer groups) survives one
@@ -479,6 +489,7 @@ group.initial.rebalance.delay.ms=0
 # mid-transaction) are aborted within a second of their timeout, not ten.
 group.min.session.timeout.ms=1000
 transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
+$INTER_BROKER_TIMEOUT
 
 # ACLs are enforced, but with none defined everyone may do everything (every client here
 # is User:ANONYMOUS). tests/authorization.rs adds a DENY on its own topic to see how the
