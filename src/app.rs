@@ -54,7 +54,7 @@ fn spawn_metrics(listen: &str, trigger: &ShutdownTrigger) -> tokio::task::JoinHa
     tokio::spawn(async move { serve_metrics(&listen, shutdown).await })
 }
 
-/// `creditstream process`: the stream thread, which runs the credit check and, when the
+/// `creditstream process`: the stream threads, which run the credit check and, when the
 /// topology enables it and this replica is asked to, the seed bridge, in one transaction.
 pub async fn process(
     config: &Config,
@@ -67,14 +67,14 @@ pub async fn process(
         adopt_former_bridge_offsets(config, &def).await?;
     }
     let (kafka, cfg, shutdown) = (config.kafka.clone(), config.processor.clone(), trigger.subscribe());
-    let topology = CreditTopology::new(&def);
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name("stream-thread-0".into())
+        .name("replica".into())
         .spawn(move || {
-            let _ = done.send(streams::run(kafka, cfg, def, topology, shutdown));
+            let new_topology = || CreditTopology::new(&def);
+            let _ = done.send(streams::run(kafka, cfg, def.clone(), new_topology, shutdown));
         })
-        .map_err(|e| AppError::Usage(format!("cannot start the stream thread: {e}")))?;
+        .map_err(|e| AppError::Usage(format!("cannot start the stream threads: {e}")))?;
     let watch = tokio::spawn(watch_calls(trigger.subscribe()));
     // A panicked stream thread drops its sender: that is an error too.
     let result = result.await;

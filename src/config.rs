@@ -94,6 +94,8 @@ pub struct ProcessorConfig {
     pub max_task_idle_ms: u64,
     pub buffered_records_per_partition: usize,
     pub num_standby_replicas: usize,
+    /// Stream threads of the replica, each its own group member (default 1).
+    pub num_stream_threads: usize,
     pub session_timeout_ms: u64,
     pub transaction_timeout_ms: u64,
     pub block_cache_mb: usize,
@@ -270,6 +272,7 @@ impl Config {
             ("processor.commit_max_records", self.processor.commit_max_records as u64),
             ("processor.block_cache_mb", self.processor.block_cache_mb as u64),
             ("processor.write_buffer_mb", self.processor.write_buffer_mb as u64),
+            ("processor.num_stream_threads", self.processor.num_stream_threads as u64),
             ("sink.batch_size", self.sink.batch_size as u64),
             ("sink.retry_initial_ms", self.sink.retry_initial_ms),
             ("mysql.pool_max", self.mysql.pool_max as u64),

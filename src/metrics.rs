@@ -29,6 +29,7 @@ pub struct Metrics {
     pub rebalances: IntCounterVec,
     pub assigned_partitions: IntGauge,
     pub processor_state: IntGauge,
+    pub stream_thread_state: IntGaugeVec,
     pub restoring_tasks: IntGauge,
     pub restored_records: IntCounter,
     pub restore_duration: Histogram,
@@ -176,9 +177,15 @@ impl Metrics {
             .unwrap_or_else(|e| unreachable!("{e}")),
             processor_state: IntGauge::new(
                 "creditstream_processor_state",
-                "The stream thread's state: 0 running, 1 recovering from a retriable failure, 2 stopped on a fatal error.",
+                "The replica's state, the worst of its stream threads': 0 running, 1 recovering from a retriable failure, 2 stopped on a fatal error.",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
+            stream_thread_state: gauge(
+                &r,
+                "creditstream_stream_thread_state",
+                "Each stream thread's state: 0 running, 1 recovering from a retriable failure, 2 stopped on a fatal error.",
+                &["thread"],
+            ),
             restoring_tasks: IntGauge::new(
                 "creditstream_processor_restoring_tasks",
                 "Tasks restoring their store from the changelog right now.",

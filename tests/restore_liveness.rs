@@ -30,6 +30,7 @@ fn updater(def: &TopologyDefinition, dir: &std::path::Path) -> StateUpdater {
             def.input_name(InputTopic::UserCommands).to_string(),
         ],
         transaction_timeout_ms: 10_000,
+        thread: 0,
     })
     .expect("the state updater starts")
 }

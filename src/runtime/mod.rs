@@ -11,6 +11,7 @@
 //!   decide from its classes).
 //! - [`dead_letter`], [`lag`]: dead-letter headers and consumer lag, shared by the loops.
 //! - [`rocks_store`]: a task's RocksDB store behind the topology's `KeyValueStore`.
+//! - [`store_lock`]: a store directory open in one stream thread of the process at a time.
 //! - [`store_reader`]: read-only views of a partition's state (`creditstream state`).
 //! - [`streams`]: the processor runtime: stream thread, tasks, restore, transactions.
 //! - [`group_offsets`]: carries committed offsets between consumer groups (upgrades).
@@ -26,6 +27,7 @@ pub mod group_members;
 pub mod group_offsets;
 pub mod lag;
 pub mod rocks_store;
+pub mod store_lock;
 pub mod store_reader;
 pub mod streams;
 pub mod topic_reader;

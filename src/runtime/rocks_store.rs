@@ -7,6 +7,7 @@
 //! (a crash between the Kafka commit and the local write), and restore from the checkpoint
 //! closes that gap.
 
+use crate::runtime::store_lock::StoreLock;
 use crate::topology::store::{scan_start, Entries, KeyValueStore, StoreError};
 use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, DB};
 use std::collections::BTreeMap;
@@ -43,10 +44,35 @@ pub struct RocksStore {
     path: PathBuf,
     /// Uncommitted writes of the current transaction; `None` is a delete.
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Declared after `db`, so it is released only once the database closed.
+    _lock: StoreLock,
 }
 
 impl RocksStore {
+    /// Opens the store at `path`; fails if another stream thread of this process has it open.
     pub fn open(path: &Path, resources: &StoreResources) -> Result<Self, StoreError> {
+        Self::try_open(path, resources)?
+            .ok_or_else(|| StoreError(format!("{} is open in another stream thread", path.display())))
+    }
+
+    /// Opens the store at `path`, or `None` while another stream thread of this process
+    /// has it open (it is then asked for again later).
+    pub fn try_open(path: &Path, resources: &StoreResources) -> Result<Option<Self>, StoreError> {
+        match StoreLock::try_acquire(path) {
+            Some(lock) => Self::open_locked(path, resources, lock).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes the store's contents and opens it again empty, without letting go of it.
+    pub fn wipe(self, resources: &StoreResources) -> Result<Self, StoreError> {
+        let RocksStore { db, path, _lock, .. } = self;
+        drop(db);
+        Self::destroy(&path)?;
+        Self::open_locked(&path, resources, _lock)
+    }
+
+    fn open_locked(path: &Path, resources: &StoreResources, lock: StoreLock) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path).map_err(store_error)?;
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&resources.cache);
@@ -62,6 +88,7 @@ impl RocksStore {
             db,
             path: path.to_path_buf(),
             overlay: BTreeMap::new(),
+            _lock: lock,
         })
     }
 

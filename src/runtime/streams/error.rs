@@ -42,6 +42,9 @@ pub enum StreamsError {
     /// The state updater's thread stopped (it panicked): restoring tasks would wait forever.
     #[error("the state updater stopped (see the panic above); no task can be restored or kept as a standby")]
     UpdaterStopped,
+    /// A stream thread panicked (see the panic above): the replica stops.
+    #[error("{thread} panicked")]
+    ThreadPanicked { thread: String },
     /// The state directory cannot be used.
     #[error("state dir: {0}")]
     StateDir(String),
@@ -73,6 +76,7 @@ impl StreamsError {
             | StreamsError::StateDir(_)
             | StreamsError::Assignment(_)
             | StreamsError::UpdaterStopped
+            | StreamsError::ThreadPanicked { .. }
             | StreamsError::CoPartitioning { .. } => Severity::Fatal,
         }
     }

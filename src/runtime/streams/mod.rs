@@ -2,6 +2,8 @@
 //! RocksDB to any [`Processor`](crate::topology::processor::Processor) of the topology
 //! layer and knows nothing of what the processor decides.
 //!
+//! - [`replica`]: the replica's stream threads (`processor.num_stream_threads`), each its
+//!   own member of the group; one that fails stops them all.
 //! - [`stream_thread`]: the poll loop; joins the group, feeds tasks, drives commits.
 //! - [`task_manager`]: the tasks and their incremental assignment;
 //!   [`commit`]: their work committed as one transaction; [`recovery`]: what a failure
@@ -21,6 +23,7 @@
 //!   [`bounded_call`]: its transactional calls, with a deadline the stream thread can rely on.
 //! - [`commit_policy`]: when to commit (pure).
 //! - [`rebalance`]: the consumer's rebalance callbacks.
+//! - [`thread_metrics`]: each stream thread's share of the replica's gauges.
 //! - [`process_id`]: the replica's unique, restart-stable id.
 //! - [`error`]: the runtime's errors, classified retriable or fatal.
 //! - [`faults`]: fault injection for the fault tests (off unless asked for).
@@ -53,13 +56,15 @@ pub mod process_id;
 pub mod rebalance;
 pub mod record_collector;
 pub mod recovery;
+pub mod replica;
 pub mod stall_clock;
 pub mod standby_placement;
 pub mod state_updater;
 pub mod stream_thread;
 pub mod task;
 pub mod task_manager;
+pub mod thread_metrics;
 pub mod updater_tasks;
 
 pub use error::StreamsError;
-pub use stream_thread::run;
+pub use replica::run;

@@ -14,6 +14,7 @@ use super::error::StreamsError;
 use super::record_collector::Abandoned;
 use super::task::PendingMetrics;
 use super::task_manager::TaskManager;
+use super::thread_metrics;
 use crate::metrics::metrics;
 use crate::runtime::{activity, client};
 use crate::shutdown::Shutdown;
@@ -46,8 +47,9 @@ pub enum ThreadState {
     Failed = 2,
 }
 
-pub fn set_state(state: ThreadState) {
-    metrics().processor_state.set(state as i64);
+/// Sets stream thread `thread`'s state (the replica's is the worst of its threads').
+pub fn set_state(thread: usize, state: ThreadState) {
+    thread_metrics::set_thread_state(thread, state as i64);
 }
 
 /// The rewind a failure left to do, tried from the stream loop until it succeeds.
@@ -83,11 +85,11 @@ where
             task.reset_input();
         }
         if !error.is_retriable() {
-            set_state(ThreadState::Failed);
+            set_state(self.thread, ThreadState::Failed);
             return Err(error);
         }
         metrics().transactions_aborted.inc();
-        set_state(ThreadState::Recovering);
+        set_state(self.thread, ThreadState::Recovering);
         warn!(%error, abandon_ms, "rolling back to the last commit");
         // A replaced producer leaves the broker's outcome to the broker; it is unknown only
         // when a commit was asked for and not answered. Otherwise (a timed-out delivery, a
@@ -150,7 +152,7 @@ where
         match attempt {
             Ok(()) => {
                 self.recovery_backoff = Duration::ZERO;
-                set_state(ThreadState::Running);
+                set_state(self.thread, ThreadState::Running);
                 info!(
                     rewind_ms = started.elapsed().as_millis() as u64,
                     since_failure_ms = self.failed_at.map_or(0, |at| at.elapsed().as_millis() as u64),
@@ -170,7 +172,7 @@ where
                 Ok(())
             }
             Err(next) => {
-                set_state(ThreadState::Failed);
+                set_state(self.thread, ThreadState::Failed);
                 Err(next)
             }
         }

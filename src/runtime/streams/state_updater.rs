@@ -17,7 +17,8 @@
 use super::changelog_reader::ChangelogReader;
 use super::error::StreamsError;
 use super::faults::Faults;
-use super::standby_placement::standby_partitions;
+use super::standby_placement::{replica_of, standby_partitions};
+use super::thread_metrics::{set_share, Combine};
 use super::updater_tasks::{Entry, Role};
 use crate::config::KafkaConfig;
 use crate::metrics::metrics;
@@ -28,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Longest a broker call of the state updater may block.
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,6 +91,8 @@ pub struct UpdaterConfig {
     /// their committed offsets are stable too (no transaction of a previous owner holds them).
     pub inputs: Vec<String>,
     pub transaction_timeout_ms: u64,
+    /// Which stream thread of the replica this updater serves (names, metrics' share).
+    pub thread: usize,
 }
 
 /// The stream thread's side: commands go in, events come out; dropping it stops the thread.
@@ -106,7 +109,7 @@ impl StateUpdater {
         let (commands, command_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name("state-updater".into())
+            .name(format!("state-updater-{}", config.thread))
             .spawn(move || Updater::new(config, reader, offsets, command_rx, event_tx).run())
             .map_err(|e| StreamsError::StateDir(format!("cannot start the state updater: {e}")))?;
         Ok(Self {
@@ -169,6 +172,8 @@ pub(super) struct Updater {
     pub(super) placed_at: Option<Instant>,
     pub(super) applied_since: u64,
     pub(super) rate_since: Instant,
+    /// Partitions whose standby lag this updater reports.
+    pub(super) lag_reported: BTreeSet<u32>,
     pub(super) faults: Faults,
 }
 
@@ -196,6 +201,7 @@ impl Updater {
             placed_at: None,
             applied_since: 0,
             rate_since: Instant::now(),
+            lag_reported: BTreeSet::new(),
             faults: Faults::from_env(),
         }
     }
@@ -226,8 +232,13 @@ impl Updater {
             }
             self.report();
         }
-        metrics().restoring_tasks.set(0);
-        metrics().standby_tasks.set(0);
+        let (m, thread) = (metrics(), self.config.thread);
+        set_share(&m.restoring_tasks, thread, 0, Combine::Sum);
+        set_share(&m.standby_tasks, thread, 0, Combine::Sum);
+        set_share(&m.restore_rate, thread, 0, Combine::Sum);
+        for partition in &self.lag_reported {
+            let _ = m.standby_lag.remove_label_values(&[&partition.to_string()]);
+        }
     }
 
     fn handle(&mut self, command: Command) {
@@ -348,10 +359,19 @@ impl Updater {
         let path = self.config.store_root.join(partition.to_string());
         let opened = match store {
             Some(store) => Ok(store),
-            None => RocksStore::open(&path, &self.config.resources),
+            None => match RocksStore::try_open(&path, &self.config.resources) {
+                Ok(Some(store)) => Ok(store),
+                Ok(None) => {
+                    // Another stream thread of this replica still has it (a standby it
+                    // drops once it sees the task here, or a task it hands over).
+                    debug!(partition, "the store is open in another stream thread; waiting");
+                    self.defer(partition, ticket, None);
+                    return;
+                }
+                Err(error) => Err(error),
+            },
         };
-        let (store, position) = match opened.and_then(|store| checked(store, &path, low, high, &self.config.resources))
-        {
+        let (store, position) = match opened.and_then(|store| checked(store, low, high, &self.config.resources)) {
             Ok(opened) => opened,
             Err(error) => return self.fail(partition, error.into()),
         };
@@ -402,9 +422,18 @@ impl Updater {
             }
         };
         let placed = standby_partitions(&members, &me, &self.config.leader_topic, self.config.standby_copies);
+        // Tasks another stream thread of this replica runs are not kept here either.
+        let replica = replica_of(&self.config.transactional_id);
+        let siblings: BTreeSet<u32> = members
+            .iter()
+            .filter(|m| replica_of(&m.client_id) == replica)
+            .flat_map(|m| m.assigned.iter())
+            .filter(|(topic, _)| *topic == self.config.leader_topic)
+            .map(|(_, p)| *p)
+            .collect();
         let wanted: BTreeSet<u32> = placed
             .into_iter()
-            .filter(|p| !self.active.contains(p) && !self.lent.contains(p))
+            .filter(|p| !self.active.contains(p) && !self.lent.contains(p) && !siblings.contains(p))
             .collect();
         if wanted != self.standby_set {
             info!(standbys = ?wanted, "standby tasks placed");
@@ -436,7 +465,6 @@ impl Updater {
 /// state the changelog cannot vouch for (a checkpoint outside its offsets) is wiped.
 fn checked(
     store: RocksStore,
-    path: &std::path::Path,
     low: i64,
     high: i64,
     resources: &StoreResources,
@@ -449,9 +477,7 @@ fn checked(
                 checkpoint = next,
                 low, high, "local state does not match the changelog; wiping it"
             );
-            drop(store);
-            RocksStore::destroy(path)?;
-            Ok((RocksStore::open(path, resources)?, low))
+            Ok((store.wipe(resources)?, low))
         }
     }
 }

@@ -22,6 +22,7 @@ use super::task_manager::TaskManager;
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::metrics::metrics;
 use crate::runtime::lag::consumer_lag;
+use crate::runtime::rocks_store::StoreResources;
 use crate::runtime::{activity, client};
 use crate::shutdown::Shutdown;
 use crate::topology::codec::RawRecord;
@@ -44,38 +45,50 @@ const HOUSEKEEPING_CALL: Duration = Duration::from_secs(2);
 
 type GroupConsumer<P> = BaseConsumer<RebalanceListener<P>>;
 
-/// This replica's transactional id: `<application>-<replica id or process id>-<thread>`.
-/// The process id lives in the state directory, so it is unique per replica and stable
-/// across its restarts (see [`process_id`]).
-pub fn transactional_id(def: &TopologyDefinition, cfg: &ProcessorConfig, role: &str) -> Result<String, StreamsError> {
-    let id = if cfg.replica_id.is_empty() {
-        process_id::load_or_create(&cfg.state_dir)?
+/// This replica's id: `processor.replica_id`, else the process id kept in the state
+/// directory, so it is unique per replica and stable across its restarts (see
+/// [`process_id`]). Resolved once, before the stream threads start.
+pub fn replica_id(cfg: &ProcessorConfig) -> Result<String, StreamsError> {
+    if cfg.replica_id.is_empty() {
+        process_id::load_or_create(&cfg.state_dir)
     } else {
-        cfg.replica_id.clone()
-    };
-    Ok(format!("{}-{id}-{role}", def.application_id))
+        Ok(cfg.replica_id.clone())
+    }
 }
 
-/// Runs the stream thread until `shutdown`; blocking (call it on its own thread).
+/// The name of stream thread `thread`: its OS thread, its metrics' label, the last part of
+/// its transactional id.
+pub fn thread_name(thread: usize) -> String {
+    format!("stream-thread-{thread}")
+}
+
+/// A stream thread's transactional id, also its consumer's client id:
+/// `<application>-<replica id>-stream-thread-<n>`.
+pub fn transactional_id(def: &TopologyDefinition, replica_id: &str, thread: usize) -> String {
+    format!("{}-{replica_id}-{}", def.application_id, thread_name(thread))
+}
+
+/// Runs stream thread `thread` of the replica until `shutdown`; blocking (call it on its
+/// own thread). `cfg.replica_id` is the replica's resolved id (see [`replica_id`]).
 pub fn run<P>(
     kafka: KafkaConfig,
     cfg: ProcessorConfig,
     def: TopologyDefinition,
     processor: P,
+    resources: StoreResources,
+    thread: usize,
     shutdown: Shutdown,
 ) -> Result<(), StreamsError>
 where
     P: Processor<Input = RawRecord> + Send + 'static,
     P::Output: Routed + Send,
 {
-    std::fs::create_dir_all(&cfg.state_dir)
-        .map_err(|e| StreamsError::StateDir(format!("{}: {e}", cfg.state_dir.display())))?;
-    let transactional_id = transactional_id(&def, &cfg, "stream-thread-0")?;
+    let transactional_id = transactional_id(&def, &cfg.replica_id, thread);
     let collector = RecordCollector::new(&kafka, &def, &cfg, &transactional_id)?;
     info!(
         transactional_id,
         guarantee = def.processing_guarantee.as_str(),
-        "processor starting"
+        "stream thread starting"
     );
     let exactly_once = def.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
     let mut consumer_config = client::consumer(&kafka, &def.application_id, exactly_once);
@@ -90,6 +103,8 @@ where
         cfg,
         collector,
         processor,
+        resources,
+        thread,
     )?));
     let consumer: GroupConsumer<P> = consumer_config.create_with_context(RebalanceListener::new(tasks.clone()))?;
     if !wait_for_topics(&consumer, &def, &shutdown)? {
@@ -99,18 +114,18 @@ where
     let leaders = assignment::subscription(&def, &subtopologies);
     let names: Vec<&str> = leaders.iter().map(String::as_str).collect();
     consumer.subscribe(&names)?;
-    set_state(ThreadState::Running);
+    set_state(thread, ThreadState::Running);
 
     let result = stream_loop(&consumer, &tasks, &def, &shutdown);
     // Graceful: commit what was processed, then leave the group (the revoke callback
     // commits too). After a fatal failure the open work was abandoned.
     let result = result.and_then(|()| lock(&tasks).process_and_commit(&consumer));
     if let Err(error) = &result {
-        set_state(ThreadState::Failed);
-        warn!(%error, "processor stopping on an error; nothing uncommitted was kept");
+        set_state(thread, ThreadState::Failed);
+        warn!(%error, "stream thread stopping on an error; nothing uncommitted was kept");
     }
     leave_group(&consumer);
-    info!("processor stopped");
+    info!(transactional_id, "stream thread stopped");
     result
 }
 

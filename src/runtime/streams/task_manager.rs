@@ -26,6 +26,7 @@ use super::record_collector::RecordCollector;
 use super::recovery::PendingRecovery;
 use super::state_updater::{Command, Event, StateUpdater, UpdaterConfig};
 use super::task::{now_ms, InputLag, PendingMetrics, Run, Scratch, Task};
+use super::thread_metrics::{self, Combine};
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::metrics::metrics;
 use crate::runtime::consumer_state;
@@ -84,6 +85,8 @@ pub struct TaskManager<P: Processor> {
     /// replica went without committing is logged then, phase by phase.
     pub(super) failed_at: Option<Instant>,
     pub(super) processor: P,
+    /// Which stream thread of the replica this is (its metrics' share, its names).
+    pub(super) thread: usize,
     pub(super) scratch: Scratch<P::Output>,
     pub(super) faults: Faults,
 }
@@ -99,6 +102,8 @@ where
         cfg: ProcessorConfig,
         collector: RecordCollector,
         processor: P,
+        resources: StoreResources,
+        thread: usize,
     ) -> Result<Self, StreamsError> {
         let policy = CommitPolicy {
             interval: Duration::from_millis(cfg.commit_interval_ms),
@@ -114,11 +119,12 @@ where
             kafka,
             changelog: def.store.changelog.clone(),
             store_root: cfg.state_dir.join(&def.application_id),
-            resources: StoreResources::new(cfg.block_cache_mb, cfg.write_buffer_mb),
+            resources,
             standby_copies: cfg.num_standby_replicas,
             group_id: def.application_id.clone(),
             leader_topic: def.input_name(assignment::leader(SubTopology::CreditCheck)).to_string(),
             transactional_id: collector.transactional_id().to_string(),
+            thread,
             transaction_timeout_ms: cfg.transaction_timeout_ms,
             inputs: SubTopology::CreditCheck
                 .sources()
@@ -147,6 +153,7 @@ where
             recovery_backoff: Duration::ZERO,
             failed_at: None,
             processor,
+            thread,
             scratch: Scratch::default(),
             faults: Faults::from_env(),
             def,
@@ -298,7 +305,12 @@ where
             .filter(stateful)
             .map(|id| id.partition)
             .collect();
-        metrics().assigned_partitions.set(active.len() as i64);
+        thread_metrics::set_share(
+            &metrics().assigned_partitions,
+            self.thread,
+            active.len() as i64,
+            Combine::Sum,
+        );
         self.updater.send(Command::Membership {
             member_id: consumer_state::member_id(consumer),
             active,
@@ -457,7 +469,12 @@ where
             }
         }
         self.paused.apply(consumer, wanted)?;
-        metrics().paused_partitions.set(self.paused.len() as i64);
+        thread_metrics::set_share(
+            &metrics().paused_partitions,
+            self.thread,
+            self.paused.len() as i64,
+            Combine::Sum,
+        );
         Ok(())
     }
 }

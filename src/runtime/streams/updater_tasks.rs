@@ -13,9 +13,10 @@
 use super::changelog_reader::ChangelogRecord;
 use super::stall_clock::StallClock;
 use super::state_updater::{Event, Updater, CALL_TIMEOUT, RETRY_AFTER};
+use super::thread_metrics::{set_share, Combine};
 use crate::metrics::metrics;
 use crate::runtime::rocks_store::RocksStore;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -281,8 +282,9 @@ impl Updater {
             return;
         }
         let m = metrics();
+        let thread = self.config.thread;
         let per_second = self.applied_since as f64 / self.rate_since.elapsed().as_secs_f64();
-        m.restore_rate.set(per_second as i64);
+        set_share(&m.restore_rate, thread, per_second as i64, Combine::Sum);
         self.applied_since = 0;
         self.rate_since = Instant::now();
         let restoring = self
@@ -290,9 +292,28 @@ impl Updater {
             .values()
             .filter(|e| matches!(e.role, Role::Active { .. }))
             .count();
-        m.restoring_tasks.set((restoring + self.parked.len()) as i64);
-        m.standby_tasks.set((self.entries.len() - restoring) as i64);
-        m.standby_lag.reset();
+        set_share(
+            &m.restoring_tasks,
+            thread,
+            (restoring + self.parked.len()) as i64,
+            Combine::Sum,
+        );
+        set_share(
+            &m.standby_tasks,
+            thread,
+            (self.entries.len() - restoring) as i64,
+            Combine::Sum,
+        );
+        // Only this thread's standbys: another stream thread's are its own to report.
+        let standbys: BTreeSet<u32> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e.role, Role::Standby))
+            .map(|(p, _)| *p)
+            .collect();
+        for gone in self.lag_reported.difference(&standbys) {
+            let _ = m.standby_lag.remove_label_values(&[&gone.to_string()]);
+        }
         for (partition, entry) in &self.entries {
             if matches!(entry.role, Role::Standby) {
                 let end = self.reader.cached_end(*partition).unwrap_or(entry.position);
@@ -301,5 +322,6 @@ impl Updater {
                     .set((end - entry.position).max(0));
             }
         }
+        self.lag_reported = standbys;
     }
 }
