@@ -164,6 +164,7 @@ fn measure(
         pinned: None,
         peer_commit_interval_ms: LATENCY_COMMIT_MS,
         peer_threads,
+        stream_threads: None,
         passthrough: (workload.users, most, reference.completed),
         caught_up_commit_ms: Some(LATENCY_COMMIT_MS),
     };

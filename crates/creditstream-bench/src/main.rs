@@ -73,6 +73,10 @@ struct RunArgs {
     /// Orders of each run of the peer's thread probe.
     #[arg(long, default_value_t = 200_000)]
     thread_probe_orders: u64,
+    /// Orders of each run of creditstream's stream-thread probe, 1 thread against 2,
+    /// --repetitions times each (0 skips it).
+    #[arg(long, default_value_t = 200_000)]
+    stream_thread_probe_orders: u64,
     /// Seconds measured at each latency rate (0 skips the latency runs).
     #[arg(long, default_value_t = 60)]
     latency_seconds: u64,
@@ -260,6 +264,7 @@ fn options(args: RunArgs, skipped: &mut Vec<String>) -> Result<BenchOptions, Str
         orders: args.orders.max(2),
         uids: args.uids,
         repetitions: args.repetitions.max(1),
+        stream_thread_probe_orders: args.stream_thread_probe_orders,
         guarantees: parse_list(&args.guarantees, "guarantees", guarantee)?,
         cadences: parse_list(&args.cadences, "cadences", Cadence::parse)?,
         systems,

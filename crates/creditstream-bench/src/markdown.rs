@@ -84,6 +84,13 @@ fn configuration(out: &mut String, r: &BenchReport) {
     if let Some(t) = &r.peer_threads {
         let _ = writeln!(out, "- Kafka Streams stream threads: {}. {}", t.threads, t.reason);
     }
+    if let Some(t) = &r.stream_threads {
+        let _ = writeln!(
+            out,
+            "- creditstream stream threads: {} (config/default.toml). {}",
+            t.threads, t.reason
+        );
+    }
     out.push('\n');
 }
 
@@ -258,6 +265,7 @@ fn correctness(out: &mut String, r: &BenchReport) {
         .iter()
         .chain(&r.scaling)
         .chain(r.peer_threads.iter().flat_map(|t| &t.probe))
+        .chain(r.stream_threads.iter().flat_map(|t| &t.probe))
         .filter(|x| !x.ok)
         .collect();
     if failed.is_empty() {

@@ -102,6 +102,9 @@ pub struct BenchOptions {
     pub uids: UidDistribution,
     /// Repetitions of every configuration, interleaved (default 5).
     pub repetitions: u32,
+    /// Orders of each run of creditstream's stream-thread probe, 1 thread against 2
+    /// (default 200 000; 0 skips it).
+    pub stream_thread_probe_orders: u64,
     pub guarantees: Vec<ProcessingGuarantee>,
     pub cadences: Vec<Cadence>,
     /// The systems compared (creditstream is always among them).

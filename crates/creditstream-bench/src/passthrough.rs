@@ -100,7 +100,8 @@ impl Templates {
     }
 }
 
-/// The pass-through processor.
+/// The pass-through processor (one per stream thread).
+#[derive(Clone)]
 pub struct MatchedPassThrough {
     templates: Templates,
     orders: u64,
@@ -208,7 +209,7 @@ pub fn run(
     let mut def = def.clone();
     def.application_id = format!("{}-passthrough", def.application_id);
     cfg.run_seed_bridge = false;
-    streams::run(kafka, cfg, def, processor, shutdown)
+    streams::run(kafka, cfg, def, || processor.clone(), shutdown)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Choices made before the throughput runs: the Kafka Streams peer's stream threads (1
-//! against 2, measured in a small exactly_once_v2 run at 100 ms, unless given) and the
+//! against 2, measured in a small exactly_once_v2 run at 100 ms, unless given),
+//! creditstream's stream threads measured 1 against 2 (unless skipped), and the
 //! replica counts this machine can compare honestly (more than one only pinned with
 //! taskset to cores of their own, else dropped with the reason in the report).
 
@@ -44,6 +45,7 @@ pub(crate) fn choose_threads(cx: &mut Context<'_>) -> Option<u32> {
                 orders,
                 peer_commit_interval_ms: 100,
                 peer_threads: threads,
+                stream_threads: None,
                 pinned: None,
                 tag: cx.tag(&format!("probe-t{threads}-n{repetition}")),
                 users_first: false,
@@ -74,6 +76,66 @@ pub(crate) fn choose_threads(cx: &mut Context<'_>) -> Option<u32> {
     cx.report.peer_threads = Some(ThreadsChoice { threads, reason, probe });
     cx.save();
     Some(threads)
+}
+
+/// creditstream's stream threads, 1 against 2 in one replica: exactly_once_v2 at the
+/// backlog cadence, `--repetitions` times each, interleaved (1 2 1 2 ...). Recorded in the
+/// report with the measured reason; the throughput runs keep config/default.toml's count,
+/// as users get it.
+pub(crate) fn probe_stream_threads(cx: &mut Context<'_>) {
+    let orders = cx.opts.stream_thread_probe_orders;
+    if orders == 0 {
+        return;
+    }
+    let users = (cx.opts.users * orders / cx.opts.orders.max(1)).max(100);
+    let mut probe = Vec::new();
+    for repetition in 0..cx.opts.repetitions {
+        for threads in [1, 2] {
+            let spec = RunSpec {
+                section: "stream thread probe",
+                system: System::Creditstream,
+                guarantee: ProcessingGuarantee::ExactlyOnceV2,
+                cadence: Cadence::Backlog,
+                replicas: 1,
+                repetition,
+                users,
+                orders,
+                peer_commit_interval_ms: 0,
+                peer_threads: 1,
+                stream_threads: Some(threads),
+                pinned: None,
+                tag: cx.tag(&format!("st{threads}-n{repetition}")),
+                users_first: false,
+            };
+            probe.push(cx.run(&spec));
+            cx.report.stream_threads = Some(ThreadsChoice {
+                threads: cx.config.processor.num_stream_threads as u32,
+                reason: String::new(),
+                probe: probe.clone(),
+            });
+            cx.save();
+        }
+    }
+    let of = |threads: u32| -> Vec<(u32, f64)> {
+        probe
+            .iter()
+            .filter(|r| r.ok && r.stream_threads == Some(threads))
+            .filter_map(|r| Some((r.repetition, r.throughput_per_s?)))
+            .collect()
+    };
+    let reason = match stats::paired_ratio(&of(2), &of(1)) {
+        Some(ratio) => format!(
+            "Measured: 2 threads over 1 thread {:.2}x ({:.2}-{:.2}; median of {} paired repetitions, {orders} orders, exactly_once_v2, backlog cadence, {} cores). config/default.toml ships {}.",
+            ratio.median, ratio.min, ratio.max, ratio.n, cx.report.cores.nproc, cx.config.processor.num_stream_threads
+        ),
+        None => "The probe did not give both figures (see its failures).".into(),
+    };
+    cx.report.stream_threads = Some(ThreadsChoice {
+        threads: cx.config.processor.num_stream_threads as u32,
+        reason,
+        probe,
+    });
+    cx.save();
 }
 
 /// A replica count to run, and the cores each replica is pinned to (none: unpinned).

@@ -18,7 +18,7 @@ use std::path::Path;
 /// Marks the reports of this layout (older files in benches/results have another).
 pub const FORMAT: &str = "creditstream-bench/2";
 
-/// Which stream-thread count the peer ran with, and why.
+/// Which stream-thread count a system ran with, and why.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThreadsChoice {
     pub threads: u32,
@@ -52,6 +52,9 @@ pub struct BenchReport {
     /// Streams, producer and consumer value, JVM, RocksDB).
     pub kafka_streams: Option<serde_json::Value>,
     pub peer_threads: Option<ThreadsChoice>,
+    /// creditstream's stream threads, 1 against 2 (absent in older reports or when skipped).
+    #[serde(default)]
+    pub stream_threads: Option<ThreadsChoice>,
     /// How the peer's commit interval was matched to creditstream's cadence.
     pub cadence_matching: String,
     /// Whether replicas were compared, on which cores, and why.
@@ -114,6 +117,7 @@ impl BenchReport {
     pub fn correct(&self) -> bool {
         self.runs.iter().chain(&self.scaling).all(|r| r.ok)
             && self.peer_threads.iter().flat_map(|t| &t.probe).all(|r| r.ok)
+            && self.stream_threads.iter().flat_map(|t| &t.probe).all(|r| r.ok)
             && self.latency.iter().all(|l| l.ok)
             && self.sink.iter().all(|s| s.correct)
             && self.ingest.iter().all(|i| i.correct)

@@ -45,6 +45,8 @@ pub struct RunSpec {
     /// The peer's commit.interval.ms (ignored by the other systems).
     pub peer_commit_interval_ms: u64,
     pub peer_threads: u32,
+    /// creditstream's `processor.num_stream_threads`; `None`: config/default.toml's.
+    pub stream_threads: Option<u32>,
     pub pinned: Option<Vec<String>>,
     pub tag: String,
     /// Produce the orders only once creditstream consumed every create, so the window
@@ -69,6 +71,7 @@ impl RunSpec {
             orders,
             peer_commit_interval_ms: 0,
             peer_threads: 1,
+            stream_threads: None,
             pinned: None,
             tag,
             users_first: true,
@@ -94,6 +97,9 @@ pub struct RunResult {
     /// How this system was told to commit (its own setting names).
     pub commit_setting: String,
     pub peer_threads: Option<u32>,
+    /// creditstream's stream threads per replica (absent in reports made before they existed).
+    #[serde(default)]
+    pub stream_threads: Option<u32>,
     pub throughput_per_s: Option<f64>,
     pub window_s: Option<f64>,
     /// Commits of all replicas and threads over the window.
@@ -209,6 +215,10 @@ pub fn run_one(config: &Config, base: &TopologyDefinition, opts: &BenchOptions, 
             _ => format!("commit_interval_ms={interval}, commit_max_records={max_records}"),
         },
         peer_threads: (spec.system == System::KafkaStreams).then_some(spec.peer_threads),
+        stream_threads: (spec.system == System::Creditstream).then(|| {
+            spec.stream_threads
+                .unwrap_or(config.processor.num_stream_threads as u32)
+        }),
         throughput_per_s: None,
         window_s: None,
         commits: None,
@@ -292,6 +302,7 @@ fn measure_on(
         pinned: spec.pinned.clone(),
         peer_commit_interval_ms: spec.peer_commit_interval_ms,
         peer_threads: spec.peer_threads,
+        stream_threads: spec.stream_threads,
         passthrough: (workload.users, spec.orders, completed),
         caught_up_commit_ms: None,
     };
@@ -355,10 +366,10 @@ fn measure_on(
         (Ok(c0), Ok(c1)) => {
             let commits = c1.saturating_sub(c0);
             let committers = spec.replicas
-                * if spec.system == System::KafkaStreams {
-                    spec.peer_threads
-                } else {
-                    1
+                * match spec.system {
+                    System::KafkaStreams => spec.peer_threads,
+                    System::Creditstream => result.stream_threads.unwrap_or(1),
+                    System::Passthrough => 1,
                 };
             result.commits = Some(commits);
             result.achieved_commit_interval_ms =

@@ -1,13 +1,14 @@
 //! The whole benchmark, in the order it runs:
 //! 1. the peer's stream threads: 1 against 2 in a small run, unless given;
-//! 2. throughput: for each guarantee and cadence (and replica count that can mean
+//! 2. creditstream's stream threads: 1 against 2, interleaved, unless skipped;
+//! 3. throughput: for each guarantee and cadence (and replica count that can mean
 //!    something on this machine), repetition i of every system before repetition i + 1 of
 //!    any (A B C A B C ...), so drift of the machine touches every system alike; at the
 //!    backlog cadence the peer's commit interval is what creditstream achieved in the
 //!    same repetition;
-//! 3. latency at fixed rates, the same for every system: shares of the peer's median
+//! 4. latency at fixed rates, the same for every system: shares of the peer's median
 //!    maximum throughput;
-//! 4. scaling over the number of users, the sink and the ingest, repeated likewise.
+//! 5. scaling over the number of users, the sink and the ingest, repeated likewise.
 //!
 //! The report is saved after every repetition.
 
@@ -178,6 +179,7 @@ fn throughput(cx: &mut Context<'_>, peer_threads: u32) {
                             orders: opts.orders,
                             peer_commit_interval_ms: systems::peer_commit_interval_ms(cadence, achieved),
                             peer_threads,
+                            stream_threads: None,
                             pinned: pinned.clone(),
                             tag: cx.tag(&format!(
                                 "{}-{}-{}-r{replicas}-n{repetition}",
@@ -324,6 +326,7 @@ pub fn run(
             .collect(),
         kafka_streams: None,
         peer_threads: None,
+        stream_threads: None,
         cadence_matching: format!(
             "every system of a comparison commits alike. At 100 ms: Kafka Streams commit.interval.ms=100; creditstream \
              (and the pass-through) commit_interval_ms={} with commit_max_records={} — creditstream commits a backlog at \
@@ -357,6 +360,7 @@ pub fn run(
     };
     cx.save();
     let peer_threads = plan::choose_threads(&mut cx).unwrap_or(1);
+    plan::probe_stream_threads(&mut cx);
     throughput(&mut cx, peer_threads);
     if let Some(latency) = &opts.latency {
         latencies(&mut cx, latency, peer_threads);

@@ -45,6 +45,8 @@ pub struct Launch<'a> {
     /// The peer's commit.interval.ms and stream threads.
     pub peer_commit_interval_ms: u64,
     pub peer_threads: u32,
+    /// creditstream's stream threads per replica; `None`: config/default.toml's.
+    pub stream_threads: Option<u32>,
     /// The pass-through's users, orders and how many orders to treat as Completed.
     pub passthrough: (u64, u64, u64),
     /// A caught-up cadence for creditstream and the pass-through (the latency runs): both
@@ -101,6 +103,9 @@ fn creditstream_command(
             "CREDITSTREAM__PROCESSOR__COMMIT_MIN_INTERVAL_MS",
             min_interval.to_string(),
         );
+    if let Some(threads) = launch.stream_threads {
+        command.env("CREDITSTREAM__PROCESSOR__NUM_STREAM_THREADS", threads.to_string());
+    }
     Ok(command)
 }
 
