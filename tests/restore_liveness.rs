@@ -1,16 +1,21 @@
 //! The state updater against the real broker: a restore ends when the read's position
 //! reaches the changelog's end, whatever lies between (aborted records, transaction
-//! markers), also when a partition is read again from below where it was read before.
+//! markers), also when a partition is read again from below where it was read before; a
+//! read that falls below the changelog's start begins again from it, into a wiped store.
 
 mod common;
 
-use common::{bootstrap, kafka, unique};
+use common::{bootstrap, kafka, unique, wait_until};
 use creditstream::runtime::rocks_store::{RocksStore, StoreResources};
+use creditstream::runtime::store_reader;
 use creditstream::runtime::streams::state_updater::{Command, Event, StateUpdater, UpdaterConfig};
 use creditstream::topology::codec::InputTopic;
 use creditstream::topology::definition::TopologyDefinition;
+use creditstream::topology::store::KeyValueStore;
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 const COMMITTED: usize = 20;
@@ -146,5 +151,107 @@ async fn a_replica_whose_state_updater_dies_stops_with_an_error_instead_of_holdi
         log.contains("state updater stopped"),
         "the log says why the replica stopped:\n{}",
         replica.log_tail()
+    );
+}
+
+fn transactional(id: &str) -> BaseProducer {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("transactional.id", id)
+        .create()
+        .expect("a transactional producer");
+    producer.init_transactions(Duration::from_secs(30)).expect("init");
+    producer
+}
+
+fn send(producer: &BaseProducer, topic: &str, key: &str) {
+    producer
+        .send(BaseRecord::<str, str>::to(topic).partition(0).key(key).payload("v"))
+        .expect("send");
+}
+
+/// A restore whose position falls below the changelog's start while it reads (records
+/// deleted under it: `kafka-delete-records`, or a retention put on the changelog by
+/// mistake) wipes the store and reads the changelog again from its new start, as Kafka
+/// Streams does with a corrupted task: the store then holds what the changelog holds, as
+/// a restore on any other replica would, never records the changelog no longer has.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_that_falls_below_the_changelog_start_wipes_the_store_and_reads_it_again() {
+    let def = common::topology(1).await;
+    let changelog = def.store.changelog.clone();
+    // Ten committed records (offsets 0-9, marker 10), then a transaction left open, whose
+    // first record (11) holds every read_committed read at 11.
+    let first = transactional(&unique("committed-"));
+    first.begin_transaction().expect("begin");
+    for i in 0..10 {
+        send(&first, &changelog, &format!("gone{i}"));
+    }
+    first.commit_transaction(Duration::from_secs(30)).expect("commit");
+    let open = transactional(&unique("open-"));
+    open.begin_transaction().expect("begin");
+    send(&open, &changelog, "held");
+    open.flush(Duration::from_secs(30)).expect("flush");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let updater = updater(&def, dir.path());
+    updater.send(Command::Restore {
+        partition: 0,
+        ticket: 1,
+        store: None,
+    });
+    let waiting = wait_until(Duration::from_secs(30), || {
+        store_reader::open_local(dir.path(), 0).is_ok_and(|state| state.checkpoint == Some(11))
+    });
+    assert!(
+        waiting,
+        "the restore applied the committed records and waits at the open transaction"
+    );
+
+    // A retention put on the changelog by mistake (the broker refuses to delete records of
+    // a topic that is compacted only) deletes everything below the log's end under the
+    // waiting read; then the transaction commits (its marker at 12).
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin");
+    let policy = AlterConfig::new(ResourceSpecifier::Topic(&changelog)).set("cleanup.policy", "compact,delete");
+    let altered = admin
+        .alter_configs(&[policy], &AdminOptions::new())
+        .await
+        .expect("alter configs");
+    assert!(altered.iter().all(Result::is_ok), "cleanup.policy altered: {altered:?}");
+    let mut below = TopicPartitionList::new();
+    below
+        .add_partition_offset(&changelog, 0, Offset::Offset(12))
+        .expect("offset");
+    // The broker applies the new policy a moment after it answered: delete until it does.
+    let started = Instant::now();
+    loop {
+        let deleted = admin
+            .delete_records(&below, &AdminOptions::new())
+            .await
+            .expect("delete records");
+        let refused = deleted.elements().iter().find_map(|e| e.error().err());
+        match refused {
+            None => break,
+            Some(error) if started.elapsed() < Duration::from_secs(30) => {
+                eprintln!("delete records refused for now: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Some(error) => panic!("delete records of the changelog: {error}"),
+        }
+    }
+    open.commit_transaction(Duration::from_secs(30)).expect("commit");
+
+    let store = restored(&updater, 1, Duration::from_secs(30)).expect("the restore completes");
+    assert_eq!(
+        store.get(b"gone0").expect("get"),
+        None,
+        "the store kept records the changelog no longer has"
+    );
+    assert_eq!(
+        store.checkpoint().expect("checkpoint"),
+        Some(13),
+        "read again from the new start to the end"
     );
 }

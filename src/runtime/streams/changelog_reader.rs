@@ -10,7 +10,7 @@
 use crate::config::KafkaConfig;
 use crate::runtime::{activity, client, consumer_state, group_members};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -21,6 +21,18 @@ pub type ChangelogRecord = (Vec<u8>, Option<Vec<u8>>);
 
 /// How long [`ChangelogReader::add`] waits for the partition's previous read to stop.
 const STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// Why [`ChangelogReader::poll`] read nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// A partition's position lies outside its log: the log's start moved past it (records
+    /// deleted under the read) or its end fell below it. That partition's read stopped; the
+    /// caller finds which and reads it again from the start.
+    #[error("a changelog partition's position lies outside its log")]
+    OutOfRange,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AddError {
@@ -45,9 +57,12 @@ impl ChangelogReader {
         let mut config = client::with_fresh_metadata(client::standalone_consumer(kafka, true));
         // Restores read big runs of small records: fetch more per request than a live
         // consumer needs.
+        // A position outside the log is reported, never skipped over to the earliest
+        // offset: the store would then miss the records between.
         config
             .set("max.partition.fetch.bytes", "8388608")
-            .set("fetch.wait.max.ms", "20");
+            .set("fetch.wait.max.ms", "20")
+            .set("auto.offset.reset", "error");
         Ok(Self {
             consumer: config.create()?,
             offsets: client::standalone_consumer(kafka, false).create()?,
@@ -128,7 +143,7 @@ impl ChangelogReader {
         max: usize,
         wait: Duration,
         out: &mut BTreeMap<u32, Vec<ChangelogRecord>>,
-    ) -> Result<usize, KafkaError> {
+    ) -> Result<usize, ReadError> {
         let deadline = Instant::now() + wait;
         let mut read = 0;
         let mut timeout = wait;
@@ -143,7 +158,10 @@ impl ChangelogReader {
                     read += 1;
                     timeout = Duration::ZERO;
                 }
-                Some(Err(error)) => return Err(error),
+                Some(Err(error)) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) => {
+                    return Err(ReadError::OutOfRange)
+                }
+                Some(Err(error)) => return Err(error.into()),
                 None if read == 0 && Instant::now() < deadline => {
                     timeout = deadline.saturating_duration_since(Instant::now());
                 }

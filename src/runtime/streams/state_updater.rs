@@ -172,6 +172,8 @@ pub(super) struct Updater {
     pub(super) placed_at: Option<Instant>,
     pub(super) applied_since: u64,
     pub(super) rate_since: Instant,
+    /// A read fell outside its changelog partition's log; which one is looked up.
+    pub(super) out_of_range: bool,
     /// Partitions whose standby lag this updater reports.
     pub(super) lag_reported: BTreeSet<u32>,
     pub(super) faults: Faults,
@@ -201,6 +203,7 @@ impl Updater {
             placed_at: None,
             applied_since: 0,
             rate_since: Instant::now(),
+            out_of_range: false,
             lag_reported: BTreeSet::new(),
             faults: Faults::from_env(),
         }
@@ -318,7 +321,7 @@ impl Updater {
         }
     }
 
-    fn defer(&mut self, partition: u32, ticket: Option<u64>, store: Option<RocksStore>) {
+    pub(super) fn defer(&mut self, partition: u32, ticket: Option<u64>, store: Option<RocksStore>) {
         self.deferred.push(Deferred {
             partition,
             ticket,

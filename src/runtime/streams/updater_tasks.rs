@@ -10,7 +10,7 @@
 //! that is a defect of the read, reported (log line, metric, alert), never papered over by
 //! starting the read again.
 
-use super::changelog_reader::ChangelogRecord;
+use super::changelog_reader::{ChangelogRecord, ReadError};
 use super::stall_clock::StallClock;
 use super::state_updater::{Event, Updater, CALL_TIMEOUT, RETRY_AFTER};
 use super::thread_metrics::{set_share, Combine};
@@ -115,10 +115,17 @@ impl Updater {
             }
             None => BATCH,
         };
-        if let Err(error) = self.reader.poll(batch, Duration::from_millis(50), &mut read) {
-            warn!(%error, "changelog read failed; retrying");
-            std::thread::sleep(RETRY_AFTER);
-            return;
+        match self.reader.poll(batch, Duration::from_millis(50), &mut read) {
+            Ok(_) => {}
+            Err(ReadError::OutOfRange) => self.out_of_range = true,
+            Err(error) => {
+                warn!(%error, "changelog read failed; retrying");
+                std::thread::sleep(RETRY_AFTER);
+                return;
+            }
+        }
+        if self.out_of_range {
+            self.read_again_outside_the_log();
         }
         for (partition, records) in read {
             if let Some(entry) = self.entries.get_mut(&partition) {
@@ -323,5 +330,54 @@ impl Updater {
             }
         }
         self.lag_reported = standbys;
+    }
+}
+
+impl Updater {
+    /// Reads again, from the changelog's start and into a wiped store, every partition whose
+    /// position lies outside its log (records were deleted under the read, or the log's end
+    /// fell below it), as Kafka Streams closes a corrupted task and restores it from scratch:
+    /// the store then holds what the changelog holds, as a restore on any other replica
+    /// would. A partition whose offsets cannot be read now is looked at again next round.
+    fn read_again_outside_the_log(&mut self) {
+        self.out_of_range = false;
+        let partitions: Vec<u32> = self.entries.keys().copied().collect();
+        for partition in partitions {
+            let (low, high) = match self.reader.watermarks(partition, CALL_TIMEOUT) {
+                Ok(marks) => marks,
+                Err(error) => {
+                    warn!(partition, %error, "cannot read the changelog's offsets; looking again");
+                    self.out_of_range = true;
+                    continue;
+                }
+            };
+            let inside = self
+                .entries
+                .get(&partition)
+                .is_some_and(|e| (low..=high).contains(&e.position));
+            if inside {
+                continue;
+            }
+            let Some(entry) = self.entries.remove(&partition) else {
+                continue;
+            };
+            warn!(
+                partition,
+                position = entry.position,
+                start = low,
+                end = high,
+                "the read's position lies outside the changelog (records deleted under it?); wiping the store \
+                 and restoring it from the changelog's start"
+            );
+            self.stop_reading(partition);
+            let ticket = match entry.role {
+                Role::Active { ticket, .. } => Some(ticket),
+                Role::Standby => None,
+            };
+            match entry.store.wipe(&self.config.resources) {
+                Ok(store) => self.defer(partition, ticket, Some(store)),
+                Err(error) => self.fail(partition, error.into()),
+            }
+        }
     }
 }
