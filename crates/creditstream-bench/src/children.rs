@@ -39,6 +39,23 @@ pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The machine's CPU time so far, from /proc/stat's first line: (busy ticks, all ticks, cores).
+/// Busy is everything but idle and iowait, of every process (the broker's too).
+pub fn machine_ticks() -> Option<(u64, u64, usize)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut lines = stat.lines();
+    let ticks: Vec<u64> = lines
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let all: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    let cores = lines.filter(|l| l.starts_with("cpu")).count();
+    Some((all.saturating_sub(idle), all, cores))
+}
+
 /// The cores a process may run on, as the kernel lists them ("0-1").
 pub fn affinity(pid: u32) -> Option<String> {
     status_field(pid, "Cpus_allowed_list:")

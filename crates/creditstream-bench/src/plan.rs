@@ -7,7 +7,7 @@
 use crate::children::Cores;
 use crate::options::{Cadence, PeerThreads, System};
 use crate::report::ThreadsChoice;
-use crate::run::RunSpec;
+use crate::run::{RunResult, RunSpec};
 use crate::schedule::Context;
 use crate::stats;
 use creditstream::topology::definition::ProcessingGuarantee;
@@ -123,10 +123,30 @@ pub(crate) fn probe_stream_threads(cx: &mut Context<'_>) {
             .filter_map(|r| Some((r.repetition, r.throughput_per_s?)))
             .collect()
     };
+    // Where the cores went: the replica's own share, and the whole machine's (broker, load).
+    let cores = |threads: u32, figure: fn(&RunResult) -> Option<f64>| {
+        let values: Vec<f64> = probe
+            .iter()
+            .filter(|r| r.ok && r.stream_threads == Some(threads))
+            .filter_map(figure)
+            .collect();
+        stats::median(&values).map_or_else(|| "?".to_string(), |v| format!("{v:.2}"))
+    };
+    let replica = |r: &RunResult| Some(r.cpu_seconds? / r.window_s?);
+    let machine = |r: &RunResult| r.machine_cores_busy;
     let reason = match stats::paired_ratio(&of(2), &of(1)) {
         Some(ratio) => format!(
-            "Measured: 2 threads over 1 thread {:.2}x ({:.2}-{:.2}; median of {} paired repetitions, {orders} orders, exactly_once_v2, backlog cadence, {} cores). config/default.toml ships {}.",
-            ratio.median, ratio.min, ratio.max, ratio.n, cx.report.cores.nproc, cx.config.processor.num_stream_threads
+            "Measured: 2 threads over 1 thread {:.2}x ({:.2}-{:.2}; median of {} paired repetitions, {orders} orders, exactly_once_v2, backlog cadence, {} cores). Cores busy, median: the replica {} with 1 thread and {} with 2; the whole machine (broker and load included) {} and {}. config/default.toml ships {}.",
+            ratio.median,
+            ratio.min,
+            ratio.max,
+            ratio.n,
+            cx.report.cores.nproc,
+            cores(1, replica),
+            cores(2, replica),
+            cores(1, machine),
+            cores(2, machine),
+            cx.config.processor.num_stream_threads
         ),
         None => "The probe did not give both figures (see its failures).".into(),
     };

@@ -9,7 +9,7 @@
 //! and the checks: each order decided once and as the [`Reference`] says, and every
 //! topic's record count. A repetition that fails keeps its error and whatever it measured.
 
-use crate::children::{Children, Usage};
+use crate::children::{self, Children, Usage};
 use crate::load::Loader;
 use crate::options::{BenchOptions, Cadence, System};
 use crate::outputs::{self, ExpectedCounts, TopicCount};
@@ -112,6 +112,10 @@ pub struct RunResult {
     pub cpu_seconds_total: Option<f64>,
     pub cpu_seconds_per_million_orders: Option<f64>,
     pub peak_rss_mib: Option<f64>,
+    /// Cores the whole machine kept busy over the window (broker and load included;
+    /// absent in older reports).
+    #[serde(default)]
+    pub machine_cores_busy: Option<f64>,
     pub peak_rss_mib_per_million_orders: Option<f64>,
     /// Orders the reference says complete.
     pub completed_orders: u64,
@@ -228,6 +232,7 @@ pub fn run_one(config: &Config, base: &TopologyDefinition, opts: &BenchOptions, 
         cpu_seconds_total: None,
         cpu_seconds_per_million_orders: None,
         peak_rss_mib: None,
+        machine_cores_busy: None,
         peak_rss_mib_per_million_orders: None,
         completed_orders: reference.completed,
         outputs: Vec::new(),
@@ -331,15 +336,11 @@ fn measure_on(
     let window = wait_for(&watcher, 1, &mut started.children, begun).and_then(|first| {
         let c0 = commits(spec.system, &started.probes);
         let u0 = started.children.usage();
+        let m0 = children::machine_ticks();
         let last = wait_for(&watcher, spec.orders, &mut started.children, begun)?;
-        Some((
-            first,
-            last,
-            c0,
-            u0,
-            commits(spec.system, &started.probes),
-            started.children.usage(),
-        ))
+        let (c1, u1) = (commits(spec.system, &started.probes), started.children.usage());
+        result.machine_cores_busy = machine_cores_busy(m0, children::machine_ticks());
+        Some((first, last, c0, u0, c1, u1))
     });
     result.affinity = started.children.affinities();
     let exited = started.children.any_exited();
@@ -380,6 +381,13 @@ fn measure_on(
     result.decisions_digest = (spec.system != System::Passthrough).then(|| format!("{:016x}", watched.digest));
     verdict_of(&watched, spec.orders)?;
     count_outputs(config, spec, def, workload, completed, result)
+}
+
+/// Cores the whole machine kept busy between two looks at /proc/stat (every process).
+fn machine_cores_busy(from: Option<(u64, u64, usize)>, to: Option<(u64, u64, usize)>) -> Option<f64> {
+    let ((b0, t0, cores), (b1, t1, _)) = (from?, to?);
+    let all = t1.checked_sub(t0).filter(|t| *t > 0)?;
+    Some(b1.saturating_sub(b0) as f64 / all as f64 * cores as f64)
 }
 
 fn record_usage(result: &mut RunResult, u0: Option<Usage>, u1: Option<Usage>, total: Option<Usage>, orders: f64) {
