@@ -2,7 +2,9 @@
 # scripts/bench.sh [creditstream-bench run flags...] - the whole benchmark, end to end, on
 # the local stack and in one run (crates/creditstream-bench; the product binary has no
 # benchmark in it):
-# - the Kafka Streams peer's stream threads, 1 against 2, measured first;
+# - the Kafka Streams peer's stream threads, 1 against 2, measured first; then creditstream's
+#   own, 1 against 2 in one replica, --repetitions times each, interleaved (the report says
+#   which pays; --stream-thread-probe-orders 0 skips it);
 # - creditstream, the tuned Kafka Streams peer (benches/peers/kafka-streams, built here with
 #   Maven) and the workload-matched pass-through, at exactly_once_v2 and at_least_once, at a
 #   100 ms commit cadence and at creditstream's backlog cadence, each configuration 5 times,
