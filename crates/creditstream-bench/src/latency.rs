@@ -9,6 +9,7 @@
 use crate::error::BenchError;
 use crate::load::Loader;
 use crate::options::{BenchOptions, Cadence, LatencyOptions, System};
+use crate::probe;
 use crate::report::{BenchReport, Key};
 use crate::run::{self, verdict_of, RUN_TIMEOUT};
 use crate::systems::{self, Launch};
@@ -40,6 +41,11 @@ pub struct LatencyPhase {
     pub p99_ms: Option<f64>,
     pub p999_ms: Option<f64>,
     pub max_ms: Option<f64>,
+    /// creditstream only: the mean of each phase over the measured window, ms
+    /// (`decision:queued`, `decision:awaiting_commit`, `commit:flush`, ...; absent in
+    /// older reports).
+    #[serde(default)]
+    pub breakdown_ms: Vec<(String, f64)>,
 }
 
 /// One system's latency runs.
@@ -200,11 +206,23 @@ fn measure(
     };
     let mut windows = Vec::new();
     if ready {
+        // creditstream's phase histograms, read as its measured window begins and ends.
+        let phases = |started: &systems::Started| {
+            (system == System::Creditstream)
+                .then(|| started.probes.first().and_then(|addr| probe::phases(*addr).ok()))
+                .flatten()
+        };
         for &(rate, share) in rates {
             let warm = rate * latency.warmup_seconds;
             let measured = rate * latency.seconds;
-            send(sent, warm + measured, rate)?;
-            windows.push((rate, share, sent + warm, sent + warm + measured));
+            send(sent, warm, rate)?;
+            let before = phases(&started);
+            send(sent + warm, measured, rate)?;
+            let breakdown = match (before, phases(&started)) {
+                (Some(before), Some(after)) => probe::phase_means(&before, &after),
+                _ => Vec::new(),
+            };
+            windows.push((rate, share, sent + warm, sent + warm + measured, breakdown));
             sent += warm + measured;
         }
         let drained = Instant::now();
@@ -219,7 +237,7 @@ fn measure(
     if !ready {
         return Err(format!("no decision after {sent} orders; see {}", dir.display()));
     }
-    for (rate, share, from, to) in windows {
+    for (rate, share, from, to, breakdown_ms) in windows {
         let slice = &watched.latency_ms[from as usize..to as usize];
         result.phases.push(LatencyPhase {
             rate_per_s: rate,
@@ -229,6 +247,7 @@ fn measure(
             p99_ms: percentile(slice, 99.0),
             p999_ms: percentile(slice, 99.9),
             max_ms: percentile(slice, 100.0),
+            breakdown_ms,
         });
     }
     if exited {

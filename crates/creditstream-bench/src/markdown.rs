@@ -250,6 +250,28 @@ fn latency_table(out: &mut String, r: &BenchReport) {
         }
     }
     out.push('\n');
+    let mut broken_down = false;
+    for l in &r.latency {
+        for p in l.phases.iter().filter(|p| !p.breakdown_ms.is_empty()) {
+            broken_down = true;
+            let parts: Vec<String> = p
+                .breakdown_ms
+                .iter()
+                .map(|(phase, ms)| format!("{phase} {ms:.1}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "- {} {} at {} orders/s, mean ms per phase over the window: {}",
+                l.system.name(),
+                l.guarantee,
+                p.rate_per_s,
+                parts.join(", ")
+            );
+        }
+    }
+    if broken_down {
+        out.push('\n');
+    }
 }
 
 fn correctness(out: &mut String, r: &BenchReport) {

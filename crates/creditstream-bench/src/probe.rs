@@ -35,6 +35,68 @@ fn prometheus_value(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// The `_sum` and `_count` of histogram `name` per value of its one label (`phase`).
+pub type PhaseTotals = std::collections::BTreeMap<String, (f64, f64)>;
+
+/// Every phase of histogram `name` in Prometheus text: its sum of seconds and its count.
+fn phase_totals(text: &str, name: &str) -> PhaseTotals {
+    let mut totals = PhaseTotals::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (field, rest) = match (rest.strip_prefix("_sum{phase=\""), rest.strip_prefix("_count{phase=\"")) {
+            (Some(r), _) => (0, r),
+            (_, Some(r)) => (1, r),
+            _ => continue,
+        };
+        let Some((phase, value)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let entry = totals.entry(phase.to_string()).or_insert((0.0, 0.0));
+        if field == 0 {
+            entry.0 = value;
+        } else {
+            entry.1 = value;
+        }
+    }
+    totals
+}
+
+/// creditstream's decision and commit phase histograms on `addr`, as `(metric, totals)`.
+pub fn phases(addr: SocketAddr) -> Result<Vec<(&'static str, PhaseTotals)>, String> {
+    let text = get(addr, "/metrics")?;
+    Ok(PHASE_METRICS.iter().map(|m| (*m, phase_totals(&text, m))).collect())
+}
+
+/// The histograms whose phases the latency runs break a decision's time into.
+const PHASE_METRICS: [&str; 2] = [
+    "creditstream_processor_decision_phase_seconds",
+    "creditstream_processor_commit_phase_seconds",
+];
+
+/// The mean of each phase between two readings, ms, as `decision:queued` or `commit:flush`.
+pub fn phase_means(before: &[(&str, PhaseTotals)], after: &[(&str, PhaseTotals)]) -> Vec<(String, f64)> {
+    let mut means = Vec::new();
+    for ((metric, b), (_, a)) in before.iter().zip(after) {
+        let kind = if metric.contains("decision") {
+            "decision"
+        } else {
+            "commit"
+        };
+        for (phase, (sum, count)) in a {
+            let (sum0, count0) = b.get(phase).copied().unwrap_or((0.0, 0.0));
+            if count - count0 > 0.0 {
+                means.push((format!("{kind}:{phase}"), (sum - sum0) / (count - count0) * 1000.0));
+            }
+        }
+    }
+    means
+}
+
 /// User commands creditstream on `addr` has consumed so far.
 pub fn users_consumed(addr: SocketAddr) -> Result<f64, String> {
     let text = get(addr, "/metrics")?;
@@ -72,5 +134,22 @@ mod tests {
                     creditstream_processor_commit_duration_seconds_count_other 7\n";
         assert_eq!(prometheus_value(text, COMMITS_METRIC), Some(42.0));
         assert_eq!(prometheus_value("", COMMITS_METRIC), None);
+    }
+
+    #[test]
+    fn phase_means_are_the_window_s_sum_over_its_count() {
+        let metric = "creditstream_processor_commit_phase_seconds";
+        let at = |flush_sum: f64, flush_count: f64| {
+            let text = format!(
+                "{metric}_bucket{{phase=\"flush\",le=\"0.1\"}} 3\n{metric}_sum{{phase=\"flush\"}} {flush_sum}\n{metric}_count{{phase=\"flush\"}} {flush_count}\n"
+            );
+            vec![(PHASE_METRICS[1], phase_totals(&text, metric))]
+        };
+        let means = phase_means(&at(1.0, 10.0), &at(1.5, 20.0));
+        assert_eq!(means, vec![("commit:flush".to_string(), 50.0)]);
+        assert!(
+            phase_means(&at(1.0, 10.0), &at(1.0, 10.0)).is_empty(),
+            "no commit in the window"
+        );
     }
 }

@@ -84,16 +84,20 @@ where
             self.collector
                 .commit(&offsets, consumer.group_metadata(), &self.faults)?;
             let changelog = self.collector.take_changelog_offsets();
+            let stores = Instant::now();
             for task in self.tasks.values_mut() {
                 let next = changelog.get(&(task.id.partition as i32)).map(|last| last + 1);
                 task.commit_store(next)?;
             }
+            observe_phase("stores", stores);
         } else {
             self.collector.commit(&offsets, None, &self.faults)?;
             // At-least-once: the store before the offsets, so a crash repeats work, never skips it.
+            let stores = Instant::now();
             for task in self.tasks.values_mut() {
                 task.commit_store(None)?;
             }
+            observe_phase("stores", stores);
             if offsets.count() > 0 {
                 consumer.commit(&offsets, CommitMode::Sync)?;
             }
@@ -116,13 +120,19 @@ where
         m.commit_duration.observe(started.elapsed().as_secs_f64());
         let now = now_ms();
         let pending = std::mem::take(&mut self.pending);
-        for observation in pending.observations {
+        let seconds = |ms: i64| ms.max(0) as f64 / 1000.0;
+        let (queued, awaiting) = (
+            m.decision_phase.with_label_values(&["queued"]),
+            m.decision_phase.with_label_values(&["awaiting_commit"]),
+        );
+        for (observation, processed_at) in pending.observations {
             match observation {
                 Observation::Nothing => {}
                 Observation::Decision { status, event_time_ms } => {
                     m.decisions.with_label_values(&[status]).inc();
-                    m.end_to_end_latency
-                        .observe(((now - event_time_ms).max(0) as f64) / 1000.0);
+                    m.end_to_end_latency.observe(seconds(now - event_time_ms));
+                    queued.observe(seconds(processed_at - event_time_ms));
+                    awaiting.observe(seconds(now - processed_at));
                 }
                 Observation::DeadLetter { reason } => m.dead_letters.with_label_values(&[reason]).inc(),
             }
@@ -135,6 +145,14 @@ where
             }
         }
     }
+}
+
+/// Records how long one phase of a commit took, from `started` to now.
+pub(super) fn observe_phase(phase: &str, started: Instant) {
+    metrics()
+        .commit_phase
+        .with_label_values(&[phase])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// For processing that cannot wait (revocation, shutdown): every input counts as behind,

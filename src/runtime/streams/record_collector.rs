@@ -14,6 +14,7 @@
 //!   one that does not return in time is an unknown outcome, and the producer is replaced.
 
 use super::bounded_call::{BoundedCalls, Overdue};
+use super::commit::observe_phase;
 use super::error::{is_fatal_code, StreamsError};
 use super::faults::Faults;
 use crate::config::{KafkaConfig, ProcessorConfig};
@@ -337,7 +338,9 @@ impl RecordCollector {
         group: Option<ConsumerGroupMetadata>,
         faults: &Faults,
     ) -> Result<(), StreamsError> {
+        let flushed = Instant::now();
         self.flush()?;
+        observe_phase("flush", flushed);
         if faults.time_out_deliveries() {
             return Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut).into());
         }
@@ -346,6 +349,7 @@ impl RecordCollector {
                 let group = group.ok_or(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownGroup))?;
                 let (producer, offsets) = (self.producer.clone(), offsets.clone());
                 let held = faults.hold_offsets();
+                let sending = Instant::now();
                 let sent = self
                     .calls
                     .run("send_offsets_to_transaction", SEND_OFFSETS_CALL, move || {
@@ -355,7 +359,10 @@ impl RecordCollector {
                         producer.send_offsets_to_transaction(&offsets, &group, SEND_OFFSETS_CALL)
                     });
                 match sent {
-                    Ok(result) => result?,
+                    Ok(result) => {
+                        result?;
+                        observe_phase("send_offsets", sending);
+                    }
                     Err(overdue) => {
                         self.stale = true;
                         return Err(StreamsError::CallOverdue {
@@ -377,6 +384,9 @@ impl RecordCollector {
                     return Err(unknown_outcome(overdue));
                 }
             };
+            if committed.is_ok() {
+                observe_phase("commit_transaction", started);
+            }
             let lost = committed.is_ok() && faults.lose_commit_answer();
             match committed {
                 Ok(()) if !lost => {}

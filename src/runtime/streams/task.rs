@@ -36,7 +36,8 @@ pub fn now_ms() -> i64 {
 /// What the committed work did, reported to metrics once it is committed.
 #[derive(Debug, Default)]
 pub struct PendingMetrics {
-    pub observations: Vec<Observation>,
+    /// What each output observed, with when it was processed (ms since the epoch).
+    pub observations: Vec<(Observation, i64)>,
     /// Records consumed, per input topic (by [`InputTopic::index`]).
     pub consumed: [u64; 4],
     /// State entries the processors' scheduled work expired.
@@ -323,7 +324,7 @@ impl Task {
             let output = output.into_record();
             run.collector.send(partition, &output)?;
             if output.observation != Observation::Nothing {
-                run.pending.observations.push(output.observation);
+                run.pending.observations.push((output.observation, now_ms()));
             }
         }
         for change in run.scratch.changes.drain(..) {
