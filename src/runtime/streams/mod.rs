@@ -13,6 +13,7 @@
 //! - [`assignment`]: leader and follower topics, co-partitioning checks.
 //! - [`state_updater`]: restores assigned tasks and keeps standby tasks warm, on a thread
 //!   of its own; [`updater_tasks`]: its tasks and how they move forward;
+//!   [`updater_standbys`]: the standbys it keeps;
 //!   [`owner_fencing`]: fencing a task's departed previous owner.
 //! - [`changelog_reader`]: the state updater's consumer of the changelog.
 //! - [`standby_placement`]: which replica keeps a standby of which task (pure).
@@ -64,6 +65,7 @@ pub mod stream_thread;
 pub mod task;
 pub mod task_manager;
 pub mod thread_metrics;
+pub mod updater_standbys;
 pub mod updater_tasks;
 
 pub use error::StreamsError;

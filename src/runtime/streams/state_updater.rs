@@ -17,7 +17,6 @@
 use super::changelog_reader::ChangelogReader;
 use super::error::StreamsError;
 use super::faults::Faults;
-use super::standby_placement::{replica_of, standby_partitions};
 use super::thread_metrics::{set_share, Combine};
 use super::updater_tasks::{Entry, Role};
 use crate::config::KafkaConfig;
@@ -147,7 +146,7 @@ impl Drop for StateUpdater {
 
 /// A request that met a broker error, tried again after [`RETRY_AFTER`].
 pub(super) struct Deferred {
-    partition: u32,
+    pub(super) partition: u32,
     ticket: Option<u64>,
     store: Option<RocksStore>,
     at: Instant,
@@ -350,7 +349,7 @@ impl Updater {
     /// Opens the store of `partition` (or takes `store`), checks its checkpoint against the
     /// changelog, and starts reading it: for an active task when `ticket` is given, else as
     /// a standby.
-    fn open(&mut self, partition: u32, ticket: Option<u64>, store: Option<RocksStore>) {
+    pub(super) fn open(&mut self, partition: u32, ticket: Option<u64>, store: Option<RocksStore>) {
         let (low, high) = match self.reader.watermarks(partition, CALL_TIMEOUT) {
             Ok(marks) => marks,
             Err(error) => {
@@ -402,64 +401,6 @@ impl Updater {
     pub(super) fn stop_reading(&mut self, partition: u32) {
         if let Err(error) = self.reader.remove(partition) {
             warn!(partition, %error, "cannot stop reading the changelog partition");
-        }
-    }
-
-    /// Reads standby placement from the group: this replica keeps standbys of the tasks
-    /// the placement gives it, and of no task it runs itself.
-    fn place_standbys(&mut self) {
-        self.placed_at = Some(Instant::now());
-        let Some(me) = self.member_id.clone() else {
-            return;
-        };
-        if self.config.standby_copies == 0 {
-            return;
-        }
-        let members = match self.reader.group(&self.config.group_id, CALL_TIMEOUT) {
-            Ok(group) if group.is_stable() && group.members.iter().any(|m| m.id == me) => group.members,
-            // Rebalancing, or this replica is not in the description yet: keep what is warm.
-            Ok(_) => return,
-            Err(error) => {
-                warn!(%error, "cannot describe the group; standby placement unchanged");
-                return;
-            }
-        };
-        let placed = standby_partitions(&members, &me, &self.config.leader_topic, self.config.standby_copies);
-        // Tasks another stream thread of this replica runs are not kept here either.
-        let replica = replica_of(&self.config.transactional_id);
-        let siblings: BTreeSet<u32> = members
-            .iter()
-            .filter(|m| replica_of(&m.client_id) == replica)
-            .flat_map(|m| m.assigned.iter())
-            .filter(|(topic, _)| *topic == self.config.leader_topic)
-            .map(|(_, p)| *p)
-            .collect();
-        let wanted: BTreeSet<u32> = placed
-            .into_iter()
-            .filter(|p| !self.active.contains(p) && !self.lent.contains(p) && !siblings.contains(p))
-            .collect();
-        if wanted != self.standby_set {
-            info!(standbys = ?wanted, "standby tasks placed");
-        }
-        self.standby_set = wanted;
-        let drop: Vec<u32> = self
-            .entries
-            .iter()
-            .filter(|(p, e)| matches!(e.role, Role::Standby) && !self.standby_set.contains(p))
-            .map(|(p, _)| *p)
-            .collect();
-        for partition in drop {
-            self.close(partition);
-        }
-        let open: Vec<u32> = self
-            .standby_set
-            .iter()
-            .copied()
-            .filter(|p| !self.entries.contains_key(p) && !self.parked.contains_key(p))
-            .filter(|p| !self.deferred.iter().any(|d| d.partition == *p))
-            .collect();
-        for partition in open {
-            self.open(partition, None, None);
         }
     }
 }
