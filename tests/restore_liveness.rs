@@ -40,6 +40,15 @@ fn updater(def: &TopologyDefinition, dir: &std::path::Path) -> StateUpdater {
     .expect("the state updater starts")
 }
 
+/// Asks `updater` to restore partition 0's store from scratch for `ticket`.
+fn restore_from_scratch(updater: &StateUpdater, ticket: u64) {
+    updater.send(Command::Restore {
+        partition: 0,
+        ticket,
+        store: None,
+    });
+}
+
 /// Waits for the hand-over of `ticket`'s store.
 fn restored(updater: &StateUpdater, ticket: u64, within: Duration) -> Option<RocksStore> {
     let started = Instant::now();
@@ -99,11 +108,7 @@ async fn a_restore_whose_changelog_ends_in_an_aborted_transaction_completes_also
     let dir = tempfile::tempdir().expect("tempdir");
     let updater = updater(&def, dir.path());
 
-    updater.send(Command::Restore {
-        partition: 0,
-        ticket: 1,
-        store: None,
-    });
+    restore_from_scratch(&updater, 1);
     let mut store = restored(&updater, 1, Duration::from_secs(30)).expect("the first restore completes");
     assert_eq!(
         store.checkpoint().expect("checkpoint"),
@@ -194,11 +199,7 @@ async fn a_restore_that_falls_below_the_changelog_start_wipes_the_store_and_read
 
     let dir = tempfile::tempdir().expect("tempdir");
     let updater = updater(&def, dir.path());
-    updater.send(Command::Restore {
-        partition: 0,
-        ticket: 1,
-        store: None,
-    });
+    restore_from_scratch(&updater, 1);
     let waiting = wait_until(Duration::from_secs(30), || {
         store_reader::open_local(dir.path(), 0).is_ok_and(|state| state.checkpoint == Some(11))
     });

@@ -91,22 +91,8 @@ pub(crate) fn probe_stream_threads(cx: &mut Context<'_>) {
     let mut probe = Vec::new();
     for repetition in 0..cx.opts.repetitions {
         for threads in [1, 2] {
-            let spec = RunSpec {
-                section: "stream thread probe",
-                system: System::Creditstream,
-                guarantee: ProcessingGuarantee::ExactlyOnceV2,
-                cadence: Cadence::Backlog,
-                replicas: 1,
-                repetition,
-                users,
-                orders,
-                peer_commit_interval_ms: 0,
-                peer_threads: 1,
-                stream_threads: Some(threads),
-                pinned: None,
-                tag: cx.tag(&format!("st{threads}-n{repetition}")),
-                users_first: false,
-            };
+            let tag = cx.tag(&format!("st{threads}-n{repetition}"));
+            let spec = RunSpec::stream_thread_probe(threads, users, orders, repetition, tag);
             probe.push(cx.run(&spec));
             cx.report.stream_threads = Some(ThreadsChoice {
                 threads: cx.config.processor.num_stream_threads as u32,

@@ -57,11 +57,11 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// A scaling repetition: creditstream alone at exactly_once_v2 and its backlog cadence,
-    /// 1 replica, `users` users, the orders produced once the creates were consumed.
-    pub fn scaling(users: u64, orders: u64, repetition: u32, tag: String) -> Self {
+    /// creditstream alone at exactly_once_v2 and its backlog cadence, 1 replica, both
+    /// inputs a backlog before it starts, config/default.toml's stream threads.
+    fn creditstream_alone(section: &'static str, users: u64, orders: u64, repetition: u32, tag: String) -> Self {
         Self {
-            section: "scaling",
+            section,
             system: System::Creditstream,
             guarantee: ProcessingGuarantee::ExactlyOnceV2,
             cadence: Cadence::Backlog,
@@ -74,7 +74,24 @@ impl RunSpec {
             stream_threads: None,
             pinned: None,
             tag,
+            users_first: false,
+        }
+    }
+
+    /// A scaling repetition: creditstream alone, `users` users, the orders produced once
+    /// the creates were consumed.
+    pub fn scaling(users: u64, orders: u64, repetition: u32, tag: String) -> Self {
+        Self {
             users_first: true,
+            ..Self::creditstream_alone("scaling", users, orders, repetition, tag)
+        }
+    }
+
+    /// A repetition of the stream-thread probe: creditstream alone with `threads` threads.
+    pub fn stream_thread_probe(threads: u32, users: u64, orders: u64, repetition: u32, tag: String) -> Self {
+        Self {
+            stream_threads: Some(threads),
+            ..Self::creditstream_alone("stream thread probe", users, orders, repetition, tag)
         }
     }
 }
