@@ -26,8 +26,19 @@ async fn schemathesis_finds_no_contract_violation() {
     let fuzzer = schemathesis();
     let tmp = tempfile::tempdir().unwrap();
     // The document states `wait_ms`'s bound; a small one keeps the long polls the fuzzer
-    // tries at the maximum short.
-    let (system, port) = start_all(tmp.path(), &[("CREDITSTREAM__INGEST__MAX_WAIT_MS", "2000")]).await;
+    // tries at the maximum short. A write after this client's own delete is refused once
+    // the delete is done, waited for up to the read-your-writes bound: behind the fuzzing
+    // phase's thousands of commands, on a busy CI machine, the shipped 5 s was once too
+    // short (the stateful phase's PATCH after a DELETE got 202). The contract is checked
+    // here, not the pipeline's speed, so the bound is generous.
+    let (system, port) = start_all(
+        tmp.path(),
+        &[
+            ("CREDITSTREAM__INGEST__MAX_WAIT_MS", "2000"),
+            ("CREDITSTREAM__INGEST__READ_YOUR_WRITES_MS", "30000"),
+        ],
+    )
+    .await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis");
     let report = tmp.path().join("report");
     // Run from the test's temporary directory, so nothing the fuzzer keeps lands in the clone.
