@@ -88,30 +88,24 @@ pub(crate) fn probe_stream_threads(cx: &mut Context<'_>) {
         return;
     }
     let users = (cx.opts.users * orders / cx.opts.orders.max(1)).max(100);
-    let mut probe = Vec::new();
+    let mut choice = ThreadsChoice {
+        threads: cx.config.processor.num_stream_threads as u32,
+        reason: String::new(),
+        probe: Vec::new(),
+    };
     for repetition in 0..cx.opts.repetitions {
         for threads in [1, 2] {
             let tag = cx.tag(&format!("st{threads}-n{repetition}"));
             let spec = RunSpec::stream_thread_probe(threads, users, orders, repetition, tag);
-            probe.push(cx.run(&spec));
-            cx.report.stream_threads = Some(ThreadsChoice {
-                threads: cx.config.processor.num_stream_threads as u32,
-                reason: String::new(),
-                probe: probe.clone(),
-            });
+            choice.probe.push(cx.run(&spec));
+            cx.report.stream_threads = Some(choice.clone());
             cx.save();
         }
     }
-    let of = |threads: u32| -> Vec<(u32, f64)> {
-        probe
-            .iter()
-            .filter(|r| r.ok && r.stream_threads == Some(threads))
-            .filter_map(|r| Some((r.repetition, r.throughput_per_s?)))
-            .collect()
-    };
     // Where the cores went: the replica's own share, and the whole machine's (broker, load).
     let cores = |threads: u32, figure: fn(&RunResult) -> Option<f64>| {
-        let values: Vec<f64> = probe
+        let values: Vec<f64> = choice
+            .probe
             .iter()
             .filter(|r| r.ok && r.stream_threads == Some(threads))
             .filter_map(figure)
@@ -120,7 +114,7 @@ pub(crate) fn probe_stream_threads(cx: &mut Context<'_>) {
     };
     let replica = |r: &RunResult| Some(r.cpu_seconds? / r.window_s?);
     let machine = |r: &RunResult| r.machine_cores_busy;
-    let reason = match stats::paired_ratio(&of(2), &of(1)) {
+    let reason = match choice.stream_thread_ratio(2) {
         Some(ratio) => format!(
             "Measured: 2 threads over 1 thread {:.2}x ({:.2}-{:.2}; median of {} paired repetitions, {orders} orders, exactly_once_v2, backlog cadence, {} cores). Cores busy, median: the replica {} with 1 thread and {} with 2; the whole machine (broker and load included) {} and {}. config/default.toml ships {}.",
             ratio.median,
@@ -132,15 +126,12 @@ pub(crate) fn probe_stream_threads(cx: &mut Context<'_>) {
             cores(2, replica),
             cores(1, machine),
             cores(2, machine),
-            cx.config.processor.num_stream_threads
+            choice.threads
         ),
         None => "The probe did not give both figures (see its failures).".into(),
     };
-    cx.report.stream_threads = Some(ThreadsChoice {
-        threads: cx.config.processor.num_stream_threads as u32,
-        reason,
-        probe,
-    });
+    choice.reason = reason;
+    cx.report.stream_threads = Some(choice);
     cx.save();
 }
 

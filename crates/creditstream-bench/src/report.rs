@@ -27,6 +27,21 @@ pub struct ThreadsChoice {
     pub probe: Vec<RunResult>,
 }
 
+impl ThreadsChoice {
+    /// creditstream's throughput with `threads` stream threads over one thread, paired by
+    /// repetition, from a stream-thread probe.
+    pub fn stream_thread_ratio(&self, threads: u32) -> Option<Spread> {
+        let of = |n: u32| -> Vec<(u32, f64)> {
+            self.probe
+                .iter()
+                .filter(|r| r.ok && r.stream_threads == Some(n))
+                .filter_map(|r| Some((r.repetition, r.throughput_per_s?)))
+                .collect()
+        };
+        stats::paired_ratio(&of(threads), &of(1))
+    }
+}
+
 /// The rates of the latency runs of one guarantee, and where they came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LatencyRates {

@@ -69,15 +69,7 @@ pub fn targets(report: &BenchReport) -> Vec<Target> {
         }
     }
     if let Some(probe) = &report.stream_threads {
-        let of = |threads: u32| -> Vec<(u32, f64)> {
-            probe
-                .probe
-                .iter()
-                .filter(|r| r.ok && r.stream_threads == Some(threads))
-                .filter_map(|r| Some((r.repetition, r.throughput_per_s?)))
-                .collect()
-        };
-        let ratio = crate::stats::paired_ratio(&of(2), &of(1));
+        let ratio = probe.stream_thread_ratio(2);
         out.push(Target {
             what: "creditstream 2 stream threads / 1, one replica, exactly_once_v2, creditstream's backlog cadence"
                 .into(),

@@ -80,27 +80,24 @@ where
         let started = Instant::now();
         let _call = activity::enter("commit");
         let offsets = self.consumed_offsets()?;
-        if self.collector.exactly_once() {
-            self.collector
-                .commit(&offsets, consumer.group_metadata(), &self.faults)?;
-            let changelog = self.collector.take_changelog_offsets();
-            let stores = Instant::now();
-            for task in self.tasks.values_mut() {
-                let next = changelog.get(&(task.id.partition as i32)).map(|last| last + 1);
-                task.commit_store(next)?;
-            }
-            observe_phase("stores", stores);
-        } else {
-            self.collector.commit(&offsets, None, &self.faults)?;
-            // At-least-once: the store before the offsets, so a crash repeats work, never skips it.
-            let stores = Instant::now();
-            for task in self.tasks.values_mut() {
-                task.commit_store(None)?;
-            }
-            observe_phase("stores", stores);
-            if offsets.count() > 0 {
-                consumer.commit(&offsets, CommitMode::Sync)?;
-            }
+        let exactly_once = self.collector.exactly_once();
+        // Under exactly_once_v2 the consumed offsets go into the transaction, and each store
+        // is written with the changelog offset it corresponds to.
+        let group = exactly_once.then(|| consumer.group_metadata()).flatten();
+        self.collector.commit(&offsets, group, &self.faults)?;
+        let changelog = exactly_once.then(|| self.collector.take_changelog_offsets());
+        let stores = Instant::now();
+        for task in self.tasks.values_mut() {
+            let next = changelog
+                .as_ref()
+                .and_then(|c| c.get(&(task.id.partition as i32)))
+                .map(|last| last + 1);
+            task.commit_store(next)?;
+        }
+        observe_phase("stores", stores);
+        // At-least-once: the stores before the offsets, so a crash repeats work, never skips it.
+        if !exactly_once && offsets.count() > 0 {
+            consumer.commit(&offsets, CommitMode::Sync)?;
         }
         self.processed_since_commit = 0;
         self.part_done = false;

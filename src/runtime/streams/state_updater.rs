@@ -17,7 +17,7 @@
 use super::changelog_reader::ChangelogReader;
 use super::error::StreamsError;
 use super::faults::Faults;
-use super::thread_metrics::{set_share, Combine};
+use super::thread_metrics::{set_share, Shared};
 use super::updater_tasks::{Entry, Role};
 use crate::config::KafkaConfig;
 use crate::metrics::metrics;
@@ -234,12 +234,11 @@ impl Updater {
             }
             self.report();
         }
-        let (m, thread) = (metrics(), self.config.thread);
-        set_share(&m.restoring_tasks, thread, 0, Combine::Sum);
-        set_share(&m.standby_tasks, thread, 0, Combine::Sum);
-        set_share(&m.restore_rate, thread, 0, Combine::Sum);
+        for shared in [Shared::RestoringTasks, Shared::StandbyTasks, Shared::RestoreRate] {
+            set_share(shared, self.config.thread, 0);
+        }
         for partition in &self.lag_reported {
-            let _ = m.standby_lag.remove_label_values(&[&partition.to_string()]);
+            let _ = metrics().standby_lag.remove_label_values(&[&partition.to_string()]);
         }
     }
 
@@ -405,6 +404,11 @@ impl Updater {
     }
 }
 
+/// Whether a read at `offset` lies within a log that starts at `low` and ends at `high`.
+pub(super) fn within_log(offset: i64, low: i64, high: i64) -> bool {
+    (low..=high).contains(&offset)
+}
+
 /// The store and the offset to read from: its checkpoint, or the changelog's start. Local
 /// state the changelog cannot vouch for (a checkpoint outside its offsets) is wiped.
 fn checked(
@@ -414,7 +418,7 @@ fn checked(
     resources: &StoreResources,
 ) -> Result<(RocksStore, i64), crate::topology::store::StoreError> {
     match store.checkpoint()? {
-        Some(next) if next >= low && next <= high => Ok((store, next)),
+        Some(next) if within_log(next, low, high) => Ok((store, next)),
         None => Ok((store, low)),
         Some(next) => {
             warn!(

@@ -26,7 +26,7 @@ use super::record_collector::RecordCollector;
 use super::recovery::PendingRecovery;
 use super::state_updater::{Command, Event, StateUpdater, UpdaterConfig};
 use super::task::{now_ms, InputLag, PendingMetrics, Run, Scratch, Task};
-use super::thread_metrics::{self, Combine};
+use super::thread_metrics::{set_share, Shared};
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::metrics::metrics;
 use crate::runtime::consumer_state;
@@ -305,12 +305,7 @@ where
             .filter(stateful)
             .map(|id| id.partition)
             .collect();
-        thread_metrics::set_share(
-            &metrics().assigned_partitions,
-            self.thread,
-            active.len() as i64,
-            Combine::Sum,
-        );
+        set_share(Shared::AssignedPartitions, self.thread, active.len() as i64);
         self.updater.send(Command::Membership {
             member_id: consumer_state::member_id(consumer),
             active,
@@ -469,12 +464,7 @@ where
             }
         }
         self.paused.apply(consumer, wanted)?;
-        thread_metrics::set_share(
-            &metrics().paused_partitions,
-            self.thread,
-            self.paused.len() as i64,
-            Combine::Sum,
-        );
+        set_share(Shared::PausedPartitions, self.thread, self.paused.len() as i64);
         Ok(())
     }
 }

@@ -12,8 +12,8 @@
 
 use super::changelog_reader::{ChangelogRecord, ReadError};
 use super::stall_clock::StallClock;
-use super::state_updater::{Event, Updater, CALL_TIMEOUT, RETRY_AFTER};
-use super::thread_metrics::{set_share, Combine};
+use super::state_updater::{within_log, Event, Updater, CALL_TIMEOUT, RETRY_AFTER};
+use super::thread_metrics::{set_share, Shared};
 use crate::metrics::metrics;
 use crate::runtime::rocks_store::RocksStore;
 use std::collections::{BTreeMap, BTreeSet};
@@ -291,7 +291,7 @@ impl Updater {
         let m = metrics();
         let thread = self.config.thread;
         let per_second = self.applied_since as f64 / self.rate_since.elapsed().as_secs_f64();
-        set_share(&m.restore_rate, thread, per_second as i64, Combine::Sum);
+        set_share(Shared::RestoreRate, thread, per_second as i64);
         self.applied_since = 0;
         self.rate_since = Instant::now();
         let restoring = self
@@ -299,18 +299,8 @@ impl Updater {
             .values()
             .filter(|e| matches!(e.role, Role::Active { .. }))
             .count();
-        set_share(
-            &m.restoring_tasks,
-            thread,
-            (restoring + self.parked.len()) as i64,
-            Combine::Sum,
-        );
-        set_share(
-            &m.standby_tasks,
-            thread,
-            (self.entries.len() - restoring) as i64,
-            Combine::Sum,
-        );
+        set_share(Shared::RestoringTasks, thread, (restoring + self.parked.len()) as i64);
+        set_share(Shared::StandbyTasks, thread, (self.entries.len() - restoring) as i64);
         // Only this thread's standbys: another stream thread's are its own to report.
         let standbys: BTreeSet<u32> = self
             .entries
@@ -334,11 +324,12 @@ impl Updater {
 }
 
 impl Updater {
-    /// Reads again, from the changelog's start and into a wiped store, every partition whose
-    /// position lies outside its log (records were deleted under the read, or the log's end
-    /// fell below it), as Kafka Streams closes a corrupted task and restores it from scratch:
-    /// the store then holds what the changelog holds, as a restore on any other replica
-    /// would. A partition whose offsets cannot be read now is looked at again next round.
+    /// Opens again every partition whose position lies outside its log (records were deleted
+    /// under the read, or the log's end fell below it). Its store's checkpoint is that
+    /// position, so the open wipes it and reads from the changelog's start, as Kafka Streams
+    /// closes a corrupted task and restores it from scratch: the store then holds what the
+    /// changelog holds, as a restore on any other replica would. A partition whose offsets
+    /// cannot be read now is looked at again next round.
     fn read_again_outside_the_log(&mut self) {
         self.out_of_range = false;
         let partitions: Vec<u32> = self.entries.keys().copied().collect();
@@ -354,7 +345,7 @@ impl Updater {
             let inside = self
                 .entries
                 .get(&partition)
-                .is_some_and(|e| (low..=high).contains(&e.position));
+                .is_some_and(|e| within_log(e.position, low, high));
             if inside {
                 continue;
             }
@@ -374,10 +365,7 @@ impl Updater {
                 Role::Active { ticket, .. } => Some(ticket),
                 Role::Standby => None,
             };
-            match entry.store.wipe(&self.config.resources) {
-                Ok(store) => self.defer(partition, ticket, Some(store)),
-                Err(error) => self.fail(partition, error.into()),
-            }
+            self.defer(partition, ticket, Some(entry.store));
         }
     }
 }
