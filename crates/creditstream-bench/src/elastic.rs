@@ -69,7 +69,7 @@ struct Cx<'a> {
     base: &'a TopologyDefinition,
     opts: &'a BenchOptions,
     elastic: &'a ElasticOptions,
-    stamp: i64,
+    stamp: String,
     report: ElasticReport,
 }
 
@@ -302,12 +302,13 @@ pub fn run(
     elastic: &ElasticOptions,
 ) -> Result<ElasticReport, BenchError> {
     std::fs::create_dir_all(&opts.work_dir)?;
-    let stamp = now_ms();
+    let started_at_ms = now_ms();
+    let stamp = crate::schedule::run_id(started_at_ms, std::process::id());
     let report = ElasticReport {
         format: ELASTIC_FORMAT.into(),
         label: opts.label.clone(),
         machine: crate::report::machine(),
-        started_at_ms: stamp,
+        started_at_ms,
         finished_at_ms: None,
         repetitions: opts.repetitions,
         settings: settings(config, elastic),

@@ -30,7 +30,8 @@ pub(crate) struct Context<'a> {
     pub(crate) config: &'a Config,
     pub(crate) base: &'a TopologyDefinition,
     pub(crate) opts: &'a BenchOptions,
-    pub(crate) stamp: i64,
+    /// This run's id: in every topic, group, database and work directory it makes.
+    pub(crate) stamp: String,
     pub(crate) report: BenchReport,
 }
 
@@ -105,6 +106,12 @@ fn short(g: ProcessingGuarantee) -> &'static str {
         ProcessingGuarantee::ExactlyOnceV2 => "eos",
         ProcessingGuarantee::AtLeastOnce => "alo",
     }
+}
+
+/// The id of one benchmark process: its start and its process id, so that two benchmarks
+/// started in the same millisecond (two smoke tests, side by side) never share a topic.
+pub(crate) fn run_id(started_at_ms: i64, pid: u32) -> String {
+    format!("{started_at_ms}p{pid}")
 }
 
 fn system_tag(s: System) -> &'static str {
@@ -307,13 +314,14 @@ pub fn run(
     skipped: Vec<String>,
 ) -> Result<BenchReport, BenchError> {
     std::fs::create_dir_all(&opts.work_dir)?;
-    let stamp = crate::load::now_ms();
+    let started_at_ms = crate::load::now_ms();
+    let stamp = run_id(started_at_ms, std::process::id());
     let report = BenchReport {
         format: FORMAT.into(),
         label: opts.label.clone(),
         machine: report::machine(),
         cores: Cores::detect(),
-        started_at_ms: stamp,
+        started_at_ms,
         finished_at_ms: None,
         users: opts.users,
         orders: opts.orders,
@@ -369,4 +377,15 @@ pub fn run(
     cx.report.finished_at_ms = Some(crate::load::now_ms());
     cx.save();
     Ok(cx.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_id;
+
+    #[test]
+    fn two_benchmarks_started_in_one_millisecond_get_different_ids() {
+        assert_ne!(run_id(1_764_000_000_000, 41), run_id(1_764_000_000_000, 42));
+        assert!(run_id(1_764_000_000_000, 41).starts_with("1764000000000"));
+    }
 }

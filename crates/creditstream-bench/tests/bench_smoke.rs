@@ -93,10 +93,20 @@ fn the_benchmark_runs_end_to_end_at_a_tiny_size() {
             "500",
             "--ingest-seconds",
             "1",
+            "--stream-thread-probe-orders",
+            "2000",
         ],
         &out,
     );
     let (report, table) = report_of(&output, &out);
+
+    // The stream-thread probe: 1 thread against 2, interleaved, every run checked.
+    let probe = report["stream_threads"]["probe"]
+        .as_array()
+        .expect("the stream-thread probe");
+    let threads: Vec<u64> = probe.iter().filter_map(|r| r["stream_threads"].as_u64()).collect();
+    assert_eq!(threads, [1, 2, 1, 2]);
+    assert!(probe.iter().all(|r| r["ok"] == true), "{probe:?}");
 
     // Interleaved: repetition i of every system before repetition i + 1 of any.
     let runs = report["runs"].as_array().expect("runs");
@@ -218,6 +228,8 @@ fn without_wrk_the_ingest_run_is_reported_skipped() {
             "1",
             "--wrk",
             "none",
+            "--stream-thread-probe-orders",
+            "0",
         ],
         &out,
     );
