@@ -11,6 +11,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing::error;
 
+/// mimalloc instead of glibc's malloc: the per-record path allocates (keys, encoded
+/// values, librdkafka's copies), and glibc's free lists were ~17 % of the stream thread's
+/// samples; measured in docs/benchmarks.md ("Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "creditstream",

@@ -15,6 +15,11 @@ use creditstream_bench::{ceiling, elastic_report, ingest, markdown, page, schedu
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// The allocator `creditstream` ships with, so the pass-through (the workload-matched
+/// limit, run from this binary) is measured with it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "creditstream-bench",
