@@ -52,6 +52,9 @@ pub struct LatencyPhase {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LatencyResult {
     pub system: System,
+    /// Which repetition (0 in reports made before latency was repeated).
+    #[serde(default)]
+    pub repetition: u32,
     pub guarantee: String,
     pub cadence: Cadence,
     pub users: u64,
@@ -76,10 +79,12 @@ pub fn run_latency(
     guarantee: ProcessingGuarantee,
     rates: &[Rate],
     peer_threads: u32,
+    repetition: u32,
     tag: &str,
 ) -> LatencyResult {
     let mut result = LatencyResult {
         system,
+        repetition,
         guarantee: guarantee.as_str().to_string(),
         cadence: Cadence::Every100Ms,
         users: opts.users,

@@ -3,9 +3,10 @@
 //! targets and whether each is met, latency at the fixed rates, the failures with their
 //! errors, and the other sections. The same text goes beside the JSON and into docs/benchmarks.md.
 
+use crate::latency::{LatencyPhase, LatencyResult};
 use crate::report::BenchReport;
 use crate::run::RunResult;
-use crate::stats::Spread;
+use crate::stats::{self, Spread};
 use crate::targets::targets;
 use std::fmt::Write;
 
@@ -217,54 +218,106 @@ fn latency_table(out: &mut String, r: &BenchReport) {
         let _ = writeln!(out, "- {}: {}", rates.guarantee, rates.basis);
     }
     out.push_str("\n| system | guarantee | orders/s | measured s | p50 ms | p99 ms | p99.9 ms | max ms | passed |\n|---|---|---|---|---|---|---|---|---|\n");
-    for l in &r.latency {
-        let verdict = if l.ok {
-            "yes".to_string()
-        } else {
-            format!("NO: {}", l.error.clone().unwrap_or_default())
+    let groups = latency_groups(&r.latency);
+    for runs in &groups {
+        let first = runs[0];
+        let passed: Vec<&LatencyResult> = runs.iter().copied().filter(|l| l.ok).collect();
+        let verdict = match runs.as_slice() {
+            [only] if only.ok => "yes".to_string(),
+            [only] => format!("NO: {}", only.error.clone().unwrap_or_default()),
+            _ => format!("{}/{}", passed.len(), runs.len()),
         };
-        if l.phases.is_empty() {
+        let rates = runs.iter().map(|l| l.phases.len()).max().unwrap_or(0);
+        if rates == 0 {
             let _ = writeln!(
                 out,
                 "| {} | {} | — | — | — | — | — | — | {verdict} |",
-                l.system.name(),
-                l.guarantee
+                first.system.name(),
+                first.guarantee
             );
         }
-        for p in &l.phases {
-            let share = p
+        // A single run shows its figures whether it passed or not; repetitions show the
+        // spread of those that passed.
+        let counted: &[&LatencyResult] = if runs.len() == 1 { runs } else { &passed };
+        for i in 0..rates {
+            let Some(phase) = runs.iter().find_map(|l| l.phases.get(i)) else {
+                continue;
+            };
+            let over = |figure: fn(&LatencyPhase) -> Option<f64>| {
+                let values: Vec<f64> = counted.iter().filter_map(|l| figure(l.phases.get(i)?)).collect();
+                spread_cell(stats::spread(&values), 0)
+            };
+            let share = phase
                 .share_of_peer_max
                 .map_or(String::new(), |s| format!(" ({:.0} %)", s * 100.0));
             let _ = writeln!(
                 out,
                 "| {} | {} | {}{share} | {} | {} | {} | {} | {} | {verdict} |",
-                l.system.name(),
-                l.guarantee,
-                p.rate_per_s,
-                l.measured_s,
-                num(p.p50_ms, 0),
-                num(p.p99_ms, 0),
-                num(p.p999_ms, 0),
-                num(p.max_ms, 0)
+                first.system.name(),
+                first.guarantee,
+                phase.rate_per_s,
+                first.measured_s,
+                over(|p| p.p50_ms),
+                over(|p| p.p99_ms),
+                over(|p| p.p999_ms),
+                over(|p| p.max_ms)
             );
         }
     }
     out.push('\n');
     let mut broken_down = false;
-    for l in &r.latency {
-        for p in l.phases.iter().filter(|p| !p.breakdown_ms.is_empty()) {
+    for runs in &groups {
+        let first = runs[0];
+        let counted: Vec<&LatencyResult> = runs.iter().copied().filter(|l| l.ok || runs.len() == 1).collect();
+        let rates = runs.iter().map(|l| l.phases.len()).max().unwrap_or(0);
+        for i in 0..rates {
+            let Some(phase) = runs.iter().find_map(|l| l.phases.get(i)) else {
+                continue;
+            };
+            // Each phase's median over the repetitions (its mean over each window).
+            let mut names: Vec<&str> = Vec::new();
+            for l in &counted {
+                for (name, _) in l.phases.get(i).map_or(&[][..], |p| &p.breakdown_ms[..]) {
+                    if !names.contains(&name.as_str()) {
+                        names.push(name);
+                    }
+                }
+            }
+            if names.is_empty() {
+                continue;
+            }
             broken_down = true;
-            let parts: Vec<String> = p
-                .breakdown_ms
+            let parts: Vec<String> = names
                 .iter()
-                .map(|(phase, ms)| format!("{phase} {ms:.1}"))
+                .map(|name| {
+                    let values: Vec<f64> = counted
+                        .iter()
+                        .filter_map(|l| {
+                            l.phases
+                                .get(i)?
+                                .breakdown_ms
+                                .iter()
+                                .find(|(n, _)| n == name)
+                                .map(|(_, ms)| *ms)
+                        })
+                        .collect();
+                    format!("{name} {}", num(stats::median(&values), 1))
+                })
                 .collect();
+            let what = if counted.len() > 1 {
+                format!(
+                    "median over {} repetitions of the mean ms per phase over each window",
+                    counted.len()
+                )
+            } else {
+                "mean ms per phase over the window".to_string()
+            };
             let _ = writeln!(
                 out,
-                "- {} {} at {} orders/s, mean ms per phase over the window: {}",
-                l.system.name(),
-                l.guarantee,
-                p.rate_per_s,
+                "- {} {} at {} orders/s, {what}: {}",
+                first.system.name(),
+                first.guarantee,
+                phase.rate_per_s,
                 parts.join(", ")
             );
         }
@@ -272,6 +325,21 @@ fn latency_table(out: &mut String, r: &BenchReport) {
     if broken_down {
         out.push('\n');
     }
+}
+
+/// The latency runs grouped by system and guarantee, in the order they first ran.
+fn latency_groups(latency: &[LatencyResult]) -> Vec<Vec<&LatencyResult>> {
+    let mut groups: Vec<Vec<&LatencyResult>> = Vec::new();
+    for l in latency {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].system == l.system && g[0].guarantee == l.guarantee)
+        {
+            Some(group) => group.push(l),
+            None => groups.push(vec![l]),
+        }
+    }
+    groups
 }
 
 fn correctness(out: &mut String, r: &BenchReport) {

@@ -220,31 +220,39 @@ fn latencies(cx: &mut Context<'_>, latency: &LatencyOptions, peer_threads: u32) 
             rates: rates.clone(),
             basis,
         });
-        for &system in &opts.systems {
-            eprintln!(
-                "bench: latency, {} {} at {:?} orders/s ...",
-                system.name(),
-                guarantee.as_str(),
-                rates.iter().map(|r| r.0).collect::<Vec<_>>()
-            );
-            let tag = cx.tag(&format!("lat-{}-{}", short(guarantee), system_tag(system)));
-            let result = latency::run_latency(
-                cx.config,
-                cx.base,
-                opts,
-                latency,
-                system,
-                guarantee,
-                &rates,
-                peer_threads,
-                &tag,
-            );
-            tidy(&opts.work_dir.join(&tag), result.ok);
-            if let Some(e) = &result.error {
-                eprintln!("bench:   FAILED: {e}");
+        // Interleaved like the throughput runs: repetition i of every system before i + 1.
+        for repetition in 0..opts.repetitions {
+            for &system in &opts.systems {
+                eprintln!(
+                    "bench: latency, {} {} at {:?} orders/s, rep {repetition} ...",
+                    system.name(),
+                    guarantee.as_str(),
+                    rates.iter().map(|r| r.0).collect::<Vec<_>>()
+                );
+                let tag = cx.tag(&format!(
+                    "lat-{}-{}-n{repetition}",
+                    short(guarantee),
+                    system_tag(system)
+                ));
+                let result = latency::run_latency(
+                    cx.config,
+                    cx.base,
+                    opts,
+                    latency,
+                    system,
+                    guarantee,
+                    &rates,
+                    peer_threads,
+                    repetition,
+                    &tag,
+                );
+                tidy(&opts.work_dir.join(&tag), result.ok);
+                if let Some(e) = &result.error {
+                    eprintln!("bench:   FAILED: {e}");
+                }
+                cx.report.latency.push(result);
+                cx.save();
             }
-            cx.report.latency.push(result);
-            cx.save();
         }
     }
 }

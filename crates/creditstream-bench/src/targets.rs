@@ -1,10 +1,11 @@
 //! The targets, each a paired ratio of two systems' figures (repetition i over
 //! repetition i) or a latency ratio at one fixed rate, with its goal and whether it is met.
 
+use crate::latency::LatencyResult;
 use crate::options::{Cadence, System};
 use crate::report::{BenchReport, Key};
 use crate::run::RunResult;
-use crate::stats::Spread;
+use crate::stats::{self, Spread};
 
 const EOS: &str = "exactly_once_v2";
 const ALO: &str = "at_least_once";
@@ -79,35 +80,92 @@ pub fn targets(report: &BenchReport) -> Vec<Target> {
         });
     }
     for guarantee in [EOS, ALO] {
-        let of = |system: System| {
-            report
-                .latency
-                .iter()
-                .find(|l| l.system == system && l.guarantee == guarantee)
-        };
-        let (Some(cs), Some(ks)) = (of(System::Creditstream), of(System::KafkaStreams)) else {
+        let rates: Vec<u64> = report
+            .latency
+            .iter()
+            .find(|l| l.system == System::Creditstream && l.guarantee == guarantee)
+            .map(|l| l.phases.iter().map(|p| p.rate_per_s).collect())
+            .unwrap_or_default();
+        let peer_measured = report
+            .latency
+            .iter()
+            .any(|l| l.system == System::KafkaStreams && l.guarantee == guarantee);
+        if !peer_measured {
             continue;
-        };
-        for (a, b) in cs.phases.iter().zip(&ks.phases) {
-            let ratio = match (a.p99_ms, b.p99_ms, cs.ok && ks.ok) {
-                (Some(x), Some(y), true) if y > 0.0 => Some(x / y),
-                _ => None,
-            };
+        }
+        for (i, rate) in rates.into_iter().enumerate() {
+            let ratio = p99_ratio(&report.latency, guarantee, i);
             out.push(Target {
-                what: format!(
-                    "creditstream p99 / Kafka Streams p99 at {} orders/s, {guarantee}",
-                    a.rate_per_s
-                ),
-                measured: ratio.map(|r| Spread {
-                    median: r,
-                    min: r,
-                    max: r,
-                    n: 1,
-                }),
+                what: format!("creditstream p99 / Kafka Streams p99 at {rate} orders/s, {guarantee}"),
+                measured: ratio,
                 goal: "≤ 0.5",
-                met: ratio.map(|r| r <= 0.5),
+                met: ratio.map(|r| r.median <= 0.5),
             });
         }
     }
     out
+}
+
+/// creditstream's p99 over Kafka Streams' at the `rate`-th latency rate of `guarantee`:
+/// the ratio of each repetition both passed, and their spread.
+fn p99_ratio(latency: &[LatencyResult], guarantee: &str, rate: usize) -> Option<Spread> {
+    let p99s = |system: System| -> Vec<(u32, f64)> {
+        latency
+            .iter()
+            .filter(|l| l.system == system && l.guarantee == guarantee && l.ok)
+            .filter_map(|l| Some((l.repetition, l.phases.get(rate)?.p99_ms?)))
+            .collect()
+    };
+    stats::paired_ratio(&p99s(System::Creditstream), &p99s(System::KafkaStreams))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::LatencyPhase;
+
+    fn run(system: System, repetition: u32, ok: bool, p99s: &[f64]) -> LatencyResult {
+        LatencyResult {
+            system,
+            repetition,
+            guarantee: EOS.into(),
+            cadence: Cadence::Every100Ms,
+            users: 1,
+            warmup_s: 1,
+            measured_s: 1,
+            ok,
+            error: None,
+            phases: p99s
+                .iter()
+                .map(|&p99| LatencyPhase {
+                    rate_per_s: 1000,
+                    share_of_peer_max: None,
+                    orders_measured: 1,
+                    p50_ms: None,
+                    p99_ms: Some(p99),
+                    p999_ms: None,
+                    max_ms: None,
+                    breakdown_ms: Vec::new(),
+                })
+                .collect(),
+            affinity: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_p99_ratio_pairs_repetitions_both_systems_passed() {
+        let latency = [
+            run(System::Creditstream, 0, true, &[100.0, 50.0]),
+            run(System::KafkaStreams, 0, true, &[200.0, 200.0]),
+            run(System::Creditstream, 1, false, &[10.0, 10.0]),
+            run(System::KafkaStreams, 1, true, &[200.0, 200.0]),
+            run(System::Creditstream, 2, true, &[300.0, 100.0]),
+            run(System::KafkaStreams, 2, true, &[400.0, 100.0]),
+        ];
+        let first = p99_ratio(&latency, EOS, 0).expect("two pairs");
+        assert_eq!((first.n, first.min, first.max), (2, 0.5, 0.75));
+        let second = p99_ratio(&latency, EOS, 1).expect("two pairs");
+        assert_eq!((second.n, second.median), (2, 0.625));
+        assert!(p99_ratio(&latency, ALO, 0).is_none());
+    }
 }

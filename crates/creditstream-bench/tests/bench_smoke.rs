@@ -143,7 +143,25 @@ fn the_benchmark_runs_end_to_end_at_a_tiny_size() {
     }
 
     let latency = report["latency"].as_array().expect("latency results");
-    assert_eq!(latency.len(), 2, "one per system: {latency:?}");
+    let systems: Vec<(&str, u64)> = latency
+        .iter()
+        .map(|l| {
+            (
+                l["system"].as_str().unwrap_or_default(),
+                l["repetition"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    assert_eq!(
+        systems,
+        [
+            ("creditstream", 0),
+            ("passthrough", 0),
+            ("creditstream", 1),
+            ("passthrough", 1)
+        ],
+        "each system once per repetition, interleaved"
+    );
     for l in latency {
         assert_eq!(l["ok"], true, "{l}");
         let phases = l["phases"].as_array().expect("phases");
