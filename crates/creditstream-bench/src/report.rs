@@ -12,6 +12,7 @@ use crate::run::RunResult;
 use crate::sink::SinkResult;
 use crate::stats::{self, Spread};
 use crate::systems::CreditstreamSettings;
+use crate::targets::Goals;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -82,6 +83,10 @@ pub struct BenchReport {
     pub ingest: Vec<IngestResult>,
     /// Sections left out, and why.
     pub skipped: Vec<String>,
+    /// The goals this run is judged against (absent in reports made before the hardware
+    /// issue's goals: those render with [`Goals::EARLIER`]).
+    #[serde(default)]
+    pub goals: Option<Goals>,
 }
 
 /// Writes `value` as pretty JSON to `path`, whole or not at all (through a temporary file).

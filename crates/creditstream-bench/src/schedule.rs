@@ -23,6 +23,7 @@ use crate::run::{self, RunResult, RunSpec};
 use crate::sink::{self, SinkResult};
 use crate::stats;
 use crate::systems;
+use crate::targets::Goals;
 use creditstream::config::Config;
 use creditstream::topology::definition::{ProcessingGuarantee, TopologyDefinition};
 
@@ -366,6 +367,7 @@ pub fn run(
         sink: Vec::new(),
         ingest: Vec::new(),
         skipped,
+        goals: Some(Goals::CURRENT),
     };
     let mut cx = Context {
         config,
