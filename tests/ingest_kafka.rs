@@ -187,6 +187,17 @@ async fn the_seed_calls_work_end_to_end_and_reads_return_what_the_sink_wrote() {
     assert_eq!(one["lname"], "Sharma");
     assert_eq!(call(addr, "GET", &format!("/user?type=D&uid={uid}"), "").await.0, 202);
     assert!(eventually(WAIT, || async { call(addr, "GET", &user_path, "").await.0 == 404 }).await);
+    // A write after this client's own delete is refused once the delete is applied, also
+    // when there was nothing to delete: either way the user is gone.
+    let (code, _) = call(addr, "PATCH", &user_path, r#"{"name":"Asha"}"#).await;
+    assert_eq!(code, 404, "a write after an applied delete");
+    let never = format!("/v1/users/{}", uid + 7919);
+    assert_eq!(call(addr, "DELETE", &never, "").await.0, 202);
+    let (code, body) = call(addr, "PATCH", &never, r#"{"name":"Asha"}"#).await;
+    assert_eq!(
+        code, 404,
+        "a write after an applied delete of a user that never was: {body}"
+    );
 
     trigger.trigger();
     ingest.await.unwrap().unwrap();

@@ -41,7 +41,8 @@ pub(super) async fn read_users(state: &IngestState, condition: &[Predicate]) -> 
 }
 
 /// Waits, up to the read-your-writes bound, until the command this replica last accepted
-/// for `uid` is finished, so a client reads what it wrote; notes a delete it saw applied.
+/// for `uid` is finished, so a client reads what it wrote; notes a delete it saw applied
+/// (also one that found no user).
 async fn await_own_write(state: &IngestState, uid: i64) {
     let Some(write) = state.pending.users.get(&uid) else {
         return;
@@ -55,7 +56,9 @@ async fn await_own_write(state: &IngestState, uid: i64) {
         };
         if let Some(view) = view.filter(CommandView::is_finished) {
             state.pending.users.remove_if(&uid, &write);
-            if view.changed.iter().any(|u| u.uid == uid && u.deleted) {
+            // After a delete the user is gone, whether or not there was one to delete
+            // (a write after it is then judged against what MySQL holds).
+            if write.is_delete || view.changed.iter().any(|u| u.uid == uid && u.deleted) {
                 state.pending.deleted.insert(uid, ());
             }
             return;
