@@ -218,14 +218,18 @@ fn latency_table(out: &mut String, r: &BenchReport) {
         let _ = writeln!(out, "- {}: {}", rates.guarantee, rates.basis);
     }
     out.push_str("\n| system | guarantee | orders/s | measured s | p50 ms | p99 ms | p99.9 ms | max ms | passed |\n|---|---|---|---|---|---|---|---|---|\n");
-    let groups = latency_groups(&r.latency);
-    for runs in &groups {
+    // One pass over each system's runs and rates: the table's row, and the phase
+    // breakdown's line, which follows the table.
+    let mut breakdown = String::new();
+    for runs in latency_groups(&r.latency) {
         let first = runs[0];
-        let passed: Vec<&LatencyResult> = runs.iter().copied().filter(|l| l.ok).collect();
+        // A single run shows its figures whether it passed or not; repetitions show the
+        // spread of those that passed.
+        let counted: Vec<&LatencyResult> = runs.iter().copied().filter(|l| l.ok || runs.len() == 1).collect();
         let verdict = match runs.as_slice() {
             [only] if only.ok => "yes".to_string(),
             [only] => format!("NO: {}", only.error.clone().unwrap_or_default()),
-            _ => format!("{}/{}", passed.len(), runs.len()),
+            _ => format!("{}/{}", runs.iter().filter(|l| l.ok).count(), runs.len()),
         };
         let rates = runs.iter().map(|l| l.phases.len()).max().unwrap_or(0);
         if rates == 0 {
@@ -236,15 +240,13 @@ fn latency_table(out: &mut String, r: &BenchReport) {
                 first.guarantee
             );
         }
-        // A single run shows its figures whether it passed or not; repetitions show the
-        // spread of those that passed.
-        let counted: &[&LatencyResult] = if runs.len() == 1 { runs } else { &passed };
         for i in 0..rates {
             let Some(phase) = runs.iter().find_map(|l| l.phases.get(i)) else {
                 continue;
             };
+            let phases: Vec<&LatencyPhase> = counted.iter().filter_map(|l| l.phases.get(i)).collect();
             let over = |figure: fn(&LatencyPhase) -> Option<f64>| {
-                let values: Vec<f64> = counted.iter().filter_map(|l| figure(l.phases.get(i)?)).collect();
+                let values: Vec<f64> = phases.iter().filter_map(|p| figure(p)).collect();
                 spread_cell(stats::spread(&values), 0)
             };
             let share = phase
@@ -262,69 +264,52 @@ fn latency_table(out: &mut String, r: &BenchReport) {
                 over(|p| p.p999_ms),
                 over(|p| p.max_ms)
             );
+            if let Some(parts) = phase_medians(&phases) {
+                let what = if phases.len() > 1 {
+                    format!(
+                        "median over {} repetitions of the mean ms per phase over each window",
+                        phases.len()
+                    )
+                } else {
+                    "mean ms per phase over the window".to_string()
+                };
+                let _ = writeln!(
+                    breakdown,
+                    "- {} {} at {} orders/s, {what}: {parts}",
+                    first.system.name(),
+                    first.guarantee,
+                    phase.rate_per_s
+                );
+            }
         }
     }
     out.push('\n');
-    let mut broken_down = false;
-    for runs in &groups {
-        let first = runs[0];
-        let counted: Vec<&LatencyResult> = runs.iter().copied().filter(|l| l.ok || runs.len() == 1).collect();
-        let rates = runs.iter().map(|l| l.phases.len()).max().unwrap_or(0);
-        for i in 0..rates {
-            let Some(phase) = runs.iter().find_map(|l| l.phases.get(i)) else {
-                continue;
-            };
-            // Each phase's median over the repetitions (its mean over each window).
-            let mut names: Vec<&str> = Vec::new();
-            for l in &counted {
-                for (name, _) in l.phases.get(i).map_or(&[][..], |p| &p.breakdown_ms[..]) {
-                    if !names.contains(&name.as_str()) {
-                        names.push(name);
-                    }
-                }
-            }
-            if names.is_empty() {
-                continue;
-            }
-            broken_down = true;
-            let parts: Vec<String> = names
-                .iter()
-                .map(|name| {
-                    let values: Vec<f64> = counted
-                        .iter()
-                        .filter_map(|l| {
-                            l.phases
-                                .get(i)?
-                                .breakdown_ms
-                                .iter()
-                                .find(|(n, _)| n == name)
-                                .map(|(_, ms)| *ms)
-                        })
-                        .collect();
-                    format!("{name} {}", num(stats::median(&values), 1))
-                })
-                .collect();
-            let what = if counted.len() > 1 {
-                format!(
-                    "median over {} repetitions of the mean ms per phase over each window",
-                    counted.len()
-                )
-            } else {
-                "mean ms per phase over the window".to_string()
-            };
-            let _ = writeln!(
-                out,
-                "- {} {} at {} orders/s, {what}: {}",
-                first.system.name(),
-                first.guarantee,
-                phase.rate_per_s,
-                parts.join(", ")
-            );
-        }
-    }
-    if broken_down {
+    if !breakdown.is_empty() {
+        out.push_str(&breakdown);
         out.push('\n');
     }
+}
+
+/// Each phase of the breakdown (`name median`, in the order first seen) over `phases`, the
+/// same rate's figures of several repetitions; `None` when none was broken down.
+fn phase_medians(phases: &[&LatencyPhase]) -> Option<String> {
+    let mut names: Vec<&str> = Vec::new();
+    for (name, _) in phases.iter().flat_map(|p| &p.breakdown_ms) {
+        if !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    let parts: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let values: Vec<f64> = phases
+                .iter()
+                .filter_map(|p| p.breakdown_ms.iter().find(|(n, _)| n == name).map(|(_, ms)| *ms))
+                .collect();
+            format!("{name} {}", num(stats::median(&values), 1))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// The latency runs grouped by system and guarantee, in the order they first ran.
