@@ -84,6 +84,8 @@ async fn two_threads_per_replica_share_the_tasks_scale_and_fail_without_deciding
     scenario.orders(USERS, 1_500);
     let a = replica(&scenario, "a", &[]);
     let alone = spread_over(&group, &leader, &threads_of(&group, "a"));
+    // The group's view settles before the second thread's assign callback has run.
+    wait_until(WAIT, || assigned(&a) == 6.0);
     assert_eq!(assigned(&a), 6.0, "the replica's gauge sums its threads'");
     assert_eq!(
         a.metric("creditstream_stream_thread_state{thread=\"stream-thread-1\"}"),
