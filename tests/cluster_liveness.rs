@@ -436,8 +436,17 @@ fn rolling_restart(cluster: &Cluster, watch: &Watch, findings: &mut Findings) {
     eprintln!("liveness: rolling restart");
     let from = Instant::now();
     for broker in cluster.brokers() {
+        // When each step began and ended, to read the replicas' logs against.
+        let stopping = Instant::now();
         cluster.stop(broker);
+        let starting = Instant::now();
         cluster.start(broker);
+        eprintln!(
+            "liveness: rolling restart: broker {broker} SIGTERM at {}, exited by {}, answering again at {}",
+            utc_time_of(stopping),
+            utc_time_of(starting),
+            utc_time_of(Instant::now())
+        );
         if cluster.wait_isr_full(ISR_FULL_WITHIN).is_none() {
             findings
                 .0

@@ -357,6 +357,9 @@ impl Drop for Running {
 }
 
 /// Starts `creditstream <subcommand>` with the given config overrides (CREDITSTREAM__ keys).
+/// It logs at `info`, or as `CREDITSTREAM_TEST_PROCESS_LOG` says (an `EnvFilter`, e.g.
+/// `info,librdkafka=debug` with librdkafka's `debug` and `log_level` set through
+/// `CREDITSTREAM__KAFKA__CLIENT__...`).
 pub fn spawn(subcommand: &str, env: &[(String, String)], metrics_port: u16, log: &Path) -> Running {
     let log_file = std::fs::File::create(log).expect("log file");
     let err_file = log_file.try_clone().expect("log file");
@@ -366,7 +369,10 @@ pub fn spawn(subcommand: &str, env: &[(String, String)], metrics_port: u16, log:
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(err_file)
-        .env("RUST_LOG", "info");
+        .env(
+            "RUST_LOG",
+            std::env::var("CREDITSTREAM_TEST_PROCESS_LOG").unwrap_or_else(|_| "info".into()),
+        );
     for (k, v) in env {
         command.env(k, v);
     }
