@@ -63,6 +63,7 @@ pub mod standby_placement;
 pub mod state_updater;
 pub mod stream_thread;
 pub mod task;
+mod task_handover;
 pub mod task_manager;
 pub mod thread_metrics;
 pub mod updater_standbys;

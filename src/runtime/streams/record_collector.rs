@@ -5,9 +5,7 @@
 //! Invariants:
 //! - Under `exactly_once_v2` every record goes into the open transaction; a transaction
 //!   commits only if every one of its records was delivered.
-//! - A dead letter always fits on its topic: a key or value too large to carry as it is
-//!   is cut to a bounded size, and headers say so and give the original size. One bad
-//!   record therefore never fails a commit, and never stops the partition behind it.
+//! - A dead letter always fits on its topic (`runtime::dead_letter` cuts it).
 //! - A producer whose commit or abort did not answer is never used again (librdkafka
 //!   lacks KIP-890, so a late answer could apply to a later transaction).
 //! - No transactional call holds the stream thread past its deadline (`bounded_call`):
@@ -20,11 +18,11 @@ use super::faults::Faults;
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::runtime::{activity, client, dead_letter};
 use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
-use crate::topology::output::{OutputRecord, Provenance};
+use crate::topology::output::OutputRecord;
 use crate::topology::store::StoreChange;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
+use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::HashMap;
@@ -44,11 +42,6 @@ const TRANSACTION_CALL: Duration = Duration::from_secs(5);
 /// an unrelated broker's state change), which only a new producer escapes; and giving it up
 /// costs no restore, since the transaction was never asked to commit.
 const SEND_OFFSETS_CALL: Duration = Duration::from_secs(2);
-/// Largest key plus value a dead letter carries; the rest is cut (librdkafka's default
-/// `message.max.bytes` is 1 000 000, and headers need room too).
-pub const DEAD_LETTER_MAX_BYTES: usize = 256 * 1024;
-/// Largest `error.detail` header.
-const DETAIL_MAX_BYTES: usize = 1024;
 
 /// Follows delivery reports: the failure that tells most about the open transaction (a
 /// fatal one, such as an authorization error, over the first retriable one), and the
@@ -149,26 +142,6 @@ fn unknown_outcome(overdue: Overdue) -> StreamsError {
     }
 }
 
-/// `bytes` cut to `max` bytes, and whether it was cut.
-fn bounded(bytes: Option<&[u8]>, max: usize) -> (Option<&[u8]>, bool) {
-    match bytes {
-        Some(b) if b.len() > max => (Some(&b[..max]), true),
-        other => (other, false),
-    }
-}
-
-/// `text` cut to at most `max` bytes, on a character boundary.
-fn bounded_text(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 impl RecordCollector {
     pub fn new(
         kafka: &KafkaConfig,
@@ -233,7 +206,8 @@ impl RecordCollector {
         let (key, value, headers) = match &output.provenance {
             None => (output.key.as_deref(), output.value.as_deref(), None),
             Some(provenance) => {
-                let (key, value, headers) = self.dead_letter(output, provenance);
+                let source = self.def.input_name(provenance.source);
+                let (key, value, headers) = dead_letter::bounded_letter(output, provenance, source);
                 (key, value, Some(headers))
             }
         };
@@ -251,49 +225,6 @@ impl RecordCollector {
             record = record.payload(value);
         }
         Ok(client::send_waiting(&self.producer, record)?)
-    }
-
-    /// A dead letter's key and value, cut to [`DEAD_LETTER_MAX_BYTES`] together, and its
-    /// headers: where it came from, why, and the original sizes of what was cut.
-    fn dead_letter<'a>(
-        &self,
-        output: &'a OutputRecord,
-        provenance: &Provenance,
-    ) -> (Option<&'a [u8]>, Option<&'a [u8]>, OwnedHeaders) {
-        let source = self.def.input_name(provenance.source);
-        let (key, key_cut) = bounded(output.key.as_deref(), DEAD_LETTER_MAX_BYTES / 4);
-        let (value, value_cut) = bounded(
-            output.value.as_deref(),
-            DEAD_LETTER_MAX_BYTES - key.map_or(0, <[u8]>::len),
-        );
-        let mut headers = dead_letter::headers(
-            source,
-            i64::from(provenance.meta.partition),
-            provenance.meta.offset,
-            provenance.reason,
-            bounded_text(&provenance.detail, DETAIL_MAX_BYTES),
-        );
-        for (cut, name, original) in [
-            (key_cut, "error.key.bytes", &output.key),
-            (value_cut, "error.value.bytes", &output.value),
-        ] {
-            if cut {
-                let len = original.as_ref().map_or(0, Vec::len).to_string();
-                headers = headers.insert(Header {
-                    key: name,
-                    value: Some(len.as_str()),
-                });
-            }
-        }
-        if key_cut || value_cut {
-            warn!(
-                source,
-                partition = provenance.meta.partition,
-                offset = provenance.meta.offset,
-                "dead letter too large to carry whole; sent cut, with its original size in headers"
-            );
-        }
-        (key, value, headers)
     }
 
     /// Sends one store change to `partition` of the changelog (`None` is a tombstone).
@@ -474,18 +405,4 @@ pub enum Abandoned {
     /// The producer was replaced: what the broker made of the open work is its own to say
     /// (it may have committed it), so local state must be rebuilt from what is committed.
     Replaced,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bounds_cut_bytes_and_text_on_a_character_boundary() {
-        assert_eq!(bounded(Some(b"abcdef"), 4), (Some(&b"abcd"[..]), true));
-        assert_eq!(bounded(Some(b"ab"), 4), (Some(&b"ab"[..]), false));
-        assert_eq!(bounded(None, 4), (None, false));
-        assert_eq!(bounded_text("aé", 2), "a");
-        assert_eq!(bounded_text("abc", 5), "abc");
-    }
 }
