@@ -25,18 +25,16 @@ pub const SOCKET_TIMEOUT_MS: &str = "10000";
 /// tried again at least every second (librdkafka backs off to 10 s, so a client whose
 /// partition leader came back from a restart kept away from it for up to 10 s more: stalled
 /// changelog reads and restores in a rolling restart), and a request unanswered for
-/// [`SOCKET_TIMEOUT_MS`] fails. The user's properties may also raise `log_level`.
+/// [`SOCKET_TIMEOUT_MS`] fails.
 pub fn base(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("reconnect.backoff.max.ms", "1000");
     config.set("socket.timeout.ms", SOCKET_TIMEOUT_MS);
-    // Warnings and worse; a user who sets `debug` (librdkafka's debug contexts) sets
-    // `log_level = "7"` beside it to see them.
-    config.set("log_level", "4");
     for (key, value) in &kafka.client {
         config.set(key, value);
     }
     config.set("bootstrap.servers", &kafka.bootstrap_servers);
+    config.set("log_level", "4");
     config
 }
 

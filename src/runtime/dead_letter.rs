@@ -2,9 +2,10 @@
 //! every one carries (where the record came from and why it could not be processed), and
 //! the cut that makes a letter fit on its topic.
 //!
-//! Invariant: a dead letter always fits on its topic. A key or value too large to carry as
-//! it is goes cut to [`DEAD_LETTER_MAX_BYTES`] together, and headers give the original
-//! sizes; one bad record therefore never fails a commit, nor stops the partition behind it.
+//! Invariant: a dead letter always fits on its topic. Its key is cut to a quarter of
+//! [`DEAD_LETTER_MAX_BYTES`] (64 KiB), its value to the rest of it, and headers give the
+//! original sizes; one bad record therefore never fails a commit, nor stops the partition
+//! behind it.
 
 use crate::topology::output::{OutputRecord, Provenance};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -37,7 +38,7 @@ pub fn headers(source_topic: &str, partition: i64, offset: i64, reason: &str, de
 }
 
 /// The key and value of the dead letter `output` (read from input topic `source`), cut to
-/// [`DEAD_LETTER_MAX_BYTES`] together, and its headers: where it came from, why, and the
+/// [`DEAD_LETTER_MAX_BYTES`] together (the key to a quarter of it), and its headers: where it came from, why, and the
 /// original sizes of what was cut.
 pub fn bounded_letter<'a>(
     output: &'a OutputRecord,

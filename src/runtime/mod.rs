@@ -9,7 +9,8 @@
 //! - [`admin`]: creates and verifies the topology's topics.
 //! - [`error_codes`]: the one table of Kafka error codes (the ingest, runtime and sink each
 //!   decide from its classes).
-//! - [`dead_letter`], [`lag`]: dead-letter headers and consumer lag, shared by the loops.
+//! - [`dead_letter`], [`lag`]: dead letters (headers, the cut that makes one fit) and
+//!   consumer lag, shared by the loops.
 //! - [`rocks_store`]: a task's RocksDB store behind the topology's `KeyValueStore`.
 //! - [`store_lock`]: a store directory open in one stream thread of the process at a time.
 //! - [`store_reader`]: read-only views of a partition's state (`creditstream state`).

@@ -5,7 +5,8 @@
 //! - [`replica`]: the replica's stream threads (`processor.num_stream_threads`), each its
 //!   own member of the group; one that fails stops them all.
 //! - [`stream_thread`]: the poll loop; joins the group, feeds tasks, drives commits.
-//! - [`task_manager`]: the tasks and their incremental assignment;
+//! - [`task_manager`]: the tasks of a stream thread; `task_handover`: how they come and
+//!   go (assign, revoke, a restored store starting its task);
 //!   [`commit`]: their work committed as one transaction; [`recovery`]: what a failure
 //!   of the open work leads to; `housekeeping`: the input watch and store metrics.
 //! - [`task`]: one partition: its store, buffered input, positions, and the wait for an

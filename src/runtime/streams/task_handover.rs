@@ -4,8 +4,10 @@
 //! stores back, and a restored store starts its task from the committed offsets.
 //!
 //! Invariant: every assigned partition has a task (running or restoring) before the
-//! assign callback can fail, and a task that goes resumes its inputs first (librdkafka
-//! would keep a pause into a later assignment).
+//! assign callback can fail, except when the assignment itself is not one of the
+//! topology's tasks (then the partitions are assigned, as librdkafka requires, and the
+//! replica stops); and a task that goes resumes its inputs first (librdkafka would keep a
+//! pause into a later assignment).
 
 use super::assignment;
 use super::error::StreamsError;
