@@ -38,8 +38,8 @@ pub fn headers(source_topic: &str, partition: i64, offset: i64, reason: &str, de
 }
 
 /// The key and value of the dead letter `output` (read from input topic `source`), cut to
-/// [`DEAD_LETTER_MAX_BYTES`] together (the key to a quarter of it), and its headers: where it came from, why, and the
-/// original sizes of what was cut.
+/// [`DEAD_LETTER_MAX_BYTES`] together (the key to a quarter of it), and its headers: where
+/// it came from, why, and the original sizes of what was cut.
 pub fn bounded_letter<'a>(
     output: &'a OutputRecord,
     provenance: &Provenance,

@@ -358,8 +358,8 @@ impl Drop for Running {
 
 /// Starts `creditstream <subcommand>` with the given config overrides (CREDITSTREAM__ keys).
 /// It logs at `info`, or as `CREDITSTREAM_TEST_PROCESS_LOG` says (an `EnvFilter`, e.g.
-/// `info,librdkafka=debug` with librdkafka's `debug` and `log_level` set through
-/// `CREDITSTREAM__KAFKA__CLIENT__...`).
+/// `info,librdkafka=debug` beside `CREDITSTREAM__KAFKA__CLIENT__DEBUG=eos,broker`, which
+/// turns librdkafka's debug contexts on).
 pub fn spawn(subcommand: &str, env: &[(String, String)], metrics_port: u16, log: &Path) -> Running {
     let log_file = std::fs::File::create(log).expect("log file");
     let err_file = log_file.try_clone().expect("log file");
