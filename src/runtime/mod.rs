@@ -12,6 +12,7 @@
 //! - [`dead_letter`], [`lag`]: dead letters (headers, the cut that makes one fit) and
 //!   consumer lag, shared by the loops.
 //! - [`rocks_store`]: a task's RocksDB store behind the topology's `KeyValueStore`.
+//! - [`store_writer`]: writes committed work into the stores off the stream thread.
 //! - [`store_lock`]: a store directory open in one stream thread of the process at a time.
 //! - [`store_reader`]: read-only views of a partition's state (`creditstream state`).
 //! - [`streams`]: the processor runtime: stream thread, tasks, restore, transactions.
@@ -30,5 +31,6 @@ pub mod lag;
 pub mod rocks_store;
 pub mod store_lock;
 pub mod store_reader;
+pub mod store_writer;
 pub mod streams;
 pub mod topic_reader;

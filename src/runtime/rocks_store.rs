@@ -2,16 +2,20 @@
 //!
 //! Writes made while processing stay in an in-memory overlay until the task's commit has
 //! succeeded on Kafka; only then are they written to RocksDB, in one atomic `WriteBatch`
-//! together with the changelog offset they correspond to (the checkpoint).
+//! together with the changelog offset they correspond to (the checkpoint), by the
+//! replica's [`StoreWriter`] while the stream thread goes on; reads see the overlay, then
+//! the layer being written, then RocksDB.
 //! Invariant: the local store is never ahead of the committed changelog; it may be behind
 //! (a crash between the Kafka commit and the local write), and restore from the checkpoint
 //! closes that gap.
 
 use crate::runtime::store_lock::StoreLock;
+use crate::runtime::store_writer::{Layer, PendingWrite, StoreWriter};
 use crate::topology::store::{scan_start, Entries, KeyValueStore, StoreError};
 use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, DB};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where the next changelog offset to restore from is kept (outside every data prefix).
 pub const CHECKPOINT_KEY: &[u8] = b"\x00meta/changelog-next-offset";
@@ -19,11 +23,13 @@ pub const CHECKPOINT_KEY: &[u8] = b"\x00meta/changelog-next-offset";
 /// changelog too, so the next owner knows whose open transaction may hold it up.
 pub const OWNER_KEY: &[u8] = b"\x00meta/owner";
 
-/// Memory shared by every store of one replica: one block cache, one write-buffer budget.
+/// What every store of one replica shares: one block cache, one write-buffer budget, one
+/// writer thread.
 #[derive(Clone)]
 pub struct StoreResources {
     cache: Cache,
     write_buffers: WriteBufferManager,
+    writer: StoreWriter,
 }
 
 impl StoreResources {
@@ -31,7 +37,11 @@ impl StoreResources {
         let cache = Cache::new_lru_cache(block_cache_mb << 20);
         let write_buffers =
             WriteBufferManager::new_write_buffer_manager_with_cache(write_buffer_mb << 20, false, cache.clone());
-        Self { cache, write_buffers }
+        Self {
+            cache,
+            write_buffers,
+            writer: StoreWriter::start(),
+        }
     }
 }
 
@@ -40,11 +50,15 @@ fn store_error(e: impl std::fmt::Display) -> StoreError {
 }
 
 pub struct RocksStore {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
     /// Uncommitted writes of the current transaction; `None` is a delete.
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Declared after `db`, so it is released only once the database closed.
+    overlay: Layer,
+    writer: StoreWriter,
+    /// The last commit's writes, until they are in RocksDB. Declared after `db`: dropping
+    /// it waits for the writer, which holds the database until then.
+    writing: Option<PendingWrite>,
+    /// Declared after `db` and `writing`, so it is released only once the database closed.
     _lock: StoreLock,
 }
 
@@ -65,7 +79,9 @@ impl RocksStore {
     }
 
     /// Deletes the store's contents and opens it again empty, without letting go of it.
-    pub fn wipe(self, resources: &StoreResources) -> Result<Self, StoreError> {
+    pub fn wipe(mut self, resources: &StoreResources) -> Result<Self, StoreError> {
+        // Its contents go anyway; what matters is that the writer let go of the database.
+        let _ = self.settle();
         let RocksStore { db, path, _lock, .. } = self;
         drop(db);
         Self::destroy(&path)?;
@@ -85,9 +101,11 @@ impl RocksStore {
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let db = DB::open(&options, path).map_err(store_error)?;
         Ok(Self {
-            db,
+            db: Arc::new(db),
             path: path.to_path_buf(),
             overlay: BTreeMap::new(),
+            writer: resources.writer.clone(),
+            writing: None,
             _lock: lock,
         })
     }
@@ -111,7 +129,7 @@ impl RocksStore {
 
     /// The changelog offset restore continues from, if this store was ever written.
     pub fn checkpoint(&self) -> Result<Option<i64>, StoreError> {
-        match self.db.get(CHECKPOINT_KEY).map_err(store_error)? {
+        match self.committed(CHECKPOINT_KEY)? {
             None => Ok(None),
             Some(bytes) => {
                 let array: [u8; 8] = bytes
@@ -125,7 +143,7 @@ impl RocksStore {
 
     /// The owner recorded by the last committed claim of the task ([`OWNER_KEY`]).
     pub fn owner(&self) -> Result<Option<String>, StoreError> {
-        let value = self.db.get(OWNER_KEY).map_err(store_error)?;
+        let value = self.committed(OWNER_KEY)?;
         Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
@@ -133,19 +151,40 @@ impl RocksStore {
         !self.overlay.is_empty()
     }
 
-    /// Writes the overlay and the new checkpoint atomically (after the Kafka commit).
+    /// Hands the overlay and the new checkpoint to the writer, to be written atomically
+    /// (after the Kafka commit). Waits for the previous commit's write first, and returns
+    /// its error if it failed.
     pub fn commit(&mut self, next_changelog_offset: Option<i64>) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        for (key, value) in std::mem::take(&mut self.overlay) {
-            match value {
-                Some(v) => batch.put(key, v),
-                None => batch.delete(key),
-            }
-        }
+        self.settle()?;
+        let mut layer = std::mem::take(&mut self.overlay);
         if let Some(offset) = next_changelog_offset {
-            batch.put(CHECKPOINT_KEY, offset.to_be_bytes());
+            layer.insert(CHECKPOINT_KEY.to_vec(), Some(offset.to_be_bytes().to_vec()));
         }
-        self.db.write(batch).map_err(store_error)
+        if !layer.is_empty() {
+            self.writing = Some(self.writer.write(self.db.clone(), layer));
+        }
+        Ok(())
+    }
+
+    /// Waits until the last commit's writes are in RocksDB.
+    pub fn settle(&mut self) -> Result<(), StoreError> {
+        match self.writing.take() {
+            Some(pending) => pending.wait(),
+            None => Ok(()),
+        }
+    }
+
+    /// A committed value: the layer being written, then RocksDB (never the overlay).
+    fn committed(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self
+            .writing
+            .as_ref()
+            .and_then(PendingWrite::unwritten)
+            .and_then(|l| l.get(key))
+        {
+            Some(value) => Ok(value.clone()),
+            None => self.db.get(key).map_err(store_error),
+        }
     }
 
     /// Forgets the overlay (after an aborted transaction).
@@ -159,6 +198,7 @@ impl RocksStore {
         records: &[(Vec<u8>, Option<Vec<u8>>)],
         next_offset: i64,
     ) -> Result<(), StoreError> {
+        self.settle()?;
         let mut batch = WriteBatch::default();
         for (key, value) in records {
             match value {
@@ -198,7 +238,7 @@ impl KeyValueStore for RocksStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.overlay.get(key) {
             Some(pending) => Ok(pending.clone()),
-            None => self.db.get(key).map_err(store_error),
+            None => self.committed(key),
         }
     }
 
@@ -213,13 +253,17 @@ impl KeyValueStore for RocksStore {
     }
 
     /// Pages RocksDB's entries and the overlay together: up to `limit` keys are read from
-    /// RocksDB, the overlay's writes up to the last of them are laid over, and if the
-    /// overlay's deletes left the page short, the next page follows.
+    /// RocksDB, the writes of the layer being written and then of the overlay up to the
+    /// last of them are laid over, and if their deletes left the page short, the next page
+    /// follows.
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError> {
         let mut out: Entries = Vec::new();
         let mut cursor: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
         loop {
             let start = scan_start(prefix, cursor.as_deref()).to_vec();
+            // Looked at before RocksDB is read: a layer that lands in between is then laid
+            // over values it already holds, never missed.
+            let writing = self.writing.as_ref().and_then(PendingWrite::unwritten);
             let mut page: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
             for item in self.db.iterator(IteratorMode::From(&start, Direction::Forward)) {
                 let (key, value) = item.map_err(store_error)?;
@@ -236,16 +280,17 @@ impl KeyValueStore for RocksStore {
             } else {
                 page.keys().next_back().cloned()
             };
-            let pending = self
-                .overlay
-                .range(start.clone()..)
-                .skip_while(|(k, _)| Some(k.as_slice()) == cursor.as_deref())
-                .take_while(|(k, _)| k.starts_with(prefix) && upper.as_ref().is_none_or(|u| *k <= u));
-            for (key, value) in pending {
-                match value {
-                    Some(v) => page.insert(key.clone(), v.clone()),
-                    None => page.remove(key),
-                };
+            for layer in writing.into_iter().chain([&self.overlay]) {
+                let pending = layer
+                    .range(start.clone()..)
+                    .skip_while(|(k, _)| Some(k.as_slice()) == cursor.as_deref())
+                    .take_while(|(k, _)| k.starts_with(prefix) && upper.as_ref().is_none_or(|u| *k <= u));
+                for (key, value) in pending {
+                    match value {
+                        Some(v) => page.insert(key.clone(), v.clone()),
+                        None => page.remove(key),
+                    };
+                }
             }
             out.extend(page.into_iter().take(limit - out.len()));
             if out.len() >= limit || upper.is_none() {
@@ -273,6 +318,51 @@ mod tests {
         let reopened = RocksStore::open(&path, &resources).unwrap();
         assert_eq!(reopened.checkpoint().unwrap(), None);
         assert_eq!(reopened.get(b"u1").unwrap(), None);
+    }
+
+    #[test]
+    fn a_commit_is_read_back_before_its_write_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, held) = StoreWriter::held();
+        let resources = StoreResources {
+            writer,
+            ..StoreResources::new(8, 8)
+        };
+        let mut store = RocksStore::open(dir.path(), &resources).unwrap();
+        // Dropped before the store, so a failed assertion does not leave it waiting.
+        struct Release<'a>(&'a crate::runtime::store_writer::HeldJobs);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.release();
+            }
+        }
+        let _release = Release(&held);
+        store.put(b"u1", b"a".to_vec()).unwrap();
+        store.put(b"u2", b"b".to_vec()).unwrap();
+        store.commit(Some(7)).unwrap();
+        assert_eq!(store.db.get(b"u1").unwrap(), None, "the write has not landed");
+        assert_eq!(store.get(b"u1").unwrap(), Some(b"a".to_vec()));
+        assert_eq!(store.checkpoint().unwrap(), Some(7));
+        store.delete(b"u2").unwrap();
+        store.put(b"u3", b"c".to_vec()).unwrap();
+        let keys: Vec<_> = store.scan_prefix(b"u").unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![b"u1".to_vec(), b"u3".to_vec()]);
+        store.rollback();
+        assert_eq!(
+            store.get(b"u2").unwrap(),
+            Some(b"b".to_vec()),
+            "a rollback keeps what committed"
+        );
+
+        held.release();
+        assert_eq!(store.db.get(b"u1").unwrap(), Some(b"a".to_vec()));
+        assert_eq!(store.checkpoint().unwrap(), Some(7));
+        store.put(b"u4", b"d".to_vec()).unwrap();
+        store.commit(Some(9)).unwrap();
+        held.release();
+        store.settle().unwrap();
+        assert_eq!(store.checkpoint().unwrap(), Some(9));
+        assert_eq!(store.get(b"u4").unwrap(), Some(b"d".to_vec()));
     }
 
     #[test]

@@ -38,6 +38,10 @@ fn rss_per_million(r: &RunResult) -> Option<f64> {
 fn commit_interval(r: &RunResult) -> Option<f64> {
     r.achieved_commit_interval_ms
 }
+/// creditstream's share of the window its stream thread spent committing, %.
+fn committing(r: &RunResult) -> Option<f64> {
+    r.commit_share.map(|s| s * 100.0)
+}
 fn records_per_s(r: &RunResult) -> Option<f64> {
     r.output_records_per_s
 }
@@ -156,16 +160,26 @@ fn throughput_table(out: &mut String, r: &BenchReport) {
         "#### Throughput and efficiency ({}-order backlogs; median (min–max) of the repetitions that passed)\n",
         r.orders
     );
-    out.push_str(
-        "| system | guarantee | cadence | replicas | passed | orders/s | commit every ms (achieved) | CPU s / M orders | peak RSS MiB | RSS MiB / M orders | output records/order | records/s | MB/s |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    // Reports from before the commit's share was read render as they did.
+    let shares = r.runs.iter().any(|x| x.commit_share.is_some());
+    let share_head = if shares { " committing % of the window |" } else { "" };
+    let _ = writeln!(
+        out,
+        "| system | guarantee | cadence | replicas | passed | orders/s | commit every ms (achieved) |{share_head} CPU s / M orders | peak RSS MiB | RSS MiB / M orders | output records/order | records/s | MB/s |\n\
+         |---|---|---|---|---|---|---|{}---|---|---|---|---|---|",
+        if shares { "---|" } else { "" }
     );
     for k in r.keys() {
         let all = r.of(k).count();
         let passed = r.of(k).filter(|x| x.ok).count();
+        let share = if shares {
+            format!(" {} |", spread_cell(r.spread(k, committing), 1))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {passed}/{all} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {passed}/{all} | {} | {} |{share} {} | {} | {} | {} | {} | {} |",
             k.system.name(),
             k.guarantee,
             k.cadence.label(),

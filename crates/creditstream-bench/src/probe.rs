@@ -97,6 +97,19 @@ pub fn phase_means(before: &[(&str, PhaseTotals)], after: &[(&str, PhaseTotals)]
     means
 }
 
+/// Seconds spent in every commit phase between two readings (all phases of the commit
+/// histogram, summed).
+pub fn commit_seconds(before: &[(&str, PhaseTotals)], after: &[(&str, PhaseTotals)]) -> f64 {
+    let commit = |readings: &[(&str, PhaseTotals)]| -> f64 {
+        readings
+            .iter()
+            .filter(|(metric, _)| metric.contains("commit"))
+            .flat_map(|(_, totals)| totals.values().map(|(sum, _)| *sum))
+            .sum()
+    };
+    (commit(after) - commit(before)).max(0.0)
+}
+
 /// User commands creditstream on `addr` has consumed so far.
 pub fn users_consumed(addr: SocketAddr) -> Result<f64, String> {
     let text = get(addr, "/metrics")?;

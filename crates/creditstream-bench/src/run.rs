@@ -146,11 +146,26 @@ pub struct RunResult {
     pub decisions_digest: Option<String>,
     /// Each replica's allowed cores.
     pub affinity: Vec<String>,
+    /// creditstream only (its first replica): the mean of each commit phase over the window,
+    /// ms, as `commit:flush` (absent in older reports).
+    #[serde(default)]
+    pub commit_phases_ms: Vec<(String, f64)>,
+    /// creditstream only: the share of the window its first replica's stream threads spent
+    /// committing (the commit phases' seconds over the window; absent in older reports).
+    #[serde(default)]
+    pub commit_share: Option<f64>,
 }
 
 /// Sum of every replica's commit counter.
 fn commits(system: System, probes: &[SocketAddr]) -> Result<u64, String> {
     probes.iter().map(|&addr| probe::commits(system, addr)).sum()
+}
+
+/// creditstream's phase histograms on its first replica; `None` for the other systems.
+fn phases(system: System, probes: &[SocketAddr]) -> Option<Vec<(&'static str, probe::PhaseTotals)>> {
+    (system == System::Creditstream)
+        .then(|| probes.first().and_then(|addr| probe::phases(*addr).ok()))
+        .flatten()
 }
 
 /// Waits for milestone `count` of the watcher; `None` if a replica exited or time ran out.
@@ -259,6 +274,8 @@ pub fn run_one(config: &Config, base: &TopologyDefinition, opts: &BenchOptions, 
         output_bytes_per_s: None,
         decisions_digest: None,
         affinity: Vec::new(),
+        commit_phases_ms: Vec::new(),
+        commit_share: None,
     };
     match measure(config, base, opts, spec, &workload, reference, &mut result) {
         Ok(()) => result.ok = true,
@@ -352,11 +369,20 @@ fn measure_on(
     drop(loader);
     let window = wait_for(&watcher, 1, &mut started.children, begun).and_then(|first| {
         let c0 = commits(spec.system, &started.probes);
+        let p0 = phases(spec.system, &started.probes);
         let u0 = started.children.usage();
         let m0 = children::machine_ticks();
         let last = wait_for(&watcher, spec.orders, &mut started.children, begun)?;
         let (c1, u1) = (commits(spec.system, &started.probes), started.children.usage());
         result.machine_cores_busy = machine_cores_busy(m0, children::machine_ticks());
+        if let (Some(p0), Some(p1)) = (p0, phases(spec.system, &started.probes)) {
+            result.commit_phases_ms = probe::phase_means(&p0, &p1)
+                .into_iter()
+                .filter(|(name, _)| name.starts_with("commit:"))
+                .collect();
+            let seconds = probe::commit_seconds(&p0, &p1);
+            result.commit_share = Some(seconds / last.duration_since(first).as_secs_f64().max(1e-3));
+        }
         Some((first, last, c0, u0, c1, u1))
     });
     result.affinity = started.children.affinities();
