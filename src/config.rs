@@ -98,6 +98,8 @@ pub struct ProcessorConfig {
     pub num_stream_threads: usize,
     pub session_timeout_ms: u64,
     pub transaction_timeout_ms: u64,
+    /// librdkafka linger of the stream threads' producers, ms (default 5).
+    pub linger_ms: u64,
     pub block_cache_mb: usize,
     pub write_buffer_mb: usize,
     pub metrics_listen: String,

@@ -22,7 +22,8 @@
 //! `scripts/chaos.sh --long`, which fails until each meets its bound: the coordinator kill
 //! did in the last runs (4.8-11.2 s), the frozen broker in eleven runs of twelve (10.6-12.1 s;
 //! once 20.1 s, the transaction coordinator's abort waiting on the frozen broker), the
-//! rolling restart does not (8.5-15.4 s); see benches/results/liveness/README.md.
+//! rolling restart does not (4.5-17.4 s, once within its bound); see
+//! benches/results/liveness/README.md.
 
 mod common;
 

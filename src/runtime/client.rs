@@ -57,8 +57,9 @@ pub fn transactional_producer(
     kafka: &KafkaConfig,
     transactional_id: &str,
     transaction_timeout_ms: u64,
+    linger_ms: u64,
 ) -> ClientConfig {
-    let mut config = producer(kafka, 5);
+    let mut config = producer(kafka, linger_ms);
     let message_timeout = transaction_timeout_ms.saturating_sub(2_000).max(5_000);
     config
         .set("transactional.id", transactional_id)

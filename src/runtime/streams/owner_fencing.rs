@@ -87,8 +87,11 @@ impl Updater {
     pub(super) fn fence(&self, partition: u32, owner: &str, why: &str) {
         info!(partition, owner, why, "fencing the task's previous owner");
         let _call = activity::enter("fence_previous_owner");
-        let created = client::transactional_producer(&self.config.kafka, owner, self.config.transaction_timeout_ms)
-            .create::<BaseProducer>();
+        // It only initialises (it sends no records), so its linger does not matter.
+        let linger_ms = 0;
+        let created =
+            client::transactional_producer(&self.config.kafka, owner, self.config.transaction_timeout_ms, linger_ms)
+                .create::<BaseProducer>();
         match created.and_then(|producer| producer.init_transactions(CALL_TIMEOUT)) {
             Ok(()) => info!(partition, owner, "previous owner fenced"),
             Err(error) => warn!(partition, owner, %error, "cannot fence the previous owner"),

@@ -102,6 +102,7 @@ pub struct RecordCollector {
     kafka: KafkaConfig,
     transactional_id: String,
     transaction_timeout_ms: u64,
+    linger_ms: u64,
 }
 
 fn new_producer(
@@ -110,6 +111,7 @@ fn new_producer(
     exactly_once: bool,
     transactional_id: &str,
     transaction_timeout_ms: u64,
+    linger_ms: u64,
     calls: &mut BoundedCalls,
 ) -> Result<Shared, StreamsError> {
     let tracker = DeliveryTracker {
@@ -118,9 +120,9 @@ fn new_producer(
         changelog_offsets: Mutex::new(HashMap::new()),
     };
     let config = if exactly_once {
-        client::transactional_producer(kafka, transactional_id, transaction_timeout_ms)
+        client::transactional_producer(kafka, transactional_id, transaction_timeout_ms, linger_ms)
     } else {
-        client::producer(kafka, 5)
+        client::producer(kafka, linger_ms)
     };
     let producer: Shared = Arc::new(config.create_with_context(tracker)?);
     if exactly_once {
@@ -157,6 +159,7 @@ impl RecordCollector {
             exactly_once,
             transactional_id,
             cfg.transaction_timeout_ms,
+            cfg.linger_ms,
             &mut calls,
         )?;
         Ok(Self {
@@ -169,6 +172,7 @@ impl RecordCollector {
             kafka: kafka.clone(),
             transactional_id: transactional_id.to_string(),
             transaction_timeout_ms: cfg.transaction_timeout_ms,
+            linger_ms: cfg.linger_ms,
         })
     }
 
@@ -390,6 +394,7 @@ impl RecordCollector {
             true,
             &self.transactional_id,
             self.transaction_timeout_ms,
+            self.linger_ms,
             &mut self.calls,
         )?;
         self.stale = false;

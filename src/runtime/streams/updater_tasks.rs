@@ -191,8 +191,17 @@ impl Updater {
             self.close(partition);
             self.fail(partition, error.into());
         }
+        // A broker that cannot answer is asked once a round: every partition after the first
+        // that failed is looked at again with it (after `LOOK_AGAIN_AFTER`), so a round, and a
+        // stop waiting for it, is bounded by one call's timeout, not one per partition.
+        let mut unanswered = false;
         for (partition, position, active) in standing_still {
-            let why = self.why_standing_still(partition, position);
+            let why = if unanswered {
+                None
+            } else {
+                self.why_standing_still(partition, position)
+            };
+            unanswered |= why.is_none();
             let Some(entry) = self.entries.get_mut(&partition) else {
                 continue;
             };
@@ -337,9 +346,11 @@ impl Updater {
             let (low, high) = match self.reader.watermarks(partition, CALL_TIMEOUT) {
                 Ok(marks) => marks,
                 Err(error) => {
+                    // The others are looked at next round too: a broker that cannot answer
+                    // one partition now would make each of them wait out the timeout.
                     warn!(partition, %error, "cannot read the changelog's offsets; looking again");
                     self.out_of_range = true;
-                    continue;
+                    break;
                 }
             };
             let inside = self
