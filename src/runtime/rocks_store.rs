@@ -55,8 +55,9 @@ pub struct RocksStore {
     /// Uncommitted writes of the current transaction; `None` is a delete.
     overlay: Layer,
     writer: StoreWriter,
-    /// The last commit's writes, until they are in RocksDB. Declared after `db`: dropping
-    /// it waits for the writer, which holds the database until then.
+    /// The last commit's writes, until they are in RocksDB. Declared after `db` (fields drop
+    /// in declaration order): dropping it waits for the writer, which lets go of the
+    /// database before it answers, so the database closes before `_lock` is released.
     writing: Option<PendingWrite>,
     /// Declared after `db` and `writing`, so it is released only once the database closed.
     _lock: StoreLock,

@@ -7,7 +7,8 @@
 //! at most one layer in flight (it waits for the previous one before handing over the
 //! next), so writes land in commit order and the store is never ahead of the changelog. A
 //! failed write is never hidden: its layer stays readable and the error is returned by
-//! the store's next wait.
+//! the store's next wait (logged, when the store closes first; its checkpoint did not
+//! move, so the next owner restores that commit from the changelog).
 
 use crate::topology::store::StoreError;
 use rocksdb::{WriteBatch, DB};
@@ -164,8 +165,12 @@ impl PendingWrite {
 
 impl Drop for PendingWrite {
     /// A store closing waits for its last write, so its database is never closed under it.
+    /// A write that failed there is logged: the store's checkpoint stayed where it was, so
+    /// whoever opens it next restores the commit from the changelog.
     fn drop(&mut self) {
-        let _ = self.settle();
+        if let Err(error) = self.settle() {
+            tracing::error!(%error, "a committed write to a closing store failed; its next owner restores it");
+        }
     }
 }
 
@@ -180,9 +185,6 @@ mod tests {
         let writer = StoreWriter::start();
         let layer: Layer = [(b"k".to_vec(), Some(b"v".to_vec())), (b"gone".to_vec(), None)].into();
         let pending = writer.write(db.clone(), layer);
-        if let Some(layer) = pending.unwritten() {
-            assert_eq!(layer.get(&b"k"[..]), Some(&Some(b"v".to_vec())));
-        }
         pending.wait().unwrap();
         assert_eq!(db.get(b"k").unwrap(), Some(b"v".to_vec()));
     }

@@ -264,11 +264,13 @@ pub fn creditstream_settings(config: &Config, cadence: Cadence) -> CreditstreamS
         max_task_idle_ms: p.max_task_idle_ms,
         num_standby_replicas: p.num_standby_replicas,
         transaction_timeout_ms: p.transaction_timeout_ms,
-        clients: "producer: linger.ms=5, compression.type=lz4, batch.size=1000000 (librdkafka default), \
-                  acks=all, enable.idempotence=true, partitioner=murmur2_random; consumer: \
-                  fetch.wait.max.ms=50, up to 5000 records per poll batch; RocksDB: lz4, bloom filter \
-                  10 bits, index and filter blocks in the block cache, write buffers charged to it"
-            .into(),
+        clients: format!(
+            "producer: linger.ms={}, compression.type=lz4, batch.size=1000000 (librdkafka default), \
+             acks=all, enable.idempotence=true, partitioner=murmur2_random; consumer: \
+             fetch.wait.max.ms=50, up to 5000 records per poll batch; RocksDB: lz4, bloom filter \
+             10 bits, index and filter blocks in the block cache, write buffers charged to it",
+            p.linger_ms
+        ),
     }
 }
 

@@ -1,7 +1,8 @@
 //! How the task manager commits: the work of every running task in one Kafka
 //! transaction (outputs, changelog records, consumed offsets), then each task's store with
-//! the changelog offset it corresponds to; under at_least_once the outputs are awaited,
-//! the stores written and the offsets committed, in that order.
+//! the changelog offset it corresponds to (handed to the store writer); under
+//! at_least_once the outputs are awaited, the stores handed over and the offsets
+//! committed, in that order.
 //!
 //! Invariant: a store is written only after the transaction holding its changelog records
 //! committed, so it is never ahead of the committed changelog; metrics count only what
@@ -95,7 +96,9 @@ where
             task.commit_store(next)?;
         }
         observe_phase("stores", stores);
-        // At-least-once: the stores before the offsets, so a crash repeats work, never skips it.
+        // At-least-once: the stores before the offsets, so a crash repeats work, never skips it
+        // (a store write still in flight at a crash is replayed from the changelog, which
+        // holds every record: there is no checkpoint under at_least_once).
         if !exactly_once && offsets.count() > 0 {
             consumer.commit(&offsets, CommitMode::Sync)?;
         }

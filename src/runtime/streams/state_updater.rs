@@ -173,6 +173,9 @@ pub(super) struct Updater {
     pub(super) rate_since: Instant,
     /// A read fell outside its changelog partition's log; which one is looked up.
     pub(super) out_of_range: bool,
+    /// The partition whose broker call went unanswered last: the next round asks the
+    /// partitions after it first, so one that keeps failing does not starve the others.
+    pub(super) unanswered: Option<u32>,
     /// Partitions whose standby lag this updater reports.
     pub(super) lag_reported: BTreeSet<u32>,
     pub(super) faults: Faults,
@@ -203,6 +206,7 @@ impl Updater {
             applied_since: 0,
             rate_since: Instant::now(),
             out_of_range: false,
+            unanswered: None,
             lag_reported: BTreeSet::new(),
             faults: Faults::from_env(),
         }

@@ -191,9 +191,11 @@ impl Updater {
             self.close(partition);
             self.fail(partition, error.into());
         }
-        // A broker that cannot answer is asked once a round: every partition after the first
-        // that failed is looked at again with it (after `LOOK_AGAIN_AFTER`), so a round, and a
-        // stop waiting for it, is bounded by one call's timeout, not one per partition.
+        // A broker that cannot answer is asked once a round: the partitions after the first
+        // one that failed are looked at again with it (after `LOOK_AGAIN_AFTER`), so these
+        // checks wait at most one call's timeout a round, not one per partition. The next
+        // round starts after the partition that failed.
+        self.ask_after_unanswered(&mut standing_still, |&(partition, ..)| partition);
         let mut unanswered = false;
         for (partition, position, active) in standing_still {
             let why = if unanswered {
@@ -201,6 +203,9 @@ impl Updater {
             } else {
                 self.why_standing_still(partition, position)
             };
+            if why.is_none() && !unanswered {
+                self.unanswered = Some(partition);
+            }
             unanswered |= why.is_none();
             let Some(entry) = self.entries.get_mut(&partition) else {
                 continue;
@@ -333,6 +338,17 @@ impl Updater {
 }
 
 impl Updater {
+    /// Orders `items` (ascending by partition) to start after the partition whose call went
+    /// unanswered last; that one comes last.
+    fn ask_after_unanswered<T>(&self, items: &mut [T], partition: impl Fn(&T) -> u32) {
+        if let Some(last) = self.unanswered {
+            let first_after = items.partition_point(|item| partition(item) <= last);
+            items.rotate_left(first_after);
+        }
+    }
+}
+
+impl Updater {
     /// Opens again every partition whose position lies outside its log (records were deleted
     /// under the read, or the log's end fell below it). Its store's checkpoint is that
     /// position, so the open wipes it and reads from the changelog's start, as Kafka Streams
@@ -341,7 +357,8 @@ impl Updater {
     /// cannot be read now is looked at again next round.
     fn read_again_outside_the_log(&mut self) {
         self.out_of_range = false;
-        let partitions: Vec<u32> = self.entries.keys().copied().collect();
+        let mut partitions: Vec<u32> = self.entries.keys().copied().collect();
+        self.ask_after_unanswered(&mut partitions, |&p| p);
         for partition in partitions {
             let (low, high) = match self.reader.watermarks(partition, CALL_TIMEOUT) {
                 Ok(marks) => marks,
@@ -350,6 +367,7 @@ impl Updater {
                     // one partition now would make each of them wait out the timeout.
                     warn!(partition, %error, "cannot read the changelog's offsets; looking again");
                     self.out_of_range = true;
+                    self.unanswered = Some(partition);
                     break;
                 }
             };
