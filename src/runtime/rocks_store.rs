@@ -10,9 +10,9 @@
 //! closes that gap.
 
 use crate::runtime::store_lock::StoreLock;
-use crate::runtime::store_writer::{Layer, PendingWrite, StoreWriter};
+use crate::runtime::store_writer::{self, Layer, PendingWrite, StoreWriter};
 use crate::topology::store::{scan_start, Entries, KeyValueStore, StoreError};
-use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteBufferManager, DB};
+use rocksdb::{BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBufferManager, DB};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -200,13 +200,7 @@ impl RocksStore {
         next_offset: i64,
     ) -> Result<(), StoreError> {
         self.settle()?;
-        let mut batch = WriteBatch::default();
-        for (key, value) in records {
-            match value {
-                Some(v) => batch.put(key, v),
-                None => batch.delete(key),
-            }
-        }
+        let mut batch = store_writer::batch(records.iter().map(|(key, value)| (key, value)));
         batch.put(CHECKPOINT_KEY, next_offset.to_be_bytes());
         self.db.write(batch).map_err(store_error)
     }

@@ -90,6 +90,18 @@ impl StoreWriter {
     }
 }
 
+/// One `WriteBatch` of puts and deletes (`None`), in the order given.
+pub fn batch<'a>(writes: impl IntoIterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    for (key, value) in writes {
+        match value {
+            Some(v) => batch.put(key, v),
+            None => batch.delete(key),
+        }
+    }
+    batch
+}
+
 fn run(job: Job) {
     let (db, layer, written, done) = match job {
         Job::Write {
@@ -100,14 +112,7 @@ fn run(job: Job) {
         } => (db, layer, written, done),
         Job::Free(layer) => return drop(layer),
     };
-    let mut batch = WriteBatch::default();
-    for (key, value) in layer.iter() {
-        match value {
-            Some(v) => batch.put(key, v),
-            None => batch.delete(key),
-        }
-    }
-    let result = db.write(batch).map_err(|e| StoreError(e.to_string()));
+    let result = db.write(batch(layer.iter())).map_err(|e| StoreError(e.to_string()));
     // The store may close its database as soon as it hears back: let go of it first.
     drop(db);
     if result.is_ok() {
