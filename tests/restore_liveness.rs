@@ -6,6 +6,8 @@
 mod common;
 
 use common::{bootstrap, kafka, unique, wait_until};
+use creditstream::config::KafkaConfig;
+use creditstream::runtime::activity;
 use creditstream::runtime::rocks_store::{RocksStore, StoreResources};
 use creditstream::runtime::store_reader;
 use creditstream::runtime::streams::state_updater::{Command, Event, StateUpdater, UpdaterConfig};
@@ -21,8 +23,12 @@ use std::time::{Duration, Instant};
 const COMMITTED: usize = 20;
 
 fn updater(def: &TopologyDefinition, dir: &std::path::Path) -> StateUpdater {
+    updater_on(kafka(), def, dir)
+}
+
+fn updater_on(kafka: KafkaConfig, def: &TopologyDefinition, dir: &std::path::Path) -> StateUpdater {
     StateUpdater::start(UpdaterConfig {
-        kafka: kafka(),
+        kafka,
         changelog: def.store.changelog.clone(),
         store_root: dir.to_path_buf(),
         resources: StoreResources::new(8, 8),
@@ -130,6 +136,48 @@ async fn a_restore_whose_changelog_ends_in_an_aborted_transaction_completes_also
     let store = restored(&updater, 2, Duration::from_secs(20))
         .expect("the second restore completes once its position reaches the end, no data record needed");
     assert_eq!(store.checkpoint().expect("checkpoint"), Some(end));
+}
+
+/// A state updater asked to stop while its broker does not answer stops once the call it is
+/// in returns, not after one call per task it was asked for. (During a rolling restart a
+/// replica did not stop within 20 s of SIGTERM: its updater asked a broker that could not
+/// answer about each partition in turn, each call waiting out its 10 s timeout.) The silent
+/// broker is a listener that never accepts: connections complete in its backlog and no
+/// request is ever answered, as with a frozen broker.
+#[test]
+fn a_state_updater_asked_to_stop_does_not_first_ask_a_silent_broker_about_every_task() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a local port");
+    let address = silent.local_addr().expect("its address");
+    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("silent"));
+    def.partitions = 6;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kafka = KafkaConfig {
+        bootstrap_servers: address.to_string(),
+        ..kafka()
+    };
+    let updater = updater_on(kafka, &def, dir.path());
+    for partition in 0..6 {
+        updater.send(Command::Restore {
+            partition,
+            ticket: partition as u64,
+            store: None,
+        });
+    }
+    let asking = wait_until(Duration::from_secs(20), || {
+        activity::long_calls(Duration::from_millis(200))
+            .iter()
+            .any(|(call, _)| call.thread.starts_with("state-updater") && call.call == "changelog_watermarks")
+    });
+    assert!(asking, "the updater asks the silent broker for a changelog's offsets");
+
+    let stopping = Instant::now();
+    drop(updater);
+    let took = stopping.elapsed();
+    // One call's timeout (10 s) and the close, against 6 x 10 s if it asked about each task.
+    assert!(
+        took < Duration::from_secs(16),
+        "the state updater took {took:?} to stop"
+    );
 }
 
 /// A state updater that dies leaves every restoring task waiting for a store that never

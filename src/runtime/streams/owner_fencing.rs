@@ -23,6 +23,9 @@ impl Updater {
     /// the task starts from them at once. They cannot while the previous owner's
     /// transaction, which commits them, is still open.
     pub(super) fn offsets_stable(&self, partition: u32) -> bool {
+        if self.stopping() {
+            return false;
+        }
         let mut tpl = rdkafka::TopicPartitionList::new();
         for topic in &self.config.inputs {
             tpl.add_partition(topic, partition as i32);
@@ -39,6 +42,9 @@ impl Updater {
     /// out, though the task decides again at once. An owner that handed the task over and
     /// is still a member is left alone (its transaction holds other tasks' work).
     pub(super) fn fence_departed_owner(&mut self, partition: u32) {
+        if self.stopping() {
+            return;
+        }
         let Some(owner) = self
             .entries
             .get(&partition)
@@ -85,6 +91,9 @@ impl Updater {
     /// Aborts whatever transaction `owner` left open: a producer with its transactional
     /// id is initialised (which fences any producer of that id still alive) and dropped.
     pub(super) fn fence(&self, partition: u32, owner: &str, why: &str) {
+        if self.stopping() {
+            return;
+        }
         info!(partition, owner, why, "fencing the task's previous owner");
         let _call = activity::enter("fence_previous_owner");
         // It only initialises (it sends no records), so its linger does not matter.

@@ -26,7 +26,9 @@ use crate::runtime::rocks_store::{RocksStore, StoreResources};
 use rdkafka::consumer::BaseConsumer;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -94,9 +96,11 @@ pub struct UpdaterConfig {
     pub thread: usize,
 }
 
-/// The stream thread's side: commands go in, events come out; dropping it stops the thread.
+/// The stream thread's side: commands go in, events come out; dropping it stops the thread
+/// once the broker call it is in returns (it makes no further call once asked to stop).
 pub struct StateUpdater {
     commands: Option<Sender<Command>>,
+    stop: Arc<AtomicBool>,
     events: Receiver<Event>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -107,12 +111,15 @@ impl StateUpdater {
         let offsets: BaseConsumer = client::group_reader(&config.kafka, &config.group_id).create()?;
         let (commands, command_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let updater = Updater::new(config, reader, offsets, command_rx, event_tx, stop.clone());
         let thread = std::thread::Builder::new()
-            .name(format!("state-updater-{}", config.thread))
-            .spawn(move || Updater::new(config, reader, offsets, command_rx, event_tx).run())
+            .name(format!("state-updater-{}", updater.config.thread))
+            .spawn(move || updater.run())
             .map_err(|e| StreamsError::StateDir(format!("cannot start the state updater: {e}")))?;
         Ok(Self {
             commands: Some(commands),
+            stop,
             events,
             thread: Some(thread),
         })
@@ -137,6 +144,7 @@ impl StateUpdater {
 
 impl Drop for StateUpdater {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         self.commands = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -179,6 +187,8 @@ pub(super) struct Updater {
     /// Partitions whose standby lag this updater reports.
     pub(super) lag_reported: BTreeSet<u32>,
     pub(super) faults: Faults,
+    /// Set when the stream thread lets go of the updater: no further broker call is made.
+    stop: Arc<AtomicBool>,
 }
 
 impl Updater {
@@ -188,6 +198,7 @@ impl Updater {
         offsets: BaseConsumer,
         commands: Receiver<Command>,
         events: Sender<Event>,
+        stop: Arc<AtomicBool>,
     ) -> Self {
         Self {
             config,
@@ -209,11 +220,20 @@ impl Updater {
             unanswered: None,
             lag_reported: BTreeSet::new(),
             faults: Faults::from_env(),
+            stop,
         }
     }
 
+    /// Whether the updater is to stop. Every step that calls the broker asks this first and
+    /// does nothing once stopping (a store it was given is closed), so a stop waits for
+    /// the one call under way, not for a round of them: a broker that cannot answer makes
+    /// each call wait out [`CALL_TIMEOUT`], and a round makes one per task.
+    pub(super) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     fn run(mut self) {
-        loop {
+        while !self.stopping() {
             let wait = if self.entries.is_empty() {
                 Duration::from_millis(100)
             } else {
@@ -269,6 +289,9 @@ impl Updater {
     fn restore(&mut self, partition: u32, ticket: u64, store: Option<RocksStore>) {
         if self.faults.panic_on_restore() {
             panic!("injected fault: the state updater panics on the restore of partition {partition}");
+        }
+        if self.stopping() {
+            return;
         }
         if store.is_some() {
             self.lent.remove(&partition);
@@ -353,6 +376,9 @@ impl Updater {
     /// changelog, and starts reading it: for an active task when `ticket` is given, else as
     /// a standby.
     pub(super) fn open(&mut self, partition: u32, ticket: Option<u64>, store: Option<RocksStore>) {
+        if self.stopping() {
+            return;
+        }
         let (low, high) = match self.reader.watermarks(partition, CALL_TIMEOUT) {
             Ok(marks) => marks,
             Err(error) => {

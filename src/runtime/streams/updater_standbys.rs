@@ -19,6 +19,9 @@ impl Updater {
         let Some(me) = self.member_id.clone() else {
             return;
         };
+        if self.stopping() {
+            return;
+        }
         if self.config.standby_copies == 0 {
             return;
         }

@@ -251,6 +251,9 @@ impl Updater {
     /// Why the read of `partition`, standing at `position` below the log's end, does not
     /// move: the last stable offset tells (`None` if the broker cannot say now).
     fn why_standing_still(&self, partition: u32, position: i64) -> Option<StandingStill> {
+        if self.stopping() {
+            return None;
+        }
         let stable = match self.reader.stable_end(partition, CALL_TIMEOUT) {
             Ok(stable) => stable,
             Err(error) => {
@@ -360,6 +363,9 @@ impl Updater {
         let mut partitions: Vec<u32> = self.entries.keys().copied().collect();
         self.ask_after_unanswered(&mut partitions, |&p| p);
         for partition in partitions {
+            if self.stopping() {
+                return;
+            }
             let (low, high) = match self.reader.watermarks(partition, CALL_TIMEOUT) {
                 Ok(marks) => marks,
                 Err(error) => {
