@@ -209,6 +209,47 @@ async fn commits_whose_answer_is_lost_are_rebuilt_from_what_the_broker_committed
     scenario.check(&decisions);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_that_times_out_is_awaited_not_rolled_back() {
+    // When the transaction coordinator moves (a broker's controlled shutdown in a rolling
+    // restart), librdkafka's commit answers "timed out" while the commit goes on in the
+    // background; asked again, it waits for that same commit. Giving the producer up instead
+    // costs a new producer (whose start waits for the same commit), a restore of every
+    // store and the re-processing of the batch: seconds in which no partition decides.
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenario = Scenario::new(10).await;
+    let replica = scenario.replica_with(
+        &dir.path().join("r"),
+        &[("CREDITSTREAM_TEST_FAULTS", "commit_times_out=2")],
+    );
+    scenario.orders(10, 60);
+    let _ = scenario.decisions(60);
+    scenario.orders(10, 60);
+    let _ = scenario.decisions(120);
+    scenario.orders(10, 60);
+    let decisions = scenario.decisions(180);
+    let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+    assert!(
+        log.matches("waiting again for the commit").count() >= 2,
+        "both commits answered \"timed out\":\n{}",
+        replica.log_tail()
+    );
+    assert!(
+        !log.contains("replacing the transactional producer") && !log.contains("restoring every store"),
+        "a commit still under way was not given up:\n{}",
+        replica.log_tail()
+    );
+    assert_eq!(
+        replica
+            .metric("creditstream_processor_transactions_aborted_total")
+            .unwrap_or(0.0),
+        0.0,
+        "nothing was rolled back"
+    );
+    // Each order was decided once, on the balance the previous orders left.
+    scenario.check(&decisions);
+}
+
 /// Runs three rounds of orders on one replica with `fault` injected twice, and checks that
 /// each injection gave its producer up (`what`) without restoring any store: the failed
 /// transactions were never asked to commit, so the stores only forget their uncommitted

@@ -13,6 +13,9 @@
 //! - `offsets_overdue=N`: the next N sends of the consumed offsets to the transaction
 //!   answer only long after their deadline (librdkafka's send_offsets_to_transaction when
 //!   the group coordinator moves or dies; its issues 5456 and 5511).
+//! - `commit_times_out=N`: the next N commits first ask librdkafka to commit with no time to wait,
+//!   so that it answers "timed out" while the commit goes on in the background (what a
+//!   commit that meets a transaction coordinator moving away answers after its timeout).
 //! - `deliveries_time_out=N`: the next N transactions find, when they wait for their
 //!   deliveries, one of them timed out (a partition whose new leader, a broker that just
 //!   restarted, does not answer within message.timeout.ms during a rolling restart).
@@ -32,6 +35,7 @@ pub struct Faults {
     updater_panic: AtomicU32,
     offsets_overdue: AtomicU32,
     deliveries_time_out: AtomicU32,
+    commit_times_out: AtomicU32,
 }
 
 impl Faults {
@@ -61,6 +65,9 @@ impl Faults {
                     faults
                         .deliveries_time_out
                         .store(n.parse().unwrap_or(1), Ordering::Relaxed);
+                }
+                Some(("commit_times_out", n)) => {
+                    faults.commit_times_out.store(n.parse().unwrap_or(1), Ordering::Relaxed);
                 }
                 Some(("restore_rate", n)) => {
                     faults.restore_rate.store(n.parse().unwrap_or(1000), Ordering::Relaxed);
@@ -101,6 +108,13 @@ impl Faults {
     /// Whether the deliveries of this transaction are to be reported as timed out.
     pub fn time_out_deliveries(&self) -> bool {
         self.deliveries_time_out
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Whether this commit is first to be asked of librdkafka with a timeout it cannot meet.
+    pub fn time_out_commit(&self) -> bool {
+        self.commit_times_out
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok()
     }

@@ -21,7 +21,7 @@ use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
 use crate::topology::output::OutputRecord;
 use crate::topology::store::StoreChange;
 use rdkafka::consumer::ConsumerGroupMetadata;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::{ClientContext, TopicPartitionList};
@@ -36,6 +36,12 @@ pub const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// aborting it): a healthy one takes milliseconds, and the broker aborts the transaction
 /// itself once `transaction.timeout.ms` passes, so waiting longer only stalls every task.
 const TRANSACTION_CALL: Duration = Duration::from_secs(5);
+/// How much longer than its own timeout a transactional call's answer is waited for, so that
+/// librdkafka's answer (say, a retriable "timed out") comes before the call is given up.
+const CALL_MARGIN: Duration = Duration::from_secs(1);
+/// Longest a commit that librdkafka says is still under way is waited for, in all: as long
+/// as a new producer's start, which would wait for the same commit, may take.
+const COMMIT_WAIT: Duration = KAFKA_CALL_TIMEOUT;
 /// Longest the send of the consumed offsets may block. Shorter than the other calls: when
 /// it outlasts this it has most likely met librdkafka's stale group coordinator (its
 /// issue 5511: a coordinator whose broker shut down stays cached and the request waits for
@@ -308,17 +314,7 @@ impl RecordCollector {
                 }
             }
             let started = Instant::now();
-            let producer = self.producer.clone();
-            let committed = self.calls.run("commit_transaction", TRANSACTION_CALL, move || {
-                producer.commit_transaction(TRANSACTION_CALL)
-            });
-            let committed = match committed {
-                Ok(result) => result,
-                Err(overdue) => {
-                    self.stale = true;
-                    return Err(unknown_outcome(overdue));
-                }
-            };
+            let committed = self.commit_transaction(faults)?;
             if committed.is_ok() {
                 observe_phase("commit_transaction", started);
             }
@@ -344,6 +340,48 @@ impl RecordCollector {
         }
         self.in_transaction = false;
         Ok(())
+    }
+
+    /// Asks librdkafka to commit the open transaction and, while it answers that the commit
+    /// has not finished yet (retriable: it goes on in the background, as when the
+    /// transaction coordinator moves), asks again, which waits for that same commit, for
+    /// up to [`COMMIT_WAIT`] in all. Giving the producer up instead would gain nothing: its
+    /// successor's start waits for this commit too, and the stores would be restored. A
+    /// call that outlasts its own timeout (librdkafka stuck on a coordinator, its issues
+    /// 5456 and 5511) is overdue: the producer is stale.
+    fn commit_transaction(&mut self, faults: &Faults) -> Result<KafkaResult<()>, StreamsError> {
+        let started = Instant::now();
+        let mut timeout = if faults.time_out_commit() {
+            Duration::ZERO
+        } else {
+            TRANSACTION_CALL
+        };
+        loop {
+            let producer = self.producer.clone();
+            let answer = self
+                .calls
+                .run("commit_transaction", TRANSACTION_CALL + CALL_MARGIN, move || {
+                    producer.commit_transaction(timeout)
+                });
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(overdue) => {
+                    self.stale = true;
+                    return Err(unknown_outcome(overdue));
+                }
+            };
+            match answer {
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && started.elapsed() < COMMIT_WAIT => {
+                    warn!(
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        error = %e,
+                        "the commit has not finished; waiting again for the commit"
+                    );
+                    timeout = TRANSACTION_CALL;
+                }
+                answer => return Ok(answer),
+            }
+        }
     }
 
     /// The last changelog offset delivered to each partition since the last call.
