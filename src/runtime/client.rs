@@ -129,16 +129,28 @@ pub fn with_fresh_metadata(mut config: ClientConfig) -> ClientConfig {
     config
 }
 
+/// Where [`seek_to_committed`] left one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewound {
+    /// Moved to the committed offset (`None`: nothing committed, to the beginning).
+    To(Option<i64>),
+    /// Its fetcher has not started: librdkafka is still reading the committed offset it
+    /// will start from (it waits while a transaction holds that offset), so nothing was
+    /// fetched that a seek would discard.
+    NotFetchedYet,
+}
+
 /// Moves `consumer` on every partition of `partitions` back to the group's committed offset
 /// (the beginning where none is committed), so whatever was not committed is read again.
-/// Returns where each partition was moved (`None`: to its beginning). A seek that failed
-/// for any one partition fails the whole call: a partition left where it was would skip
-/// records of an aborted transaction or stall.
+/// Returns where each partition was left. A seek that failed for any one partition fails
+/// the whole call (a partition left where it was would skip records of an aborted
+/// transaction or stall), except on a partition whose fetcher has not started yet: it will
+/// start at the committed offset by itself.
 pub fn seek_to_committed<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     partitions: TopicPartitionList,
     timeout: Duration,
-) -> Result<Vec<(String, i32, Option<i64>)>, KafkaError> {
+) -> Result<Vec<(String, i32, Rewound)>, KafkaError> {
     let committed = consumer.committed_offsets(partitions, timeout)?;
     let mut seek = TopicPartitionList::new();
     let mut sought = Vec::new();
@@ -155,11 +167,23 @@ pub fn seek_to_committed<C: ConsumerContext>(
             element.partition(),
             offset.map_or(Offset::Beginning, Offset::Offset),
         )?;
-        sought.push((element.topic().to_string(), element.partition(), offset));
+        sought.push((element.topic().to_string(), element.partition(), Rewound::To(offset)));
     }
     let result = consumer.seek_partitions(seek, timeout)?;
     for element in result.elements() {
-        element.error()?;
+        match element.error() {
+            Ok(()) => {}
+            // librdkafka's answer for a partition whose fetcher has not started.
+            Err(KafkaError::OffsetFetch(RDKafkaErrorCode::State)) => {
+                if let Some(entry) = sought
+                    .iter_mut()
+                    .find(|(topic, partition, _)| topic == element.topic() && *partition == element.partition())
+                {
+                    entry.2 = Rewound::NotFetchedYet;
+                }
+            }
+            Err(error) => return Err(error),
+        }
     }
     Ok(sought)
 }

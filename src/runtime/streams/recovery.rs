@@ -16,7 +16,8 @@ use super::task::PendingMetrics;
 use super::task_manager::TaskManager;
 use super::thread_metrics;
 use crate::metrics::metrics;
-use crate::runtime::{activity, client};
+use crate::runtime::activity;
+use crate::runtime::client::{self, Rewound};
 use crate::shutdown::Shutdown;
 use crate::topology::codec::RawRecord;
 use crate::topology::output::Routed;
@@ -245,12 +246,23 @@ where
                 task.reset_input();
             }
         }
-        for (topic, partition, offset) in sought {
+        for (topic, partition, rewound) in sought {
             let Some(input) = self.def.input_named(&topic) else {
                 continue;
             };
-            if let (Some(task), Some(next)) = (self.tasks.get_mut(&TaskId::of(input, partition as u32)), offset) {
-                task.sought(input.slot(), next);
+            let id = TaskId::of(input, partition as u32);
+            match rewound {
+                Rewound::To(Some(next)) => {
+                    if let Some(task) = self.tasks.get_mut(&id) {
+                        task.sought(input.slot(), next);
+                    }
+                }
+                Rewound::To(None) => {}
+                // Where it starts is learnt as for a new task (`learn_start_offsets`).
+                Rewound::NotFetchedYet => {
+                    debug!(task = %id, topic, "input not fetched yet; it starts at its committed offset");
+                    self.unpositioned.insert(id);
+                }
             }
         }
         Ok(())
