@@ -185,18 +185,7 @@ async fn commits_whose_answer_is_lost_are_rebuilt_from_what_the_broker_committed
     // Every commit reaches the broker, but the stream thread is told it timed out: it must
     // take the broker's word for what happened (restore from the changelog, re-read from
     // the committed offsets), never assume its open work was rolled back.
-    let dir = tempfile::tempdir().unwrap();
-    let mut scenario = Scenario::new(10).await;
-    let replica = scenario.replica_with(
-        &dir.path().join("r"),
-        &[("CREDITSTREAM_TEST_FAULTS", "commit_outcome_unknown=1000")],
-    );
-    scenario.orders(10, 60);
-    let _ = scenario.decisions(60);
-    scenario.orders(10, 60);
-    let _ = scenario.decisions(120);
-    scenario.orders(10, 60);
-    let decisions = scenario.decisions(180);
+    let (_dir, scenario, replica, decisions) = three_rounds_with("commit_outcome_unknown=1000").await;
     assert!(
         replica
             .metric("creditstream_processor_transactions_aborted_total")
@@ -216,18 +205,7 @@ async fn a_commit_that_times_out_is_awaited_not_rolled_back() {
     // background; asked again, it waits for that same commit. Giving the producer up instead
     // costs a new producer (whose start waits for the same commit), a restore of every
     // store and the re-processing of the batch: seconds in which no partition decides.
-    let dir = tempfile::tempdir().unwrap();
-    let mut scenario = Scenario::new(10).await;
-    let replica = scenario.replica_with(
-        &dir.path().join("r"),
-        &[("CREDITSTREAM_TEST_FAULTS", "commit_times_out=2")],
-    );
-    scenario.orders(10, 60);
-    let _ = scenario.decisions(60);
-    scenario.orders(10, 60);
-    let _ = scenario.decisions(120);
-    scenario.orders(10, 60);
-    let decisions = scenario.decisions(180);
+    let (_dir, scenario, replica, decisions) = three_rounds_with("commit_times_out=2").await;
     let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
     assert!(
         log.matches("waiting again for the commit").count() >= 2,
@@ -248,6 +226,21 @@ async fn a_commit_that_times_out_is_awaited_not_rolled_back() {
     );
     // Each order was decided once, on the balance the previous orders left.
     scenario.check(&decisions);
+}
+
+/// Runs three rounds of 60 orders on one replica with `fault` injected, waiting for each
+/// round's decisions; returns the replica (and its directory) and every decision.
+async fn three_rounds_with(fault: &str) -> (tempfile::TempDir, Scenario, Running, Vec<Decision>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenario = Scenario::new(10).await;
+    let replica = scenario.replica_with(&dir.path().join("r"), &[("CREDITSTREAM_TEST_FAULTS", fault)]);
+    scenario.orders(10, 60);
+    let _ = scenario.decisions(60);
+    scenario.orders(10, 60);
+    let _ = scenario.decisions(120);
+    scenario.orders(10, 60);
+    let decisions = scenario.decisions(180);
+    (dir, scenario, replica, decisions)
 }
 
 /// Runs three rounds of orders on one replica with `fault` injected twice, and checks that

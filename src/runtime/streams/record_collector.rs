@@ -10,6 +10,9 @@
 //!   lacks KIP-890, so a late answer could apply to a later transaction).
 //! - No transactional call holds the stream thread past its deadline (`bounded_call`):
 //!   one that does not return in time is an unknown outcome, and the producer is replaced.
+//!   A commit librdkafka itself reports as still under way (its timeout passed, the commit
+//!   goes on) is asked for again, which waits for that same commit: a new producer would
+//!   wait for it too, and the stores would be restored for nothing.
 
 use super::bounded_call::{BoundedCalls, Overdue};
 use super::commit::observe_phase;
