@@ -45,6 +45,9 @@ const CALL_MARGIN: Duration = Duration::from_secs(1);
 /// Longest a commit that librdkafka says is still under way is waited for, in all: as long
 /// as a new producer's start, which would wait for the same commit, may take.
 const COMMIT_WAIT: Duration = KAFKA_CALL_TIMEOUT;
+/// The least time between two asks for the same commit (librdkafka answers "still under
+/// way" at its timeout; an answer that comes sooner is not asked again in a busy loop).
+const ASK_AGAIN_AFTER: Duration = Duration::from_millis(100);
 /// Longest the send of the consumed offsets may block. Shorter than the other calls: when
 /// it outlasts this it has most likely met librdkafka's stale group coordinator (its
 /// issue 5511: a coordinator whose broker shut down stays cached and the request waits for
@@ -360,6 +363,7 @@ impl RecordCollector {
             TRANSACTION_CALL
         };
         loop {
+            let asked = Instant::now();
             let producer = self.producer.clone();
             let answer = self
                 .calls
@@ -381,6 +385,10 @@ impl RecordCollector {
                         "the commit has not finished; waiting again for the commit"
                     );
                     timeout = TRANSACTION_CALL;
+                    // An answer that came back at once is not waited on again at once.
+                    if asked.elapsed() < ASK_AGAIN_AFTER {
+                        std::thread::sleep(ASK_AGAIN_AFTER);
+                    }
                 }
                 answer => return Ok(answer),
             }
