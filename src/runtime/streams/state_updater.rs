@@ -184,10 +184,6 @@ pub(super) struct Updater {
     /// The partition whose broker call went unanswered last: the next round asks the
     /// partitions after it first, so one that keeps failing does not starve the others.
     pub(super) unanswered: Option<u32>,
-    /// Whether a call about a changelog partition went unanswered this round: the round
-    /// then asks about no other (they are deferred to the next round), so a broker that
-    /// cannot answer costs one call's timeout a round, not one per partition.
-    pub(super) round_unanswered: bool,
     /// Partitions whose standby lag this updater reports.
     pub(super) lag_reported: BTreeSet<u32>,
     pub(super) faults: Faults,
@@ -222,7 +218,6 @@ impl Updater {
             rate_since: Instant::now(),
             out_of_range: false,
             unanswered: None,
-            round_unanswered: false,
             lag_reported: BTreeSet::new(),
             faults: Faults::from_env(),
             stop,
@@ -239,7 +234,6 @@ impl Updater {
 
     fn run(mut self) {
         while !self.stopping() {
-            self.round_unanswered = false;
             let wait = if self.entries.is_empty() {
                 Duration::from_millis(100)
             } else {
@@ -307,9 +301,6 @@ impl Updater {
             return;
         }
         self.parked.remove(&partition);
-        if self.round_unanswered {
-            return self.defer(partition, Some(ticket), store);
-        }
         if let Some(entry) = self.entries.get_mut(&partition) {
             match self.reader.watermarks(partition, CALL_TIMEOUT) {
                 Ok((_, high)) => {
@@ -324,7 +315,6 @@ impl Updater {
                 }
                 Err(error) => {
                     warn!(partition, %error, "cannot read the changelog's end; retrying");
-                    self.went_unanswered(partition);
                     self.defer(partition, Some(ticket), None);
                 }
             }
@@ -356,13 +346,6 @@ impl Updater {
         }
     }
 
-    /// Notes that a call about `partition` went unanswered: the rest of this round asks
-    /// nothing more, and the next starts after it.
-    pub(super) fn went_unanswered(&mut self, partition: u32) {
-        self.unanswered = Some(partition);
-        self.round_unanswered = true;
-    }
-
     pub(super) fn defer(&mut self, partition: u32, ticket: Option<u64>, store: Option<RocksStore>) {
         self.deferred.push(Deferred {
             partition,
@@ -374,12 +357,10 @@ impl Updater {
 
     fn retry_deferred(&mut self) {
         let now = Instant::now();
-        let (mut due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
             .into_iter()
             .partition(|d| d.at <= now);
         self.deferred = later;
-        due.sort_by_key(|d| d.partition);
-        self.ask_after_unanswered(&mut due, |d| d.partition);
         for d in due {
             match d.ticket {
                 Some(ticket) => self.restore(d.partition, ticket, d.store),
@@ -398,14 +379,10 @@ impl Updater {
         if self.stopping() {
             return;
         }
-        if self.round_unanswered {
-            return self.defer(partition, ticket, store);
-        }
         let (low, high) = match self.reader.watermarks(partition, CALL_TIMEOUT) {
             Ok(marks) => marks,
             Err(error) => {
                 warn!(partition, %error, "cannot read the changelog's offsets; retrying");
-                self.went_unanswered(partition);
                 self.defer(partition, ticket, store);
                 return;
             }

@@ -191,13 +191,22 @@ impl Updater {
             self.close(partition);
             self.fail(partition, error.into());
         }
-        // A broker that cannot answer is asked once a round (`round_unanswered`): the
-        // partitions after the first one that failed are looked at again with it (after
-        // `LOOK_AGAIN_AFTER`), so these checks wait at most one call's timeout a round, not
-        // one per partition. The next round starts after the partition that failed.
+        // A broker that cannot answer is asked once a round: the partitions after the first
+        // one that failed are looked at again with it (after `LOOK_AGAIN_AFTER`), so these
+        // checks wait at most one call's timeout a round, not one per partition. The next
+        // round starts after the partition that failed.
         self.ask_after_unanswered(&mut standing_still, |&(partition, ..)| partition);
+        let mut unanswered = false;
         for (partition, position, active) in standing_still {
-            let why = self.why_standing_still(partition, position);
+            let why = if unanswered {
+                None
+            } else {
+                self.why_standing_still(partition, position)
+            };
+            if why.is_none() && !unanswered {
+                self.unanswered = Some(partition);
+            }
+            unanswered |= why.is_none();
             let Some(entry) = self.entries.get_mut(&partition) else {
                 continue;
             };
@@ -241,15 +250,14 @@ impl Updater {
 
     /// Why the read of `partition`, standing at `position` below the log's end, does not
     /// move: the last stable offset tells (`None` if the broker cannot say now).
-    fn why_standing_still(&mut self, partition: u32, position: i64) -> Option<StandingStill> {
-        if self.stopping() || self.round_unanswered {
+    fn why_standing_still(&self, partition: u32, position: i64) -> Option<StandingStill> {
+        if self.stopping() {
             return None;
         }
         let stable = match self.reader.stable_end(partition, CALL_TIMEOUT) {
             Ok(stable) => stable,
             Err(error) => {
                 warn!(partition, %error, "cannot read the changelog's last stable offset");
-                self.went_unanswered(partition);
                 return None;
             }
         };
@@ -335,7 +343,7 @@ impl Updater {
 impl Updater {
     /// Orders `items` (ascending by partition) to start after the partition whose call went
     /// unanswered last; that one comes last.
-    pub(super) fn ask_after_unanswered<T>(&self, items: &mut [T], partition: impl Fn(&T) -> u32) {
+    fn ask_after_unanswered<T>(&self, items: &mut [T], partition: impl Fn(&T) -> u32) {
         if let Some(last) = self.unanswered {
             let first_after = items.partition_point(|item| partition(item) <= last);
             items.rotate_left(first_after);
@@ -351,9 +359,6 @@ impl Updater {
     /// changelog holds, as a restore on any other replica would. A partition whose offsets
     /// cannot be read now is looked at again next round.
     fn read_again_outside_the_log(&mut self) {
-        if self.round_unanswered {
-            return;
-        }
         self.out_of_range = false;
         let mut partitions: Vec<u32> = self.entries.keys().copied().collect();
         self.ask_after_unanswered(&mut partitions, |&p| p);
@@ -368,7 +373,7 @@ impl Updater {
                     // one partition now would make each of them wait out the timeout.
                     warn!(partition, %error, "cannot read the changelog's offsets; looking again");
                     self.out_of_range = true;
-                    self.went_unanswered(partition);
+                    self.unanswered = Some(partition);
                     break;
                 }
             };
