@@ -42,9 +42,10 @@ const TRANSACTION_CALL: Duration = Duration::from_secs(5);
 /// How much longer than its own timeout a transactional call's answer is waited for, so that
 /// librdkafka's answer (say, a retriable "timed out") comes before the call is given up.
 const CALL_MARGIN: Duration = Duration::from_secs(1);
-/// Longest a commit that librdkafka says is still under way is waited for, in all: as long
-/// as a new producer's start, which would wait for the same commit, may take.
-const COMMIT_WAIT: Duration = KAFKA_CALL_TIMEOUT;
+/// Longest a commit that librdkafka says is still under way is waited for, in all: two of
+/// its timeouts (the shipped transaction timeout, 10 s; past it a commit the coordinator
+/// never got is aborted by the broker anyway), so the stream thread stalls at most ~16 s.
+const COMMIT_WAIT: Duration = Duration::from_secs(10);
 /// The least time between two asks for the same commit (librdkafka answers "still under
 /// way" at its timeout; an answer that comes sooner is not asked again in a busy loop).
 const ASK_AGAIN_AFTER: Duration = Duration::from_millis(100);
