@@ -81,16 +81,12 @@ impl Faults {
 
     /// Whether the record just processed is to fail (the Nth of `process_error=N`, once).
     pub fn fail_record(&self) -> bool {
-        self.process_error
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            == Ok(1)
+        count_down(&self.process_error) == Ok(1)
     }
 
     /// Whether the state updater is to panic on this restore (the Nth, once).
     pub fn panic_on_restore(&self) -> bool {
-        self.updater_panic
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            == Ok(1)
+        count_down(&self.updater_panic) == Ok(1)
     }
 
     /// The most changelog records the state updater may apply a second, if throttled.
@@ -100,31 +96,28 @@ impl Faults {
 
     /// Whether this send of the offsets to the transaction is to answer past its deadline.
     pub fn hold_offsets(&self) -> bool {
-        self.offsets_overdue
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok()
+        count_down(&self.offsets_overdue).is_ok()
     }
 
     /// Whether the deliveries of this transaction are to be reported as timed out.
     pub fn time_out_deliveries(&self) -> bool {
-        self.deliveries_time_out
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok()
+        count_down(&self.deliveries_time_out).is_ok()
     }
 
     /// Whether this commit is first to be asked of librdkafka with a timeout it cannot meet.
     pub fn time_out_commit(&self) -> bool {
-        self.commit_times_out
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok()
+        count_down(&self.commit_times_out).is_ok()
     }
 
     /// Whether this commit, which the broker has applied, is to be reported as timed out.
     pub fn lose_commit_answer(&self) -> bool {
-        self.commit_outcome_unknown
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok()
+        count_down(&self.commit_outcome_unknown).is_ok()
     }
+}
+
+/// Takes one from `counter` unless it is 0; gives the count it had (`Err(0)`: none left).
+fn count_down(counter: &AtomicU32) -> Result<u32, u32> {
+    counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
 }
 
 #[cfg(test)]
