@@ -205,11 +205,14 @@ async fn a_commit_that_times_out_is_awaited_not_rolled_back() {
     // background; asked again, it waits for that same commit. Giving the producer up instead
     // costs a new producer (whose start waits for the same commit), a restore of every
     // store and the re-processing of the batch: seconds in which no partition decides.
-    let (_dir, scenario, replica, decisions) = three_rounds_with("commit_times_out=2").await;
+    // Every commit is first asked with no time to wait. A commit with nothing to tell the
+    // broker (no record, no offset) can still succeed at once, so the test counts the
+    // commits that were awaited rather than expecting a given one to be.
+    let (_dir, scenario, replica, decisions) = three_rounds_with("commit_times_out=1000").await;
     let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
     assert!(
         log.matches("waiting again for the commit").count() >= 2,
-        "both commits answered \"timed out\":\n{}",
+        "commits answered \"timed out\" were awaited:\n{}",
         replica.log_tail()
     );
     assert!(
