@@ -68,7 +68,8 @@
 #   STOP_TIMEOUT            [60]    seconds to wait after SIGTERM before SIGKILL
 #
 # Files: <state>/kafka/brokers holds N; broker-1 keeps the single-broker layout (<state>/kafka/
-# server.properties, broker-data, kafka.pid, server.log, kafka.out), broker-I (I > 1) has the same
+# server.properties, broker-data, kafka.pid, server.log, kafka.out, gc.log: GC pauses and
+# safepoints, to tell a broker paused by its JVM from one the OS starved), broker-I (I > 1) has the same
 # files in <state>/kafka/broker-I/, the controller in <state>/kafka/controller/.
 #
 # Connection details once up:
@@ -580,6 +581,7 @@ start_controller() {
   require_port_free kafka-controller "$KAFKA_CONTROLLER_PORT"
   say "kafka: starting the controller on $HOST:$KAFKA_CONTROLLER_PORT"
   spawn "$CONTROLLER_PIDFILE" "$CONTROLLER_OUT" java -Xmx256m -Xms64m -server -XX:+UseG1GC \
+    "-Xlog:gc*,safepoint:file=$CONTROLLER_DIR/gc.log:time,uptime:filecount=2,filesize=20m" \
     -Djava.awt.headless=true -Dkafka.logs.dir="$CONTROLLER_DIR" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$CONTROLLER_CONFIG"
   pid=$(<"$CONTROLLER_PIDFILE")
@@ -699,6 +701,7 @@ spawn_broker() {
   spawn "$(broker_pidfile "$i")" "$(broker_out "$i")" java $(broker_heap_opts) -server \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    "-Xlog:gc*,safepoint:file=$(broker_dir "$i")/gc.log:time,uptime:filecount=2,filesize=20m" \
     -Dkafka.logs.dir="$(broker_dir "$i")" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$(broker_config "$i")"
 }

@@ -158,7 +158,7 @@ impl Metrics {
             commit_phase: histogram(
                 &r,
                 "creditstream_processor_commit_phase_seconds",
-                "One phase of a commit: flush (the transaction's deliveries acknowledged), send_offsets, commit_transaction, stores (the stores' write batches).",
+                "One phase of a commit: flush (the transaction's deliveries acknowledged), send_offsets (its wait past the flush: the offsets are sent while the deliveries are awaited), commit_transaction, stores (the stores' write batches).",
                 &["phase"],
                 secs(),
             ),

@@ -192,11 +192,23 @@ pub fn seek_to_committed<C: ConsumerContext>(
 /// arrive. rust-rdkafka's `flush` polls in fixed 100 ms steps (its `poll` returns only at
 /// its deadline), which would stall every commit for 100 ms.
 pub fn flush<C: ProducerContext>(producer: &BaseProducer<C>, timeout: Duration) -> Result<(), KafkaError> {
+    flush_unless(producer, timeout, || false).map(|_| ())
+}
+
+/// [`flush`], stopping early once `give_up` says the wait is for nothing: `Ok(false)` then.
+pub fn flush_unless<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    timeout: Duration,
+    mut give_up: impl FnMut() -> bool,
+) -> Result<bool, KafkaError> {
     let deadline = Instant::now() + timeout;
     loop {
         producer.poll(Duration::ZERO);
         if producer.in_flight_count() == 0 {
-            return Ok(());
+            return Ok(true);
+        }
+        if give_up() {
+            return Ok(false);
         }
         if Instant::now() >= deadline {
             return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));

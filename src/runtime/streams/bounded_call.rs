@@ -10,8 +10,8 @@
 //! up (it ends whenever librdkafka returns), and the caller replaces the producer, whose
 //! `init_transactions` fences the one still blocked: nothing it does later can commit.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -28,6 +28,33 @@ pub struct BoundedCalls {
     worker: Option<Sender<Job>>,
 }
 
+/// A call under way on a worker, waited for with [`BoundedCalls::finish`]; its deadline
+/// runs from its start.
+pub struct Pending<T> {
+    overdue: Overdue,
+    started: Instant,
+    answer: Receiver<T>,
+    answered: Option<T>,
+    worker: Sender<Job>,
+}
+
+impl<T> Pending<T> {
+    /// The call's answer, if it has come (without waiting).
+    pub fn answer(&mut self) -> Option<&T> {
+        if self.answered.is_none() {
+            self.answered = self.answer.try_recv().ok();
+        }
+        self.answered.as_ref()
+    }
+
+    /// Whether the call is past its deadline without an answer (or its worker died).
+    pub fn overdue(&mut self) -> bool {
+        self.answer().is_none()
+            && (self.started.elapsed() >= self.overdue.deadline
+                || matches!(self.answer.try_recv(), Err(TryRecvError::Disconnected)))
+    }
+}
+
 impl BoundedCalls {
     /// Runs `call` on the worker and waits at most `deadline` for its result.
     pub fn run<T: Send + 'static>(
@@ -36,6 +63,18 @@ impl BoundedCalls {
         deadline: Duration,
         call: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Overdue> {
+        let pending = self.start(name, deadline, call)?;
+        self.finish(pending)
+    }
+
+    /// Starts `call` on the worker without waiting for it, so the caller can do other work
+    /// meanwhile; until [`Self::finish`] another call would get a worker of its own.
+    pub fn start<T: Send + 'static>(
+        &mut self,
+        name: &'static str,
+        deadline: Duration,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<Pending<T>, Overdue> {
         let overdue = Overdue { call: name, deadline };
         let (answer, result): (Sender<T>, Receiver<T>) = mpsc::channel();
         let job: Job = Box::new(move || {
@@ -49,19 +88,36 @@ impl BoundedCalls {
         if worker.send(job).is_err() {
             return Err(overdue);
         }
-        match result.recv_timeout(deadline) {
+        Ok(Pending {
+            overdue,
+            started: Instant::now(),
+            answer: result,
+            answered: None,
+            worker,
+        })
+    }
+
+    /// Waits for a started call for what is left of its deadline.
+    pub fn finish<T>(&mut self, mut pending: Pending<T>) -> Result<T, Overdue> {
+        let left = pending.overdue.deadline.saturating_sub(pending.started.elapsed());
+        let answer = match pending.answered.take() {
+            Some(value) => Ok(value),
+            None => pending.answer.recv_timeout(left),
+        };
+        match answer {
             Ok(value) => {
-                self.worker = Some(worker);
+                self.worker = Some(pending.worker);
                 Ok(value)
             }
             // The worker stays with its call; the next call gets a new one.
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                let Overdue { call, deadline } = pending.overdue;
                 tracing::warn!(
-                    call = name,
+                    call,
                     deadline_ms = deadline.as_millis() as u64,
                     "a transactional call did not return in time; its producer is given up"
                 );
-                Err(overdue)
+                Err(pending.overdue)
             }
         }
     }
@@ -103,5 +159,41 @@ mod tests {
             "not queued behind the stuck call"
         );
         let _ = release.send(());
+    }
+
+    #[test]
+    fn a_started_call_answers_or_is_overdue_without_being_waited_for() {
+        let mut calls = BoundedCalls::default();
+        let (release, blocked) = mpsc::channel::<()>();
+        let mut answering = calls
+            .start("answering", Duration::from_secs(5), move || blocked.recv().is_ok())
+            .unwrap();
+        assert!(answering.answer().is_none() && !answering.overdue());
+        let _ = release.send(());
+        assert!(
+            wait_for(|| answering.answer().is_some()),
+            "its answer is seen as soon as it comes"
+        );
+        assert!(!answering.overdue());
+        assert_eq!(calls.finish(answering), Ok(true));
+
+        let (_keep, blocked) = mpsc::channel::<()>();
+        let mut stuck = calls
+            .start("stuck", Duration::from_millis(50), move || blocked.recv().is_ok())
+            .unwrap();
+        assert!(wait_for(|| stuck.overdue()), "overdue once its deadline passed");
+        assert!(calls.finish(stuck).is_err());
+        assert_eq!(calls.run("after", Duration::from_secs(5), || 9), Ok(9));
+    }
+
+    fn wait_for(mut settled: impl FnMut() -> bool) -> bool {
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if settled() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
     }
 }

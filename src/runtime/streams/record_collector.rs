@@ -262,14 +262,28 @@ impl RecordCollector {
     }
 
     /// Waits for every record sent to be acknowledged; fails with the delivery failure's own
-    /// code if any failed, so a fatal cause (a denied topic) is classified as fatal.
-    fn flush(&self) -> Result<(), StreamsError> {
+    /// code if any failed, so a fatal cause (a denied topic) is classified as fatal. Stops
+    /// waiting, `Ok(false)`, once `give_up` says the transaction is lost anyway.
+    fn flush(&self, give_up: impl FnMut() -> bool) -> Result<bool, StreamsError> {
         let _call = activity::enter("flush");
         // Records the broker has not taken once the transaction timed out will not be.
-        client::flush(&self.producer, Duration::from_millis(self.transaction_timeout_ms))?;
+        let flushed = client::flush_unless(
+            &self.producer,
+            Duration::from_millis(self.transaction_timeout_ms),
+            give_up,
+        )?;
         match self.take_failure() {
             Some(code) => Err(KafkaError::MessageProduction(code).into()),
-            None => Ok(()),
+            None => Ok(flushed),
+        }
+    }
+
+    /// A transactional call past its deadline: the producer is stale, the transaction lost.
+    fn overdue(&mut self, overdue: Overdue) -> StreamsError {
+        self.stale = true;
+        StreamsError::CallOverdue {
+            call: overdue.call,
+            waited: overdue.deadline,
         }
     }
 
@@ -280,46 +294,65 @@ impl RecordCollector {
     /// Ends the open transaction with `offsets` (the consumed positions) in it. Under
     /// at_least_once it only waits for the deliveries; the caller commits the offsets.
     /// A commit that does not answer in time is [`StreamsError::CommitOutcomeUnknown`].
+    ///
+    /// The offsets are sent while the deliveries are awaited, as the Java producer allows:
+    /// when a broker shuts down, both wait on it (its partitions' leaders and its group
+    /// coordinator move), and in sequence the two waits added up.
     pub fn commit(
         &mut self,
         offsets: &TopicPartitionList,
         group: Option<ConsumerGroupMetadata>,
         faults: &Faults,
     ) -> Result<(), StreamsError> {
-        let flushed = Instant::now();
-        self.flush()?;
-        observe_phase("flush", flushed);
-        if faults.time_out_deliveries() {
-            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut).into());
-        }
-        if self.exactly_once {
-            if offsets.count() > 0 {
+        let mut send = match (self.exactly_once, offsets.count() > 0) {
+            (true, true) => {
                 let group = group.ok_or(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownGroup))?;
                 let (producer, offsets) = (self.producer.clone(), offsets.clone());
                 let held = faults.hold_offsets();
-                let sending = Instant::now();
-                let sent = self
+                let pending = self
                     .calls
-                    .run("send_offsets_to_transaction", SEND_OFFSETS_CALL, move || {
+                    .start("send_offsets_to_transaction", SEND_OFFSETS_CALL, move || {
                         if held {
                             std::thread::sleep(SEND_OFFSETS_CALL * 2);
                         }
                         producer.send_offsets_to_transaction(&offsets, &group, SEND_OFFSETS_CALL)
                     });
-                match sent {
-                    Ok(result) => {
-                        result?;
-                        observe_phase("send_offsets", sending);
-                    }
-                    Err(overdue) => {
-                        self.stale = true;
-                        return Err(StreamsError::CallOverdue {
-                            call: "send_offsets_to_transaction",
-                            waited: overdue.deadline,
-                        });
-                    }
+                match pending {
+                    Ok(pending) => Some(pending),
+                    Err(overdue) => return Err(self.overdue(overdue)),
                 }
             }
+            _ => None,
+        };
+        let flushed = Instant::now();
+        // Waiting for the deliveries is for nothing once the send failed or is overdue.
+        let delivered = self.flush(|| {
+            send.as_mut()
+                .is_some_and(|s| s.overdue() || s.answer().is_some_and(|sent| sent.is_err()))
+        });
+        // The send is over before the transaction is ended or given up, whatever the
+        // deliveries' outcome (librdkafka refuses an abort while it is under way).
+        let sending = Instant::now();
+        let sent = match send.map(|pending| self.calls.finish(pending)) {
+            Some(Err(overdue)) => return Err(self.overdue(overdue)),
+            Some(Ok(sent)) => Some(sent),
+            None => None,
+        };
+        // A failed delivery tells more than the send (a denied topic is fatal).
+        let delivered = delivered?;
+        if let Some(sent) = sent {
+            sent?;
+            // What the send added to the commit past the deliveries.
+            observe_phase("send_offsets", sending);
+        }
+        if !delivered {
+            self.flush(|| false)?;
+        }
+        observe_phase("flush", flushed);
+        if faults.time_out_deliveries() {
+            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut).into());
+        }
+        if self.exactly_once {
             let started = Instant::now();
             let committed = self.commit_transaction(faults)?;
             if committed.is_ok() {
