@@ -374,6 +374,23 @@ fn utc_ms_of_day(epoch_ms: u128) -> String {
 }
 
 impl Findings {
+    /// Explains the stalls found since `found_before` by the brokers the fault did not
+    /// touch that the controller fenced meanwhile for lapsed heartbeats (printed whether or
+    /// not there were stalls). Such a broker takes every partition it leads or follows
+    /// below full ISR, whatever the replicas do: the machine was too busy for the brokers'
+    /// 2 s session, and a stall of that window is the cluster's as much as the replicas'.
+    fn explain_by_fencing(&mut self, found_before: usize, what: &str, fenced: &[(u32, String)]) {
+        for (broker, line) in fenced {
+            eprintln!("liveness: {what}: broker {broker}, not under fault, was fenced by the controller: {line}");
+        }
+        if self.0.len() > found_before && !fenced.is_empty() {
+            let brokers: Vec<u32> = fenced.iter().map(|(broker, _)| *broker).collect();
+            self.0.push(format!(
+                "{what}: meanwhile the controller fenced brokers {brokers:?}, not under fault, for lapsed heartbeats (the cluster itself lost ISRs)"
+            ));
+        }
+    }
+
     fn stalls(&mut self, what: &str, stalls: BTreeMap<i32, Duration>, bound: Duration) {
         if !stalls.is_empty() {
             let ms: BTreeMap<i32, u128> = stalls.into_iter().map(|(p, d)| (p, d.as_millis())).collect();
@@ -388,6 +405,7 @@ impl Findings {
 /// [`AFTER_FAULT`] while it is away, and within [`AFTER_HEALTHY`] of full ISRs.
 fn outage(cluster: &Cluster, watch: &Watch, findings: &mut Findings, what: &str, broker: u32, freeze: bool) {
     eprintln!("liveness: {what}: broker {broker}");
+    let (mark, found_before) = (cluster.controller_log_mark(), findings.0.len());
     let from = Instant::now();
     if freeze {
         cluster.freeze(broker);
@@ -407,6 +425,17 @@ fn outage(cluster: &Cluster, watch: &Watch, findings: &mut Findings, what: &str,
         cluster.start(broker);
     }
     healthy_again(cluster, watch, findings, what);
+    let others = fenced_others(cluster, mark, broker);
+    findings.explain_by_fencing(found_before, what, &others);
+}
+
+/// The brokers other than `faulted` the controller fenced for lapsed heartbeats since `mark`.
+fn fenced_others(cluster: &Cluster, mark: u64, faulted: u32) -> Vec<(u32, String)> {
+    cluster
+        .fenced_since(mark)
+        .into_iter()
+        .filter(|(broker, _)| *broker != faulted)
+        .collect()
 }
 
 /// Waits for full ISRs, then checks every partition decides within [`AFTER_HEALTHY`].
@@ -435,8 +464,10 @@ fn healthy_again(cluster: &Cluster, watch: &Watch, findings: &mut Findings, what
 
 fn rolling_restart(cluster: &Cluster, watch: &Watch, findings: &mut Findings) {
     eprintln!("liveness: rolling restart");
-    let from = Instant::now();
+    let (from, found_before) = (Instant::now(), findings.0.len());
+    let mut fenced = Vec::new();
     for broker in cluster.brokers() {
+        let mark = cluster.controller_log_mark();
         // When each step began and ended, to read the replicas' logs against.
         let stopping = Instant::now();
         cluster.stop(broker);
@@ -453,11 +484,13 @@ fn rolling_restart(cluster: &Cluster, watch: &Watch, findings: &mut Findings) {
                 .0
                 .push(format!("rolling restart: ISRs not full after broker {broker}"));
         }
+        fenced.extend(fenced_others(cluster, mark, broker));
     }
     // Settled: the last partition's move shows in the window too.
     std::thread::sleep(ROLLING);
     report(watch, "rolling restart", from, Instant::now());
     findings.stalls("rolling restart", watch.stalls(from, Instant::now(), ROLLING), ROLLING);
+    findings.explain_by_fencing(found_before, "rolling restart", &fenced);
 }
 
 /// SIGTERM, and the replica must be gone within 20 s.

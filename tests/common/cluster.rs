@@ -117,6 +117,50 @@ impl Cluster {
         Some(node - 1)
     }
 
+    /// The controller's log, where it says which brokers it fenced.
+    fn controller_log(&self) -> std::path::PathBuf {
+        std::path::Path::new(&self.env[0].1).join("kafka/controller/server.log")
+    }
+
+    /// Where the controller's log ends now, for [`Self::fenced_since`].
+    pub fn controller_log_mark(&self) -> u64 {
+        std::fs::metadata(self.controller_log()).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The brokers the controller fenced because their heartbeats lapsed since `mark`, with
+    /// its log line: on a machine too busy for a broker to heartbeat within the cluster's
+    /// session, the cluster itself drops below min.insync.replicas, whatever the clients do.
+    /// A broker already fenced (one starting up) is not counted: the controller says that
+    /// change was a no-op.
+    pub fn fenced_since(&self, mark: u64) -> Vec<(u32, String)> {
+        let log = std::fs::read(self.controller_log()).unwrap_or_default();
+        // A log rolled over since the mark is read whole.
+        let from = if (mark as usize) <= log.len() { mark as usize } else { 0 };
+        let text = String::from_utf8_lossy(&log[from..]);
+        let mut lines = text.lines().peekable();
+        let mut fenced = Vec::new();
+        while let Some(line) = lines.next() {
+            if !line.contains("because its session has timed out") {
+                continue;
+            }
+            if lines
+                .peek()
+                .is_some_and(|next| next.contains("no-op registration change"))
+            {
+                continue;
+            }
+            let node = line
+                .split("Fencing broker ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|id| id.parse::<u32>().ok());
+            if let Some(node) = node {
+                fenced.push((node - 1, line.chars().take(200).collect()));
+            }
+        }
+        fenced
+    }
+
     /// Waits until every partition of every topic has its full ISR; how long that took.
     pub fn wait_isr_full(&self, timeout: Duration) -> Option<Duration> {
         let started = Instant::now();
