@@ -22,14 +22,18 @@ pub struct Overdue {
     pub deadline: Duration,
 }
 
-/// Runs calls on a worker thread of its own, one at a time.
+/// Runs calls on a worker thread of its own, one at a time as long as every started call
+/// is finished before the next starts (a call past its deadline keeps its worker, and the
+/// next call gets a new one).
 #[derive(Default)]
 pub struct BoundedCalls {
     worker: Option<Sender<Job>>,
 }
 
 /// A call under way on a worker, waited for with [`BoundedCalls::finish`]; its deadline
-/// runs from its start.
+/// runs from its start. Dropped unfinished, the call goes on unwatched: a caller that does
+/// so must treat its producer as stale, as for an overdue call.
+#[must_use = "a started call is finished, or its producer treated as stale"]
 pub struct Pending<T> {
     overdue: Overdue,
     started: Instant,
@@ -49,9 +53,18 @@ impl<T> Pending<T> {
 
     /// Whether the call is past its deadline without an answer (or its worker died).
     pub fn overdue(&mut self) -> bool {
-        self.answer().is_none()
-            && (self.started.elapsed() >= self.overdue.deadline
-                || matches!(self.answer.try_recv(), Err(TryRecvError::Disconnected)))
+        if self.answered.is_some() {
+            return false;
+        }
+        // One receive: an answer that arrives between two would be lost.
+        match self.answer.try_recv() {
+            Ok(value) => {
+                self.answered = Some(value);
+                false
+            }
+            Err(TryRecvError::Disconnected) => true,
+            Err(TryRecvError::Empty) => self.started.elapsed() >= self.overdue.deadline,
+        }
     }
 }
 
@@ -184,6 +197,23 @@ mod tests {
         assert!(wait_for(|| stuck.overdue()), "overdue once its deadline passed");
         assert!(calls.finish(stuck).is_err());
         assert_eq!(calls.run("after", Duration::from_secs(5), || 9), Ok(9));
+    }
+
+    #[test]
+    fn an_answer_that_comes_while_it_is_looked_for_is_never_lost() {
+        // The worker answers, then drops its end: an answer missed by one look would be
+        // taken for a dead worker, so for an overdue call.
+        let mut calls = BoundedCalls::default();
+        for round in 0..2000 {
+            let mut pending = calls.start("quick", Duration::from_secs(5), move || round).unwrap();
+            loop {
+                assert!(!pending.overdue(), "round {round}: an answered call taken for overdue");
+                if pending.answer().is_some() {
+                    break;
+                }
+            }
+            assert_eq!(calls.finish(pending), Ok(round));
+        }
     }
 
     fn wait_for(mut settled: impl FnMut() -> bool) -> bool {

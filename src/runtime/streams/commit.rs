@@ -149,10 +149,15 @@ where
 
 /// Records how long one phase of a commit took, from `started` to now.
 pub(super) fn observe_phase(phase: &str, started: Instant) {
+    observe_phase_took(phase, started.elapsed());
+}
+
+/// Records that one phase of a commit took `took`.
+pub(super) fn observe_phase_took(phase: &str, took: std::time::Duration) {
     metrics()
         .commit_phase
         .with_label_values(&[phase])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(took.as_secs_f64());
 }
 
 /// For processing that cannot wait (revocation, shutdown): every input counts as behind,

@@ -15,8 +15,8 @@
 //!   wait for it too, and the stores would be restored for nothing.
 
 use super::bounded_call::{BoundedCalls, Overdue};
-use super::commit::observe_phase;
-use super::error::{is_fatal_code, StreamsError};
+use super::commit::{observe_phase, observe_phase_took};
+use super::error::{is_fatal_code, Severity, StreamsError};
 use super::faults::Faults;
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::runtime::{activity, client, dead_letter};
@@ -287,6 +287,13 @@ impl RecordCollector {
         }
     }
 
+    /// Records a delivery failure, as a delivery report would.
+    fn record_failure(&self, code: RDKafkaErrorCode) {
+        if let Ok(mut failure) = self.producer.context().failure.lock() {
+            failure.get_or_insert(code);
+        }
+    }
+
     fn take_failure(&self) -> Option<RDKafkaErrorCode> {
         self.producer.context().failure.lock().ok().and_then(|mut f| f.take())
     }
@@ -324,17 +331,30 @@ impl RecordCollector {
             }
             _ => None,
         };
+        if faults.time_out_deliveries() {
+            // As librdkafka reports a record it gave up on, while the send may be under way.
+            self.record_failure(RDKafkaErrorCode::MessageTimedOut);
+        }
         let flushed = Instant::now();
         // Waiting for the deliveries is for nothing once the send failed or is overdue.
         let delivered = self.flush(|| {
             send.as_mut()
                 .is_some_and(|s| s.overdue() || s.answer().is_some_and(|sent| sent.is_err()))
         });
+        let flush_took = flushed.elapsed();
         // The send is over before the transaction is ended or given up, whatever the
         // deliveries' outcome (librdkafka refuses an abort while it is under way).
         let sending = Instant::now();
         let sent = match send.map(|pending| self.calls.finish(pending)) {
-            Some(Err(overdue)) => return Err(self.overdue(overdue)),
+            Some(Err(overdue)) => {
+                let overdue = self.overdue(overdue);
+                // A fatal delivery failure (a denied topic) still says most; the producer
+                // is stale either way, since the send goes on.
+                return Err(match delivered {
+                    Err(failed) if failed.severity() == Severity::Fatal => failed,
+                    _ => overdue,
+                });
+            }
             Some(Ok(sent)) => Some(sent),
             None => None,
         };
@@ -345,12 +365,12 @@ impl RecordCollector {
             // What the send added to the commit past the deliveries.
             observe_phase("send_offsets", sending);
         }
-        if !delivered {
+        if delivered {
+            observe_phase_took("flush", flush_took);
+        } else {
+            // Not reached as the flush gives up only on a failed or overdue send; if it
+            // were, the deliveries are still awaited before the commit.
             self.flush(|| false)?;
-        }
-        observe_phase("flush", flushed);
-        if faults.time_out_deliveries() {
-            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut).into());
         }
         if self.exactly_once {
             let started = Instant::now();
@@ -456,6 +476,10 @@ impl RecordCollector {
             let result = self.calls.run("abort_transaction", TRANSACTION_CALL, move || {
                 producer.abort_transaction(TRANSACTION_CALL)
             });
+            // The abort purges the records still in flight, and their reports come while it
+            // runs: they belong to the aborted transaction, not the next.
+            let _ = self.take_changelog_offsets();
+            let _ = self.take_failure();
             matches!(result, Ok(Ok(())))
         };
         if aborted && !self.stale {
