@@ -298,6 +298,35 @@ async fn a_delivery_that_timed_out_rolls_back_without_restoring_the_stores() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_send_of_the_offsets_that_fails_rolls_back_its_transaction_only() {
+    // The offsets are sent while the transaction's records are awaited. When the send fails
+    // (here librdkafka's own timeout, as when a coordinator moves), the wait for the records
+    // stops at once and the transaction rolls back, its records still in flight purged
+    // (librdkafka answers such a send with a timeout that does not ask for an abort, so the
+    // producer is replaced). The purged records' failures belong to that transaction: the
+    // next one commits, and no store is restored for a transaction never asked to commit.
+    let (_dir, scenario, replica, decisions) = three_rounds_with("offsets_time_out=2").await;
+    let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+    // At most the two sends asked with no time to wait failed (a broker that answers
+    // within librdkafka's timer granularity may still take one in time).
+    let aborted = replica
+        .metric("creditstream_processor_transactions_aborted_total")
+        .unwrap_or(0.0);
+    assert!(
+        (1.0..=2.0).contains(&aborted),
+        "the failed sends, and nothing after them, rolled back ({aborted}):\n{}",
+        replica.log_tail()
+    );
+    assert!(
+        log.contains("Failed to add offsets to transaction") && !log.contains("restoring every store"),
+        "the sends failed, and no store was restored:\n{}",
+        replica.log_tail()
+    );
+    // Each order was decided once, on the balance the previous orders left.
+    scenario.check(&decisions);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_condition_update_over_many_users_commits_in_bounded_parts_each_user_once() {
     // Enough users that every partition holds more than two chunks of them. One command by
     // condition must not become one transaction of two records per matching user (at a

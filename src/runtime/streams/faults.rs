@@ -16,6 +16,9 @@
 //! - `commit_times_out=N`: the next N commits first ask librdkafka to commit with no time to wait,
 //!   so that it answers "timed out" while the commit goes on in the background (what a
 //!   commit that meets a transaction coordinator moving away answers after its timeout).
+//! - `offsets_time_out=N`: the next N sends of the consumed offsets are asked of librdkafka
+//!   with no time to wait, so that it fails them (abortable) while the transaction's
+//!   records may still be in flight (a send that meets a coordinator moving away).
 //! - `deliveries_time_out=N`: the next N transactions find, when they wait for their
 //!   deliveries, one of them timed out (a partition whose new leader, a broker that just
 //!   restarted, does not answer within message.timeout.ms during a rolling restart).
@@ -34,6 +37,7 @@ pub struct Faults {
     restore_rate: AtomicU32,
     updater_panic: AtomicU32,
     offsets_overdue: AtomicU32,
+    offsets_time_out: AtomicU32,
     deliveries_time_out: AtomicU32,
     commit_times_out: AtomicU32,
 }
@@ -60,6 +64,9 @@ impl Faults {
                 }
                 Some(("offsets_overdue", n)) => {
                     faults.offsets_overdue.store(n.parse().unwrap_or(1), Ordering::Relaxed);
+                }
+                Some(("offsets_time_out", n)) => {
+                    faults.offsets_time_out.store(n.parse().unwrap_or(1), Ordering::Relaxed);
                 }
                 Some(("deliveries_time_out", n)) => {
                     faults
@@ -97,6 +104,11 @@ impl Faults {
     /// Whether this send of the offsets to the transaction is to answer past its deadline.
     pub fn hold_offsets(&self) -> bool {
         count_down(&self.offsets_overdue).is_ok()
+    }
+
+    /// Whether this send of the offsets is to be asked of librdkafka with no time to wait.
+    pub fn time_out_offsets(&self) -> bool {
+        count_down(&self.offsets_time_out).is_ok()
     }
 
     /// Whether the deliveries of this transaction are to be reported as timed out.

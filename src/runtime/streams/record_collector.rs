@@ -316,13 +316,18 @@ impl RecordCollector {
                 let group = group.ok_or(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownGroup))?;
                 let (producer, offsets) = (self.producer.clone(), offsets.clone());
                 let held = faults.hold_offsets();
+                let timeout = if faults.time_out_offsets() {
+                    Duration::ZERO
+                } else {
+                    SEND_OFFSETS_CALL
+                };
                 let pending = self
                     .calls
                     .start("send_offsets_to_transaction", SEND_OFFSETS_CALL, move || {
                         if held {
                             std::thread::sleep(SEND_OFFSETS_CALL * 2);
                         }
-                        producer.send_offsets_to_transaction(&offsets, &group, SEND_OFFSETS_CALL)
+                        producer.send_offsets_to_transaction(&offsets, &group, timeout)
                     });
                 match pending {
                     Ok(pending) => Some(pending),
