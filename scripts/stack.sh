@@ -64,6 +64,8 @@
 #   PROMETHEUS_CONFIG       [<repo>/config/prometheus.yml]
 #   KAFKA_HEAP_OPTS         [-Xmx1g -Xms256m with one broker, -Xmx512m -Xms256m with more]  per broker
 #   KAFKA_START_TIMEOUT     [120]   seconds to wait for the Kafka brokers to become ready
+#   KAFKA_BROKER_SESSION_MS [2000]  the controller fences a broker silent this long (Kafka's
+#                                   default is 9000; see the controller's configuration below)
 #   MYSQL_START_TIMEOUT     [60]    seconds to wait for MariaDB to answer
 #   STOP_TIMEOUT            [60]    seconds to wait after SIGTERM before SIGKILL
 #
@@ -87,6 +89,7 @@ PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
 PROMETHEUS_CONFIG=${PROMETHEUS_CONFIG:-$REPO_ROOT/config/prometheus.yml}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:-}   # default per broker count: see broker_heap_opts
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-120}
+KAFKA_BROKER_SESSION_MS=${KAFKA_BROKER_SESSION_MS:-2000}
 MYSQL_START_TIMEOUT=${MYSQL_START_TIMEOUT:-60}
 STOP_TIMEOUT=${STOP_TIMEOUT:-60}
 
@@ -423,13 +426,14 @@ listeners=CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$CONTROLLER_DATA
-# A broker that stops heartbeating is fenced after 2 s. A broker killed and restarted
-# then finds itself fenced in the first metadata it loads, instead of publishing itself as
-# the leader of everything until its new registration fences it: in that window its
-# transaction coordinator can resend commit/abort markers, find the data partitions
-# without a leader, and skip them for good (Kafka treats them as deleted), which leaves
-# hanging transactions that stop every read_committed reader.
-broker.session.timeout.ms=2000
+# A broker that stops heartbeating is fenced after 2 s (KAFKA_BROKER_SESSION_MS). A broker
+# killed and restarted then finds itself fenced in the first metadata it loads, instead of
+# publishing itself as the leader of everything until its new registration fences it: in
+# that window its transaction coordinator can resend commit/abort markers, find the data
+# partitions without a leader, and skip them for good (Kafka treats them as deleted), which
+# leaves hanging transactions that stop every read_committed reader. On a busy 2-core
+# machine a healthy broker now and then misses 2 s too, and is fenced for a moment.
+broker.session.timeout.ms=$KAFKA_BROKER_SESSION_MS
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=true
 
