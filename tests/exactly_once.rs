@@ -300,11 +300,10 @@ async fn a_delivery_that_timed_out_rolls_back_without_restoring_the_stores() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_send_of_the_offsets_that_fails_rolls_back_its_transaction_only() {
     // The offsets are sent while the transaction's records are awaited. When the send fails
-    // (here librdkafka's own timeout, as when a coordinator moves), the wait for the records
-    // stops at once and the transaction rolls back, its records still in flight purged
-    // (librdkafka answers such a send with a timeout that does not ask for an abort, so the
-    // producer is replaced). The purged records' failures belong to that transaction: the
-    // next one commits, and no store is restored for a transaction never asked to commit.
+    // (here librdkafka's own timeout, as when a coordinator moves), the transaction rolls
+    // back once its records are in (librdkafka answers such a send with a timeout that does
+    // not ask for an abort, so the producer is replaced). The next transaction commits, and
+    // no store is restored for a transaction never asked to commit.
     let (_dir, scenario, replica, decisions) = three_rounds_with("offsets_time_out=2").await;
     let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
     // At most the two sends asked with no time to wait failed (a broker that answers

@@ -341,11 +341,11 @@ impl RecordCollector {
             self.record_failure(RDKafkaErrorCode::MessageTimedOut);
         }
         let flushed = Instant::now();
-        // Waiting for the deliveries is for nothing once the send failed or is overdue.
-        let delivered = self.flush(|| {
-            send.as_mut()
-                .is_some_and(|s| s.overdue() || s.answer().is_some_and(|sent| sent.is_err()))
-        });
+        // Waiting for the deliveries is for nothing once the send is overdue (the producer
+        // is replaced). After a failed send it goes on: the abort that follows must not
+        // meet records whose reports nobody serves (librdkafka's abort waits for them and
+        // timed out, seen when a rebalance failed the send with ILLEGAL_GENERATION).
+        let delivered = self.flush(|| send.as_mut().is_some_and(|s| s.overdue()));
         let flush_took = flushed.elapsed();
         // The send is over before the transaction is ended or given up, whatever the
         // deliveries' outcome (librdkafka refuses an abort while it is under way).
@@ -373,8 +373,8 @@ impl RecordCollector {
         if delivered {
             observe_phase_took("flush", flush_took);
         } else {
-            // Not reached as the flush gives up only on a failed or overdue send; if it
-            // were, the deliveries are still awaited before the commit.
+            // Not reached as the flush gives up only on an overdue send; if it were, the
+            // deliveries are still awaited before the commit.
             self.flush(|| false)?;
         }
         if self.exactly_once {
