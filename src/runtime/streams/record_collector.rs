@@ -373,8 +373,8 @@ impl RecordCollector {
         if delivered {
             observe_phase_took("flush", flush_took);
         } else {
-            // Not reached as the flush gives up only on an overdue send; if it were, the
-            // deliveries are still awaited before the commit.
+            // The flush gave up on a send that then answered just in time (it looked
+            // overdue a moment before `finish`): the deliveries are awaited before the commit.
             self.flush(|| false)?;
         }
         if self.exactly_once {
