@@ -247,10 +247,10 @@ async fn three_rounds_with(fault: &str) -> (tempfile::TempDir, Scenario, Running
 }
 
 /// Runs three rounds of orders on one replica with `fault` injected twice, and checks that
-/// each injection gave its producer up (`what`) without restoring any store: the failed
-/// transactions were never asked to commit, so the stores only forget their uncommitted
-/// writes.
-async fn rolls_back_twice_without_restoring(fault: &str, what: &str) {
+/// each injection rolled back (`what`), replacing the producer `replaced` times in all,
+/// without restoring any store: the failed transactions were never asked to commit, so the
+/// stores only forget their uncommitted writes.
+async fn rolls_back_twice_without_restoring(fault: &str, what: &str, replaced: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut scenario = Scenario::new(10).await;
     let replica = scenario.replica_with(&dir.path().join("r"), &[("CREDITSTREAM_TEST_FAULTS", fault)]);
@@ -263,10 +263,14 @@ async fn rolls_back_twice_without_restoring(fault: &str, what: &str) {
     scenario.orders(10, 60);
     let decisions = scenario.decisions(180);
     let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+    let aborted = replica
+        .metric("creditstream_processor_transactions_aborted_total")
+        .unwrap_or(0.0);
+    assert_eq!(aborted, 2.0, "each {what} rolled back:\n{}", replica.log_tail());
     assert_eq!(
         log.matches("replacing the transactional producer").count(),
-        2,
-        "each {what} gave its producer up:\n{}",
+        replaced,
+        "{replaced} producers replaced after two {what}s:\n{}",
         replica.log_tail()
     );
     assert!(
@@ -285,25 +289,25 @@ async fn an_offset_send_past_its_deadline_rolls_back_without_restoring_the_store
     // coordinator moves (a broker's controlled shutdown in a rolling restart). The producer
     // is given up and replaced; restoring the stores from the changelog (seconds while a
     // broker restarts) would stall every partition of the replica for nothing.
-    rolls_back_twice_without_restoring("offsets_overdue=2", "overdue send").await;
+    rolls_back_twice_without_restoring("offsets_overdue=2", "overdue send", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delivery_that_timed_out_rolls_back_without_restoring_the_stores() {
     // In a rolling restart a partition's new leader, a broker that has just restarted, may
-    // not answer within message.timeout.ms: the delivery times out, the producer must bump
-    // its epoch and is replaced (seen: a full restore, 4.5 s, while a broker was down, on
-    // top of the 8 s the delivery had waited).
-    rolls_back_twice_without_restoring("deliveries_time_out=2", "timed-out delivery").await;
+    // not answer within message.timeout.ms: the delivery times out and the transaction is
+    // aborted (librdkafka's abort bumps the producer's epoch), keeping the producer, with no
+    // restore (seen before: a full restore, 4.5 s, while a broker was down, on top of the
+    // 8 s the delivery had waited).
+    rolls_back_twice_without_restoring("deliveries_time_out=2", "timed-out delivery", 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_send_of_the_offsets_that_fails_rolls_back_its_transaction_only() {
     // The offsets are sent while the transaction's records are awaited. When the send fails
-    // (here librdkafka's own timeout, as when a coordinator moves), the transaction rolls
-    // back once its records are in (librdkafka answers such a send with a timeout that does
-    // not ask for an abort, so the producer is replaced). The next transaction commits, and
-    // no store is restored for a transaction never asked to commit.
+    // (here librdkafka's own timeout, as when a coordinator moves; in CI a rebalance's
+    // ILLEGAL_GENERATION), the transaction is aborted once its records are in. The next
+    // transaction commits, and no store is restored for a transaction never asked to commit.
     let (_dir, scenario, replica, decisions) = three_rounds_with("offsets_time_out=2").await;
     let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
     // At most the two sends asked with no time to wait failed (a broker that answers
@@ -319,6 +323,13 @@ async fn a_send_of_the_offsets_that_fails_rolls_back_its_transaction_only() {
     assert!(
         log.contains("Failed to add offsets to transaction") && !log.contains("restoring every store"),
         "the sends failed, and no store was restored:\n{}",
+        replica.log_tail()
+    );
+    // A failed send leaves the transaction abortable (librdkafka purges its queued records,
+    // whose reports say "purged"): it is aborted, and the producer kept.
+    assert!(
+        !log.contains("replacing the transactional producer"),
+        "a send that failed is rolled back with an abort, the producer kept:\n{}",
         replica.log_tail()
     );
     // Each order was decided once, on the balance the previous orders left.

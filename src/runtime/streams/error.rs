@@ -95,9 +95,21 @@ impl StreamsError {
         matches!(self, StreamsError::CommitOutcomeUnknown { .. })
     }
 
-    /// Whether the open transaction can be aborted with the same producer.
+    /// Whether the open transaction may be aborted with the same producer, as Kafka Streams
+    /// aborts for every failure but a fenced or fatal producer: a failed delivery, a failed
+    /// send of the offsets or a refused commit leave librdkafka's transaction abortable
+    /// (it purges the queued records itself). Not after a fatal transactional error (a
+    /// fenced producer among them), nor after a call past its deadline, which may still be
+    /// running (librdkafka refuses an abort meanwhile) or may have committed.
     pub fn abortable(&self) -> bool {
-        matches!(self, StreamsError::Kafka { source: KafkaError::Transaction(e), .. } if e.txn_requires_abort())
+        match self {
+            StreamsError::Kafka {
+                source: KafkaError::Transaction(e),
+                ..
+            } => !e.is_fatal(),
+            StreamsError::CommitOutcomeUnknown { .. } | StreamsError::CallOverdue { .. } => false,
+            _ => true,
+        }
     }
 }
 

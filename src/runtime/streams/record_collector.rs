@@ -363,13 +363,19 @@ impl RecordCollector {
             Some(Ok(sent)) => Some(sent),
             None => None,
         };
-        // A failed delivery tells more than the send (a denied topic is fatal).
-        let delivered = delivered?;
-        if let Some(sent) = sent {
-            sent?;
-            // What the send added to the commit past the deliveries.
-            observe_phase("send_offsets", sending);
-        }
+        let delivered = match (delivered, sent) {
+            // A fatal delivery failure (a denied topic) tells most.
+            (Err(failed), _) if failed.severity() == Severity::Fatal => return Err(failed),
+            // A failed send makes librdkafka purge the transaction's queued records, whose
+            // reports then fail: the send is the cause.
+            (_, Some(Err(send_failed))) => return Err(send_failed.into()),
+            (delivered, Some(Ok(()))) => {
+                // What the send added to the commit past the deliveries.
+                observe_phase("send_offsets", sending);
+                delivered?
+            }
+            (delivered, None) => delivered?,
+        };
         if delivered {
             observe_phase_took("flush", flush_took);
         } else {
