@@ -243,7 +243,7 @@ impl Metrics {
             task_idle: counter(
                 &r,
                 "creditstream_processor_task_idle_total",
-                "Times a task began to wait for an input known to hold unfetched records (waited), and records it processed without that input once max_task_idle_ms had passed (enforced).",
+                "Times a task began to wait for its other input (waited), and records it processed without a caught-up input once max_task_idle_ms had passed (enforced).",
                 &["outcome"],
             ),
             paused_partitions: IntGauge::new(

@@ -1,7 +1,7 @@
 //! Input lag as a task's partition group asks for it: whether an input partition has
 //! records on the broker its task has not been given yet. A task waits for such an input
-//! before it processes the other one past it (bounded by `max_task_idle_ms` only while
-//! the lag is unknown).
+//! before it processes the other one past it, with no deadline, also while the lag is
+//! not known yet (`max_task_idle_ms` bounds only a wait on a caught-up input).
 //! Invariant: an input of which the consumer knows nothing yet (no fetch answered since it
 //! was assigned: its offset is still being looked up) is never taken as caught up, so a
 //! task started on two backlogs does not process one before the other's records arrived.

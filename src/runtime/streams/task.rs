@@ -10,8 +10,8 @@
 //! - The store's writes stay in its overlay until the task manager commits; any failure
 //!   ends in a rollback that drops them.
 //! - Records are taken in timestamp order across the two inputs; a task never runs ahead
-//!   of an input known to hold unfetched records (it waits for them, as Kafka Streams
-//!   does), and waits at most `max_idle` for an input whose lag is not known yet.
+//!   of an input that holds unfetched records or whose lag is not known yet (it waits for
+//!   them, as Kafka Streams does), and waits at most `max_idle` for one that is caught up.
 
 use super::error::StreamsError;
 use super::faults::Faults;
@@ -85,7 +85,8 @@ pub struct Run<'a, P: Processor> {
     pub pending: &'a mut PendingMetrics,
     pub faults: &'a Faults,
     pub lag: &'a mut dyn InputLag,
-    /// How long a task waits for an input with unfetched records (`max_task_idle_ms`).
+    /// How long a task waits for a caught-up input before it goes on without it
+    /// (`max_task_idle_ms`).
     pub max_idle: Duration,
 }
 
@@ -99,8 +100,9 @@ pub struct Task {
     /// Next offset the consumer will hand this task, per source topic, where known (from
     /// the offsets it was sought to and the records buffered since).
     fetched: [Option<i64>; 2],
-    /// Since when the task waits for an input that holds unfetched records.
-    waiting_since: Option<Instant>,
+    /// Since when the task waits for its other input, and whether that input is caught up
+    /// (a wait `max_idle` bounds) rather than holding or maybe holding unfetched records.
+    waiting_since: Option<(Instant, bool)>,
     /// A record whose work is done in parts: once the part done so far is committed, it
     /// is processed again, before anything else, so nothing overtakes it.
     partial: Option<RawRecord>,
@@ -147,56 +149,69 @@ impl Task {
         self.group.buffered(slot)
     }
 
-    /// Whether the task waits for an input, and until when at most.
+    /// Until when at most the task waits for a caught-up input, if it does.
     pub fn waiting_until(&self, max_idle: Duration) -> Option<Instant> {
-        self.waiting_since.map(|since| since + max_idle)
+        match self.waiting_since {
+            Some((since, true)) => Some(since + max_idle),
+            _ => None,
+        }
     }
 
     /// The next record to process, in timestamp order; `None` when nothing is buffered or
-    /// the task waits for an input that holds unfetched records.
+    /// the task waits for its other input: with no deadline while that input holds
+    /// unfetched records or its lag is not known yet (as Kafka Streams since KIP-695), and
+    /// for `max_idle` while it is caught up (Kafka Streams' `max.task.idle.ms`, for
+    /// records that may still arrive).
     fn next_record(&mut self, lag: &mut dyn InputLag, max_idle: Duration) -> Option<RawRecord> {
         if let Some(record) = self.partial.take() {
             return Some(record);
         }
         let (sources, partition, fetched) = (self.id.subtopology.sources(), self.id.partition, self.fetched);
-        let mut known = false;
+        let mut must_wait = false;
         let popped = self
             .group
             .pop(|slot| match lag.lag(sources[slot], partition, fetched[slot]) {
-                Lag::None => false,
-                Lag::Behind => {
-                    known = true;
+                Lag::None => !max_idle.is_zero(),
+                Lag::Behind | Lag::Unknown => {
+                    must_wait = true;
                     true
                 }
-                Lag::Unknown => true,
             });
         match popped {
             Pop::Record(record) => {
                 self.waiting_since = None;
                 Some(record)
             }
-            // The records are on the broker: wait for them however long the fetch takes
-            // (the input watch starts a fetch again that stopped).
-            Pop::Waiting if known => {
-                if self.waiting_since.is_none() {
-                    metrics().task_idle.with_label_values(&["waited"]).inc();
-                    self.waiting_since = Some(Instant::now());
+            // The records are on the broker, or may be: wait for them however long the
+            // fetch takes (the input watch reports a fetch that stood still).
+            Pop::Waiting if must_wait => {
+                match &mut self.waiting_since {
+                    Some((_, bounded)) => *bounded = false,
+                    None => {
+                        metrics().task_idle.with_label_values(&["waited"]).inc();
+                        self.waiting_since = Some((Instant::now(), false));
+                    }
                 }
                 None
             }
             Pop::Waiting => match self.waiting_since {
-                // Waited long enough: go on without the lagging input until it delivers.
-                Some(since) if since.elapsed() >= max_idle => match self.group.pop(|_| false) {
+                // Waited long enough for a caught-up input: go on without it.
+                Some((since, true)) if since.elapsed() >= max_idle => match self.group.pop(|_| false) {
                     Pop::Record(record) => {
                         metrics().task_idle.with_label_values(&["enforced"]).inc();
                         Some(record)
                     }
                     _ => None,
                 },
-                Some(_) => None,
+                Some((_, true)) => None,
+                // The input caught up: its idle time starts now.
+                Some((_, false)) => {
+                    self.waiting_since = Some((Instant::now(), true));
+                    None
+                }
                 None => {
                     metrics().task_idle.with_label_values(&["waited"]).inc();
-                    self.waiting_since = Some(Instant::now());
+                    self.waiting_since = Some((Instant::now(), true));
                     None
                 }
             },
@@ -377,5 +392,77 @@ impl Task {
     pub fn close(mut self) -> Option<RocksStore> {
         self.reset_input();
         self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::processor::RecordMeta;
+
+    /// Answers every lag question of the user commands with `commands`, of orders with `None`.
+    struct Lags {
+        commands: Lag,
+    }
+
+    impl InputLag for Lags {
+        fn lag(&mut self, topic: InputTopic, _: u32, _: Option<i64>) -> Lag {
+            match topic {
+                InputTopic::UserCommands => self.commands,
+                _ => Lag::None,
+            }
+        }
+    }
+
+    fn task_with_an_order() -> Task {
+        let mut task = Task::new(TaskId::of(InputTopic::Orders, 0), None);
+        task.buffer(RawRecord {
+            topic: InputTopic::Orders,
+            meta: RecordMeta {
+                partition: 0,
+                offset: 0,
+                timestamp_ms: 1,
+            },
+            key: None,
+            value: None,
+        });
+        task
+    }
+
+    #[test]
+    fn an_order_waits_with_no_deadline_while_the_user_commands_lag_is_unknown() {
+        // As Kafka Streams (KIP-695): an input of which no fetch has answered may hold the
+        // create of the order's user; going on without it would decline the order.
+        let mut task = task_with_an_order();
+        let mut unknown = Lags { commands: Lag::Unknown };
+        for _ in 0..3 {
+            assert!(task.next_record(&mut unknown, Duration::ZERO).is_none());
+        }
+        let mut caught_up = Lags { commands: Lag::None };
+        assert!(task.next_record(&mut caught_up, Duration::ZERO).is_some());
+    }
+
+    #[test]
+    fn an_order_waits_with_no_deadline_for_user_commands_known_to_be_on_the_broker() {
+        let mut task = task_with_an_order();
+        let mut behind = Lags { commands: Lag::Behind };
+        for _ in 0..3 {
+            assert!(task.next_record(&mut behind, Duration::ZERO).is_none());
+        }
+    }
+
+    #[test]
+    fn a_caught_up_input_is_waited_for_only_up_to_max_task_idle() {
+        let mut caught_up = Lags { commands: Lag::None };
+        let mut task = task_with_an_order();
+        assert!(
+            task.next_record(&mut caught_up, Duration::ZERO).is_some(),
+            "no wait by default (0), as Kafka Streams' max.task.idle.ms"
+        );
+        let mut task = task_with_an_order();
+        assert!(
+            task.next_record(&mut caught_up, Duration::from_secs(3600)).is_none(),
+            "a caught-up input is waited for while max_task_idle_ms lasts"
+        );
     }
 }
