@@ -42,10 +42,12 @@ const TRANSACTION_CALL: Duration = Duration::from_secs(5);
 /// How much longer than its own timeout a transactional call's answer is waited for, so that
 /// librdkafka's answer (say, a retriable "timed out") comes before the call is given up.
 const CALL_MARGIN: Duration = Duration::from_secs(1);
-/// Longest a commit that librdkafka says is still under way is waited for, in all: two of
-/// its timeouts (the shipped transaction timeout, 10 s; past it a commit the coordinator
-/// never got is aborted by the broker anyway), so the stream thread stalls at most ~16 s.
-const COMMIT_WAIT: Duration = Duration::from_secs(10);
+/// Longest a commit that librdkafka says is still under way is waited for, in all: past
+/// the socket timeout (10 s), after which librdkafka gives a request to a frozen
+/// coordinator up and asks the coordinator that replaced it, plus time for that answer.
+/// Giving up at the socket timeout itself (it was 10 s) gave up the commit just as it was
+/// about to finish: a broker frozen under a commit cost a new producer and a full restore.
+const COMMIT_WAIT: Duration = Duration::from_secs(13);
 /// The least time between two asks for the same commit (librdkafka answers "still under
 /// way" at its timeout; an answer that comes sooner is not asked again in a busy loop).
 const ASK_AGAIN_AFTER: Duration = Duration::from_millis(100);
@@ -385,7 +387,7 @@ impl RecordCollector {
         }
         if self.exactly_once {
             let started = Instant::now();
-            let committed = self.commit_transaction(faults)?;
+            let (committed, under_way) = self.commit_transaction(faults)?;
             if committed.is_ok() {
                 observe_phase("commit_transaction", started);
             }
@@ -399,7 +401,7 @@ impl RecordCollector {
                     })
                 }
                 Err(KafkaError::Transaction(e))
-                    if e.is_retriable() || e.code() == RDKafkaErrorCode::OperationTimedOut =>
+                    if under_way || e.is_retriable() || e.code() == RDKafkaErrorCode::OperationTimedOut =>
                 {
                     return Err(StreamsError::CommitOutcomeUnknown {
                         source: KafkaError::Transaction(e),
@@ -419,14 +421,17 @@ impl RecordCollector {
     /// up to [`COMMIT_WAIT`] in all. Giving the producer up instead would gain nothing: its
     /// successor's start waits for this commit too, and the stores would be restored. A
     /// call that outlasts its own timeout (librdkafka stuck on a coordinator, its issues
-    /// 5456 and 5511) is overdue: the producer is stale.
-    fn commit_transaction(&mut self, faults: &Faults) -> Result<KafkaResult<()>, StreamsError> {
+    /// 5456 and 5511) is overdue: the producer is stale. Says, beside the last answer,
+    /// whether an earlier answer left the commit under way: any failure after it is of
+    /// unknown outcome (the commit may have reached the coordinator).
+    fn commit_transaction(&mut self, faults: &Faults) -> Result<(KafkaResult<()>, bool), StreamsError> {
         let started = Instant::now();
         let mut timeout = if faults.time_out_commit() {
             Duration::ZERO
         } else {
             TRANSACTION_CALL
         };
+        let mut under_way = false;
         loop {
             let asked = Instant::now();
             let producer = self.producer.clone();
@@ -449,13 +454,15 @@ impl RecordCollector {
                         error = %e,
                         "the commit has not finished; waiting again for the commit"
                     );
-                    timeout = TRANSACTION_CALL;
+                    under_way = true;
                     // An answer that came back at once is not waited on again at once.
                     if asked.elapsed() < ASK_AGAIN_AFTER {
                         std::thread::sleep(ASK_AGAIN_AFTER);
                     }
+                    // The last ask ends with the wait.
+                    timeout = TRANSACTION_CALL.min(COMMIT_WAIT.saturating_sub(started.elapsed()));
                 }
-                answer => return Ok(answer),
+                answer => return Ok((answer, under_way)),
             }
         }
     }
