@@ -142,7 +142,7 @@ async fn two_threads_per_replica_share_the_tasks_scale_and_fail_without_deciding
     assert!(!d.exited().is_some_and(|s| s.success()), "d exits with its error");
     let log = std::fs::read_to_string(&d.log).unwrap_or_default();
     assert!(
-        log.contains("a stream thread failed; stopping the replica's other threads"),
+        log.contains("a thread of the replica failed; stopping its other threads"),
         "d does not say why it stopped:\n{}",
         d.log_tail()
     );

@@ -11,7 +11,8 @@
 //!   of the open work leads to; `housekeeping`: the input watch and store metrics.
 //! - [`task`]: one partition: its store, buffered input, positions, and the wait for an
 //!   input that lags.
-//! - [`assignment`]: leader and follower topics, co-partitioning checks.
+//! - [`assignment`]: leader and follower topics, co-partitioning checks; [`topic_watch`]:
+//!   the replica's thread that checks them again while it runs.
 //! - [`state_updater`]: restores assigned tasks and keeps standby tasks warm, on a thread
 //!   of its own; [`updater_tasks`]: its tasks and how they move forward;
 //!   [`updater_standbys`]: the standbys it keeps;
@@ -67,6 +68,7 @@ pub mod task;
 mod task_handover;
 pub mod task_manager;
 pub mod thread_metrics;
+pub mod topic_watch;
 pub mod updater_standbys;
 pub mod updater_tasks;
 

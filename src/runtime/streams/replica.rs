@@ -9,10 +9,12 @@
 //! Invariant: the replica runs all of its threads or stops them all. A thread that stops on
 //! a fatal error, or panics, stops the others, which commit what they processed and leave
 //! the group, so other replicas take every task over (Kafka Streams' SHUTDOWN_CLIENT); a
-//! retriable failure stays within the thread that met it.
+//! retriable failure stays within the thread that met it. The replica's topic watch runs
+//! beside them and stops them the same way when a topic no longer fits the topology.
 
 use super::error::StreamsError;
 use super::stream_thread::{self, thread_name};
+use super::topic_watch;
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::runtime::rocks_store::StoreResources;
 use crate::shutdown::{self, Shutdown};
@@ -59,22 +61,40 @@ where
     info!(replica = cfg.replica_id, threads, "replica starting");
     let (stop, stopping) = shutdown::channel();
     let (ended, ends) = mpsc::channel();
-    let mut handles: Vec<Option<JoinHandle<Result<(), StreamsError>>>> = Vec::with_capacity(threads);
+    let mut handles: Vec<Option<JoinHandle<Result<(), StreamsError>>>> = Vec::with_capacity(threads + 1);
     let mut first_error: Option<StreamsError> = None;
-    for thread in 0..threads {
-        let (kafka, cfg, def, processor) = (kafka.clone(), cfg.clone(), def.clone(), new_processor());
-        let (shutdown, resources, ended) = (stopping.clone(), resources.clone(), Ended(thread, ended.clone()));
-        let spawned = std::thread::Builder::new().name(thread_name(thread)).spawn(move || {
-            let _ended = ended;
-            stream_thread::run(kafka, cfg, def, processor, resources, thread, shutdown)
-        });
+    // The topic watch is the last "thread": index `threads`.
+    let name = |thread: usize| {
+        if thread == threads {
+            "topic-watch".to_string()
+        } else {
+            thread_name(thread)
+        }
+    };
+    for thread in 0..=threads {
+        let (kafka, def, shutdown, ended) = (
+            kafka.clone(),
+            def.clone(),
+            stopping.clone(),
+            Ended(thread, ended.clone()),
+        );
+        let builder = std::thread::Builder::new().name(name(thread));
+        let spawned = if thread == threads {
+            builder.spawn(move || {
+                let _ended = ended;
+                topic_watch::run(&kafka, &def, &shutdown)
+            })
+        } else {
+            let (cfg, processor, resources) = (cfg.clone(), new_processor(), resources.clone());
+            builder.spawn(move || {
+                let _ended = ended;
+                stream_thread::run(kafka, cfg, def, processor, resources, thread, shutdown)
+            })
+        };
         match spawned {
             Ok(handle) => handles.push(Some(handle)),
             Err(e) => {
-                first_error = Some(StreamsError::StateDir(format!(
-                    "cannot start {}: {e}",
-                    thread_name(thread)
-                )));
+                first_error = Some(StreamsError::StateDir(format!("cannot start {}: {e}", name(thread))));
                 stop.trigger();
                 break;
             }
@@ -92,14 +112,12 @@ where
             continue;
         };
         running -= 1;
-        let outcome = handle.join().unwrap_or_else(|_| {
-            Err(StreamsError::ThreadPanicked {
-                thread: thread_name(thread),
-            })
-        });
+        let outcome = handle
+            .join()
+            .unwrap_or_else(|_| Err(StreamsError::ThreadPanicked { thread: name(thread) }));
         if let Err(error) = outcome {
             if !stopping.is_requested() {
-                warn!(thread = thread_name(thread), %error, "a stream thread failed; stopping the replica's other threads");
+                warn!(thread = name(thread), %error, "a thread of the replica failed; stopping its other threads");
             }
             stop.trigger();
             first_error.get_or_insert(error);

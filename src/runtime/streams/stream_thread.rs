@@ -37,11 +37,9 @@ use tracing::{info, warn};
 
 /// Records polled into one batch at most before they are processed.
 const MAX_POLL_BATCH: usize = 5_000;
-/// How often lag, store sizes and the topics' partition counts are looked at again.
+/// How often lag and store sizes are looked at again (the topics' partition counts are the
+/// topic watch's, off this thread).
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
-/// The longest a housekeeping call to the broker may hold the stream thread (a check that
-/// cannot be answered now is made again next round).
-const HOUSEKEEPING_CALL: Duration = Duration::from_secs(2);
 
 type GroupConsumer<P> = BaseConsumer<RebalanceListener<P>>;
 
@@ -287,15 +285,6 @@ where
             t.watch_inputs(consumer);
             drop(t);
             update_lag(consumer);
-            if let Some(topic) = assignment::verify_partition_counts(consumer, def, HOUSEKEEPING_CALL).or_else(|e| {
-                if e.is_retriable() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            })? {
-                warn!(topic, "a topic of the topology is missing from the broker's metadata");
-            }
         }
     }
     Ok(())
