@@ -100,13 +100,26 @@ impl StreamsError {
     /// send of the offsets or a refused commit leave librdkafka's transaction abortable
     /// (it purges the queued records itself). Not after a fatal transactional error (a
     /// fenced producer among them), nor after a call past its deadline, which may still be
-    /// running (librdkafka refuses an abort meanwhile) or may have committed.
+    /// running (librdkafka refuses an abort meanwhile) or may have committed; nor after a
+    /// delivery that timed out: its request may still be on its way, and librdkafka's abort
+    /// writes its marker under the old epoch before it bumps the epoch, so a late append
+    /// could land behind the marker. A new producer's start aborts under a new epoch, which
+    /// the broker holds every late append of the old one against.
     pub fn abortable(&self) -> bool {
         match self {
             StreamsError::Kafka {
                 source: KafkaError::Transaction(e),
                 ..
             } => !e.is_fatal(),
+            StreamsError::Kafka {
+                source: KafkaError::MessageProduction(code) | KafkaError::Flush(code),
+                ..
+            } => !matches!(
+                code,
+                RDKafkaErrorCode::MessageTimedOut
+                    | RDKafkaErrorCode::RequestTimedOut
+                    | RDKafkaErrorCode::OperationTimedOut
+            ),
             StreamsError::CommitOutcomeUnknown { .. } | StreamsError::CallOverdue { .. } => false,
             _ => true,
         }
