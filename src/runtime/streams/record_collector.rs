@@ -400,8 +400,22 @@ impl RecordCollector {
                         waited: started.elapsed(),
                     })
                 }
+                // Unknown too: a fatal answer (librdkafka's "succeeded on the broker but failed
+                // locally" among them) and a commit whose request timed out or lost its
+                // connection (librdkafka answers those abortable, without retrying, though the
+                // coordinator may have applied it). Assuming a commit costs only a restore.
                 Err(KafkaError::Transaction(e))
-                    if under_way || e.is_retriable() || e.code() == RDKafkaErrorCode::OperationTimedOut =>
+                    if under_way
+                        || e.is_retriable()
+                        || e.is_fatal()
+                        || matches!(
+                            e.code(),
+                            RDKafkaErrorCode::OperationTimedOut
+                                | RDKafkaErrorCode::RequestTimedOut
+                                | RDKafkaErrorCode::MessageTimedOut
+                                | RDKafkaErrorCode::BrokerTransportFailure
+                                | RDKafkaErrorCode::AllBrokersDown
+                        ) =>
                 {
                     return Err(StreamsError::CommitOutcomeUnknown {
                         source: KafkaError::Transaction(e),
