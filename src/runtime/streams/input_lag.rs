@@ -3,7 +3,8 @@
 //! before it processes the other one past it, with no deadline, also while the lag is
 //! not known yet (`max_task_idle_ms` bounds only a wait on a caught-up input).
 //! Invariant: an input of which the consumer knows nothing yet (no fetch answered since it
-//! was assigned: its offset is still being looked up) is never taken as caught up, so a
+//! was assigned: its offset is still being looked up; or watermarks below where the task
+//! stands, left from an earlier assignment) is never taken as caught up, so a
 //! task started on two backlogs does not process one before the other's records arrived.
 
 use super::task::{InputLag, Lag};
@@ -56,6 +57,12 @@ fn lags(watermarks: Option<(i64, i64)>, position: Option<i64>, next: Option<i64>
         // Not fetched yet: its records may lie before everything the other input holds.
         return Lag::Unknown;
     };
+    // librdkafka keeps a partition's watermarks across an unassign and a new assignment:
+    // a high watermark below where this task stands (another owner consumed and committed
+    // past it meanwhile) is from a fetch before this assignment, and says nothing yet.
+    if position.into_iter().chain(next).any(|at| at > high) {
+        return Lag::Unknown;
+    }
     // Nothing read since the task started and no offset known: the log's start.
     if position.into_iter().chain(next).max().unwrap_or(low).max(low) < high {
         Lag::Behind
@@ -87,5 +94,13 @@ mod tests {
         );
         assert_eq!(lags(Some((0, 0)), None, None), Lag::None, "an empty partition");
         assert_eq!(lags(Some((7, 7)), None, None), Lag::None, "all of it deleted");
+    }
+
+    #[test]
+    fn watermarks_below_where_the_task_stands_are_from_an_earlier_assignment() {
+        // Another owner consumed and committed up to 9 while this consumer last saw 5.
+        assert_eq!(lags(Some((0, 5)), None, Some(9)), Lag::Unknown);
+        assert_eq!(lags(Some((0, 5)), Some(9), None), Lag::Unknown);
+        assert_eq!(lags(Some((0, 9)), None, Some(9)), Lag::None, "fetched since: caught up");
     }
 }
