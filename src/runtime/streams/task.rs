@@ -26,6 +26,11 @@ use crate::topology::store::{ChangeLoggingStore, KeyValueStore, NoStore, StoreCh
 use crate::topology::task_context::TaskContext;
 use crate::topology::task_id::TaskId;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::warn;
+
+/// How long a task waits for its other input before it says so in the log (once per wait):
+/// a wait with no deadline must not be a silent one.
+const LONG_WAIT: Duration = Duration::from_secs(30);
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -103,6 +108,8 @@ pub struct Task {
     /// Since when the task waits for its other input, and whether that input is caught up
     /// (a wait `max_idle` bounds) rather than holding or maybe holding unfetched records.
     waiting_since: Option<(Instant, bool)>,
+    /// Whether this wait was logged as a long one.
+    long_wait_logged: bool,
     /// A record whose work is done in parts: once the part done so far is committed, it
     /// is processed again, before anything else, so nothing overtakes it.
     partial: Option<RawRecord>,
@@ -119,6 +126,7 @@ impl Task {
             positions: [None, None],
             fetched: [None, None],
             waiting_since: None,
+            long_wait_logged: false,
             partial: None,
             claimed: false,
         }
@@ -180,13 +188,24 @@ impl Task {
         match popped {
             Pop::Record(record) => {
                 self.waiting_since = None;
+                self.long_wait_logged = false;
                 Some(record)
             }
             // The records are on the broker, or may be: wait for them however long the
             // fetch takes (the input watch reports a fetch that stood still).
             Pop::Waiting if must_wait => {
                 match &mut self.waiting_since {
-                    Some((_, bounded)) => *bounded = false,
+                    Some((since, bounded)) => {
+                        *bounded = false;
+                        if since.elapsed() >= LONG_WAIT && !self.long_wait_logged {
+                            self.long_wait_logged = true;
+                            let lags: Vec<Lag> = (0..2)
+                                .map(|slot| lag.lag(sources[slot], partition, fetched[slot]))
+                                .collect();
+                            warn!(task = %self.id, waited_s = since.elapsed().as_secs(), ?lags, buffered = ?[self.group.buffered(0), self.group.buffered(1)],
+                                "a task has waited long for its other input (records not fetched yet, or no fetch answered since it was assigned)");
+                        }
+                    }
                     None => {
                         metrics().task_idle.with_label_values(&["waited"]).inc();
                         self.waiting_since = Some((Instant::now(), false));
@@ -217,6 +236,7 @@ impl Task {
             },
             Pop::Empty => {
                 self.waiting_since = None;
+                self.long_wait_logged = false;
                 None
             }
         }
@@ -378,6 +398,7 @@ impl Task {
         }
         self.partial = None;
         self.waiting_since = None;
+        self.long_wait_logged = false;
         self.claimed = false;
         self.group.clear();
         self.positions = [None, None];
