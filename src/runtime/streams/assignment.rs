@@ -118,7 +118,7 @@ pub fn check_counts(expected: u32, counts: &[(String, TopicCount)]) -> Result<Op
     Ok(missing)
 }
 
-fn partition_count<C: ConsumerContext>(
+pub(super) fn partition_count<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     timeout: Duration,

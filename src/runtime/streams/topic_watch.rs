@@ -30,17 +30,41 @@ const SHUTDOWN_CHECK: Duration = Duration::from_millis(100);
 pub fn run(kafka: &KafkaConfig, def: &TopologyDefinition, shutdown: &Shutdown) -> Result<(), StreamsError> {
     let consumer: BaseConsumer = client::standalone_consumer(kafka, false).create()?;
     let mut last = Instant::now();
+    // Whether the last round's calls went unanswered (logged once until one is answered).
+    let mut unanswered = false;
     while !shutdown.is_requested() {
         if last.elapsed() < EVERY {
             std::thread::sleep(SHUTDOWN_CHECK);
             continue;
         }
         last = Instant::now();
-        match assignment::verify_partition_counts(&consumer, def, CALL) {
-            Ok(None) => {}
-            Ok(Some(topic)) => warn!(topic, "a topic of the topology is missing from the broker's metadata"),
-            Err(error) if error.is_retriable() => {}
-            Err(error) => return Err(error),
+        // One topic at a time, so a shutdown never waits for more than one call.
+        let mut counts = Vec::new();
+        for spec in def.topics() {
+            if shutdown.is_requested() {
+                return Ok(());
+            }
+            match assignment::partition_count(&consumer, &spec.name, CALL) {
+                Ok(count) => counts.push((spec.name.clone(), count)),
+                Err(error) => {
+                    let error = StreamsError::from(error);
+                    if !error.is_retriable() {
+                        return Err(error);
+                    }
+                    if !unanswered {
+                        warn!(%error, "cannot read the topics' metadata; the partition counts are checked again in 10 s");
+                    }
+                    unanswered = true;
+                    break;
+                }
+            }
+        }
+        if counts.len() < def.topics().len() {
+            continue;
+        }
+        unanswered = false;
+        if let Some(topic) = assignment::check_counts(def.partitions, &counts)? {
+            warn!(topic, "a topic of the topology is missing from the broker's metadata");
         }
     }
     Ok(())
