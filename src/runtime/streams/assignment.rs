@@ -82,18 +82,22 @@ pub enum TopicCount {
     Partitions(usize),
 }
 
-/// Checks every topic of the topology against its partition count. A missing topic is
-/// `Ok(Some(name))`: the caller may wait for it to be created.
+/// Checks every topic of the topology against its partition count, one metadata call per
+/// topic, each bounded by `timeout`. A missing topic is `Ok(Some(name))`: the caller may wait
+/// for it to be created. Once `stop` says so between two calls it gives up, `Ok(None)`.
 pub fn verify_partition_counts<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     def: &TopologyDefinition,
     timeout: Duration,
+    stop: impl Fn() -> bool,
 ) -> Result<Option<String>, StreamsError> {
-    let counts = def
-        .topics()
-        .into_iter()
-        .map(|spec| Ok((spec.name.clone(), partition_count(consumer, &spec.name, timeout)?)))
-        .collect::<Result<Vec<_>, KafkaError>>()?;
+    let mut counts = Vec::new();
+    for spec in def.topics() {
+        if stop() {
+            return Ok(None);
+        }
+        counts.push((spec.name.clone(), partition_count(consumer, &spec.name, timeout)?));
+    }
     check_counts(def.partitions, &counts)
 }
 
@@ -118,7 +122,7 @@ pub fn check_counts(expected: u32, counts: &[(String, TopicCount)]) -> Result<Op
     Ok(missing)
 }
 
-pub(super) fn partition_count<C: ConsumerContext>(
+fn partition_count<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     timeout: Duration,

@@ -136,7 +136,7 @@ fn wait_for_topics<C: ConsumerContext>(
 ) -> Result<bool, StreamsError> {
     let mut warned = false;
     while !shutdown.is_requested() {
-        match assignment::verify_partition_counts(consumer, def, KAFKA_CALL_TIMEOUT) {
+        match assignment::verify_partition_counts(consumer, def, KAFKA_CALL_TIMEOUT, || false) {
             Ok(None) => return Ok(true),
             Ok(Some(topic)) => {
                 if !warned {

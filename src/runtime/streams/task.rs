@@ -455,20 +455,22 @@ mod tests {
         // As Kafka Streams (KIP-695): an input of which no fetch has answered may hold the
         // create of the order's user; going on without it would decline the order.
         let mut task = task_with_an_order();
-        let mut unknown = Lags { commands: Lag::Unknown };
-        for _ in 0..3 {
-            assert!(task.next_record(&mut unknown, Duration::ZERO).is_none());
-        }
+        waits_three_times(&mut task, Lag::Unknown);
         let mut caught_up = Lags { commands: Lag::None };
         assert!(task.next_record(&mut caught_up, Duration::ZERO).is_some());
     }
 
     #[test]
     fn an_order_waits_with_no_deadline_for_user_commands_known_to_be_on_the_broker() {
-        let mut task = task_with_an_order();
-        let mut behind = Lags { commands: Lag::Behind };
+        waits_three_times(&mut task_with_an_order(), Lag::Behind);
+    }
+
+    /// Asks `task` for its next record three times with no idle time while the user
+    /// commands' lag is `commands`: it must give none.
+    fn waits_three_times(task: &mut Task, commands: Lag) {
+        let mut lags = Lags { commands };
         for _ in 0..3 {
-            assert!(task.next_record(&mut behind, Duration::ZERO).is_none());
+            assert!(task.next_record(&mut lags, Duration::ZERO).is_none());
         }
     }
 

@@ -80,7 +80,7 @@ where
         // state machine on at once; without it, the join for the next cooperative round
         // waited for the group's 1 s timer, and tasks that stayed where they were paused
         // about a second at each scaling step (tests/scale_out.rs).
-        match assignment::verify_partition_counts(consumer, &self.def, ASSIGNMENT_CHECK) {
+        match assignment::verify_partition_counts(consumer, &self.def, ASSIGNMENT_CHECK, || false) {
             Ok(None) => {}
             Ok(Some(topic)) => warn!(topic, "a topic of the topology is missing from the broker's metadata"),
             Err(error) if error.is_retriable() => warn!(%error, "cannot check the topics' partition counts now"),

@@ -39,32 +39,20 @@ pub fn run(kafka: &KafkaConfig, def: &TopologyDefinition, shutdown: &Shutdown) -
         }
         last = Instant::now();
         // One topic at a time, so a shutdown never waits for more than one call.
-        let mut counts = Vec::new();
-        for spec in def.topics() {
-            if shutdown.is_requested() {
-                return Ok(());
-            }
-            match assignment::partition_count(&consumer, &spec.name, CALL) {
-                Ok(count) => counts.push((spec.name.clone(), count)),
-                Err(error) => {
-                    let error = StreamsError::from(error);
-                    if !error.is_retriable() {
-                        return Err(error);
-                    }
-                    if !unanswered {
-                        warn!(%error, "cannot read the topics' metadata; the partition counts are checked again in 10 s");
-                    }
-                    unanswered = true;
-                    break;
+        match assignment::verify_partition_counts(&consumer, def, CALL, || shutdown.is_requested()) {
+            Ok(missing) => {
+                unanswered = false;
+                if let Some(topic) = missing {
+                    warn!(topic, "a topic of the topology is missing from the broker's metadata");
                 }
             }
-        }
-        if counts.len() < def.topics().len() {
-            continue;
-        }
-        unanswered = false;
-        if let Some(topic) = assignment::check_counts(def.partitions, &counts)? {
-            warn!(topic, "a topic of the topology is missing from the broker's metadata");
+            Err(error) if error.is_retriable() => {
+                if !unanswered {
+                    warn!(%error, "cannot read the topics' metadata; the partition counts are checked again in 10 s");
+                }
+                unanswered = true;
+            }
+            Err(error) => return Err(error),
         }
     }
     Ok(())
