@@ -5,8 +5,9 @@
 #   ingest under load while replicas, the sink, MariaDB and the Kafka broker are killed and
 #   restarted;
 # - tests/cluster_liveness.rs on the three-broker cluster (scripts/cluster.sh): broker
-#   faults (leader and coordinator kill -9, rolling restart, a frozen broker) under load,
-#   with every partition deciding again within seconds.
+#   faults (leader and coordinator kill -9, rolling restart, a frozen broker, a frozen
+#   group coordinator) under load, with every partition deciding again within seconds, and
+#   tests/cluster_lookups.rs (an offsets look-up while a partition's old leader is frozen).
 # The short runs are part of scripts/test.sh; --long repeats them with longer outages and
 # more rounds. The whole output is kept, failures included, in
 # benches/results/chaos/<date>-<commit>-<time>[-long].log: docs/faults.md quotes it.
@@ -29,5 +30,5 @@ log=benches/results/chaos/$(date -u +%F)-$(git rev-parse --short HEAD)-$(date -u
 echo "chaos: keeping the output in $log"
 {
   cargo test --release --locked --test chaos -- --nocapture
-  cargo test --release --locked --test cluster_liveness -- --nocapture
+  cargo test --release --locked --test cluster_liveness --test cluster_lookups -- --nocapture
 } 2>&1 | tee "$log"

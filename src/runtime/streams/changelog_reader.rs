@@ -6,6 +6,8 @@
 //! are skipped, so the position can run ahead of the last record handed out). A partition
 //! is added again only once its previous read stopped, so a position is always the
 //! current read's, never one left over from before (librdkafka moves it only forward).
+//! An offsets look-up never waits on a broker that stopped answering past [`FIRST_ASK`]
+//! once the cluster has moved that broker's partitions: it asks a client bootstrapped anew.
 
 use crate::config::KafkaConfig;
 use crate::runtime::{activity, client, consumer_state, group_members};
@@ -13,6 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,11 @@ pub type ChangelogRecord = (Vec<u8>, Option<Vec<u8>>);
 
 /// How long [`ChangelogReader::add`] waits for the partition's previous read to stop.
 const STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// How long an offsets look-up waits for the reader's own client before it asks a client
+/// bootstrapped afresh. A live leader answers in milliseconds; one on a broker that froze
+/// never does, and the cluster moves its partitions once it fences that broker.
+const FIRST_ASK: Duration = Duration::from_secs(2);
 
 /// Why [`ChangelogReader::poll`] read nothing.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +55,10 @@ pub enum AddError {
 pub struct ChangelogReader {
     consumer: BaseConsumer,
     /// Asks for offsets as a `read_uncommitted` client sees them: the log's true end,
-    /// not the last stable offset an open transaction holds back.
-    offsets: BaseConsumer,
+    /// not the last stable offset an open transaction holds back. Replaced by a client
+    /// bootstrapped afresh when it could not get an answer (see [`FIRST_ASK`]).
+    offsets: RefCell<BaseConsumer>,
+    kafka: KafkaConfig,
     topic: String,
 }
 
@@ -65,7 +75,8 @@ impl ChangelogReader {
             .set("auto.offset.reset", "error");
         Ok(Self {
             consumer: config.create()?,
-            offsets: client::standalone_consumer(kafka, false).create()?,
+            offsets: RefCell::new(client::standalone_consumer(kafka, false).create()?),
+            kafka: kafka.clone(),
             topic: topic.to_string(),
         })
     }
@@ -76,9 +87,46 @@ impl ChangelogReader {
     /// held up by a transaction that is still open.
     pub fn watermarks(&self, partition: u32, timeout: Duration) -> Result<(i64, i64), KafkaError> {
         let _call = activity::enter("changelog_watermarks");
-        self.with_leader(&self.offsets, timeout, || {
-            self.offsets.fetch_watermarks(&self.topic, partition as i32, timeout)
-        })
+        let deadline = Instant::now() + timeout;
+        let first = {
+            let offsets = self.offsets.borrow();
+            self.with_leader(&offsets, timeout.min(FIRST_ASK), |wait| {
+                offsets.fetch_watermarks(&self.topic, partition as i32, wait)
+            })
+        };
+        match first {
+            Err(error) if unanswered(&error) => {
+                let fresh = self.ask_afresh(false, partition, deadline, error)?;
+                // The new client knows only the brokers that answer now: it stays, and the
+                // old one (a request may still wait on a broker that does not answer) goes.
+                retire(self.offsets.replace(fresh.client));
+                Ok(fresh.marks)
+            }
+            answer => answer,
+        }
+    }
+
+    /// Asks for `partition`'s watermarks through a client bootstrapped now, until
+    /// `deadline`; `error` is what the first ask met, returned if no time is left.
+    ///
+    /// A client that last saw the partition's leader on a broker that froze keeps sending
+    /// there: librdkafka sends its metadata requests to the broker it used last, which is
+    /// that one, so asking it for fresh metadata waits as long. A new client connects to
+    /// the brokers that answer and learns the leaders the cluster has moved.
+    fn ask_afresh(
+        &self,
+        read_committed: bool,
+        partition: u32,
+        deadline: Instant,
+        error: KafkaError,
+    ) -> Result<Fresh, KafkaError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(error);
+        }
+        let client: BaseConsumer = client::standalone_consumer(&self.kafka, read_committed).create()?;
+        let marks = client.fetch_watermarks(&self.topic, partition as i32, left)?;
+        Ok(Fresh { client, marks })
     }
 
     /// Runs `query` against the partition's leader; when the client's metadata names no
@@ -89,12 +137,13 @@ impl ChangelogReader {
         &self,
         client: &BaseConsumer,
         timeout: Duration,
-        query: impl Fn() -> Result<T, KafkaError>,
+        query: impl Fn(Duration) -> Result<T, KafkaError>,
     ) -> Result<T, KafkaError> {
-        match query() {
+        let deadline = Instant::now() + timeout;
+        match query(timeout) {
             Err(error) if leader_unknown(&error) => {
-                let _ = client.fetch_metadata(Some(&self.topic), timeout);
-                query()
+                let _ = client.fetch_metadata(Some(&self.topic), deadline.saturating_duration_since(Instant::now()));
+                query(deadline.saturating_duration_since(Instant::now()))
             }
             answer => answer,
         }
@@ -104,9 +153,15 @@ impl ChangelogReader {
     /// to now (below the log's end while a transaction is open).
     pub fn stable_end(&self, partition: u32, timeout: Duration) -> Result<i64, KafkaError> {
         let _call = activity::enter("changelog_stable_offset");
-        let (_, stable) = self.with_leader(&self.consumer, timeout, || {
-            self.consumer.fetch_watermarks(&self.topic, partition as i32, timeout)
-        })?;
+        let deadline = Instant::now() + timeout;
+        let first = self.with_leader(&self.consumer, timeout.min(FIRST_ASK), |wait| {
+            self.consumer.fetch_watermarks(&self.topic, partition as i32, wait)
+        });
+        let (_, stable) = match first {
+            // The reader keeps its assignment: the new client only answers this once.
+            Err(error) if unanswered(&error) => self.ask_afresh(true, partition, deadline, error)?.marks,
+            answer => answer?,
+        };
         Ok(stable)
     }
 
@@ -189,6 +244,29 @@ impl ChangelogReader {
     pub fn group(&self, group: &str, timeout: Duration) -> Result<group_members::Group, KafkaError> {
         let _call = activity::enter("describe_group");
         group_members::describe(&self.consumer, group, timeout)
+    }
+}
+
+/// A client bootstrapped for one look-up, and its answer.
+struct Fresh {
+    client: BaseConsumer,
+    marks: (i64, i64),
+}
+
+/// Whether a look-up's `error` may be the client's own (it waited on a broker that does not
+/// answer, or still names no live leader), so a client bootstrapped afresh may get the answer.
+fn unanswered(error: &KafkaError) -> bool {
+    leader_unknown(error) || error.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut)
+}
+
+/// Drops `client` on a thread of its own: its broker threads may be waiting on a broker that
+/// does not answer, and the state updater does not wait for them to notice.
+fn retire(client: BaseConsumer) {
+    let spawned = std::thread::Builder::new()
+        .name("retire-client".into())
+        .spawn(move || drop(client));
+    if let Err(error) = spawned {
+        tracing::debug!(%error, "cannot start a thread to drop a replaced client; it is dropped here");
     }
 }
 
