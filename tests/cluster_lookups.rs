@@ -4,17 +4,26 @@
 //! restore asks the changelog's offsets before it reads; one that waited on the frozen
 //! broker held its task until the broker came back (a frozen group coordinator stopped
 //! three partitions for 20 s that way, tests/cluster_liveness.rs `freeze-coordinator`).
+//! And the group's description (standby placement, fencing a departed owner): it answers
+//! from the group's coordinator while a broker the group does not need is frozen; it
+//! waited on every broker and failed after 10 s, holding the state updater all that time.
 
 mod common;
 
 use common::cluster::Cluster;
 use common::*;
-use creditstream::runtime::admin;
 use creditstream::runtime::streams::changelog_reader::ChangelogReader;
+use creditstream::runtime::streams::group_view::GroupView;
+use creditstream::runtime::{admin, group_members};
 use creditstream::topology::definition::TopologyDefinition;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One test at a time freezes a broker of the shared cluster.
+static ONE_FREEZE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const PARTITIONS: u32 = 6;
 /// The state updater's bound on one look-up (`state_updater::CALL_TIMEOUT`).
@@ -56,6 +65,7 @@ impl Drop for Frozen<'_> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_three_brokers_a_changelog_look_up_answers_while_the_old_leader_is_frozen() {
+    let _one = ONE_FREEZE.lock().await;
     let cluster = Cluster::attach();
     let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("lookup"));
     def.partitions = PARTITIONS;
@@ -90,6 +100,82 @@ async fn on_three_brokers_a_changelog_look_up_answers_while_the_old_leader_is_fr
         "a look-up with the partition's new leader live, broker {broker} still frozen, got {answer:?}"
     );
     drop(thaw);
+    assert!(
+        cluster.wait_isr_full(Duration::from_secs(120)).is_some(),
+        "the cluster's ISRs never filled again after the thaw"
+    );
+    if let Err(error) = admin::delete_topics(&cluster_kafka(), &def).await {
+        eprintln!("could not delete the test's topics: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_three_brokers_the_group_is_described_while_a_broker_it_does_not_need_is_frozen() {
+    let _one = ONE_FREEZE.lock().await;
+    let cluster = Cluster::attach();
+    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("describe"));
+    def.partitions = PARTITIONS;
+    admin::ensure_topics(&cluster_kafka(), &def)
+        .await
+        .expect("creating the test's topics at replication factor 3");
+    let group = unique("describe-group");
+
+    // The group's one member, polled on a thread of its own until the test ends.
+    let member: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", &group)
+        .set("client.id", "the-member")
+        .create()
+        .expect("a member");
+    member.subscribe(&[def.inputs.orders.as_str()]).expect("subscribing");
+    let done = Arc::new(AtomicBool::new(false));
+    let polling = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let _ = member.poll(Duration::from_millis(100));
+            }
+        })
+    };
+    let stable = |g: &group_members::Group| g.is_stable() && g.members.iter().any(|m| m.client_id == "the-member");
+
+    let describer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("a client");
+    let joined = wait_until(Duration::from_secs(60), || {
+        group_members::describe(&describer, &group, group_members::DESCRIBE_WAIT).is_ok_and(|g| stable(&g))
+    });
+    assert!(joined, "the member never showed in a stable group on a healthy cluster");
+    let view = GroupView::start(&cluster_kafka(), &group, "group-view-test".into()).expect("a group view");
+
+    let coordinator = cluster.group_coordinator(&group).expect("the group's coordinator");
+    let broker = (1..=3)
+        .find(|b| *b != coordinator)
+        .expect("a broker that does not coordinate");
+    cluster.freeze(broker);
+    let thaw = Frozen(&cluster, broker);
+
+    let asked = Instant::now();
+    let answer = group_members::describe(&describer, &group, group_members::DESCRIBE_WAIT);
+    let took = asked.elapsed();
+    assert!(
+        answer.as_ref().is_ok_and(stable),
+        "a description with the group's coordinator live, broker {broker} frozen, got {answer:?} after {took:?}"
+    );
+    // The view the state updater reads keeps being refreshed while the broker is frozen.
+    let frozen_at = Instant::now();
+    let fresh = wait_until(Duration::from_secs(15), || {
+        view.latest(Duration::from_secs(5))
+            .is_some_and(|seen| seen.at > frozen_at && stable(&seen.group))
+    });
+    assert!(
+        fresh,
+        "the group view was not refreshed while broker {broker} was frozen"
+    );
+    drop(thaw);
+    done.store(true, Ordering::Relaxed);
+    let _ = polling.join();
     assert!(
         cluster.wait_isr_full(Duration::from_secs(120)).is_some(),
         "the cluster's ISRs never filled again after the thaw"

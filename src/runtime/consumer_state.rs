@@ -1,7 +1,8 @@
 //! What a consumer already knows without asking the broker: the watermarks its last fetch
 //! response carried for a partition, the position the application consumed a partition to
 //! (assigned or not), and its member id in the group. rust-rdkafka offers none of these,
-//! so this file holds the only calls into librdkafka's C API.
+//! so this file calls librdkafka's C API (as `group_members` does, for a group's
+//! description that a broker which does not answer cannot hold back).
 //! Invariant: nothing here blocks or sends a request; a value not known yet is `None`.
 
 use rdkafka::bindings;

@@ -1,12 +1,23 @@
 //! The members of a consumer group and the partitions the group gave each, read with
-//! DescribeGroups: the view the state updater places standby tasks from.
-//! Invariant: read-only and advisory. A description that cannot be read or decoded yields
-//! an error or leaves a member without partitions; it never affects who owns what.
+//! ListGroups and DescribeGroups: the view the state updater places standby tasks from and
+//! decides whether a task's previous owner left the group.
+//! Invariants: read-only and advisory. A description that cannot be read or decoded yields
+//! an error or leaves a member without partitions; it never affects who owns what. A
+//! description waits at most its `wait` for any broker: librdkafka asks every broker it
+//! knows, and one that froze never answers, but the group is described by its coordinator
+//! alone, so what the live brokers said by then is the answer (rust-rdkafka's
+//! `fetch_group_list` drops such a partial answer; this file reads librdkafka's own list).
 
+use rdkafka::bindings;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::collections::BTreeSet;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::time::Duration;
+
+/// How long a description waits for the brokers. A live coordinator answers in
+/// milliseconds; this only bounds the wait on a broker that does not answer.
+pub const DESCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 /// One member of the group and the topic-partitions it was assigned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,30 +44,92 @@ impl Group {
     }
 }
 
-/// The state of `group`, its members and their assignments.
+/// The state of `group`, its members and their assignments, as its coordinator told within
+/// `wait`. A group no live broker knows is empty (`Group::default()`) once every broker
+/// answered; if some did not answer by then, the call times out.
 pub fn describe<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     group: &str,
-    timeout: Duration,
+    wait: Duration,
 ) -> Result<Group, KafkaError> {
-    let groups = consumer.fetch_group_list(Some(group), timeout)?;
-    let Some(found) = groups.groups().iter().find(|g| g.name() == group) else {
-        return Ok(Group::default());
+    let name = CString::new(group).map_err(|_| KafkaError::GroupListFetch(RDKafkaErrorCode::InvalidArgument))?;
+    let wait_ms = c_int::try_from(wait.as_millis()).unwrap_or(c_int::MAX);
+    let mut list: *const bindings::rd_kafka_group_list = std::ptr::null();
+    // SAFETY: the client pointer is valid while `consumer` lives and the name is a valid C
+    // string; librdkafka sets `list` only when it returns no error or a partial answer.
+    let err =
+        unsafe { bindings::rd_kafka_list_groups(consumer.client().native_ptr(), name.as_ptr(), &mut list, wait_ms) };
+    let code = RDKafkaErrorCode::from(err);
+    if !matches!(code, RDKafkaErrorCode::NoError | RDKafkaErrorCode::Partial) || list.is_null() {
+        return Err(KafkaError::GroupListFetch(code));
+    }
+    // SAFETY: `list` is librdkafka's, valid until it is destroyed right after being read.
+    let found = unsafe {
+        let found = read_group(&*list, group);
+        bindings::rd_kafka_group_list_destroy(list);
+        found
     };
-    let mut members: Vec<Member> = found
-        .members()
+    match found {
+        Some(found) => Ok(found),
+        // Only a broker that did not answer could have described it.
+        None if code == RDKafkaErrorCode::Partial => {
+            Err(KafkaError::GroupListFetch(RDKafkaErrorCode::OperationTimedOut))
+        }
+        None => Ok(Group::default()),
+    }
+}
+
+/// The description of `group` in librdkafka's `list`, from a broker that had no error
+/// describing it (the coordinator), if one gave it.
+///
+/// # Safety
+/// `list` and every pointer in it are as librdkafka fills them: arrays of their stated
+/// lengths, strings NUL-terminated or null, byte buffers of their stated sizes or null.
+unsafe fn read_group(list: &bindings::rd_kafka_group_list, group: &str) -> Option<Group> {
+    let infos = unsafe { slice(list.groups, list.group_cnt) };
+    let info = infos.iter().find(|g| {
+        g.err == bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && unsafe { text(g.group) } == group
+    })?;
+    let mut members: Vec<Member> = unsafe { slice(info.members, info.member_cnt) }
         .iter()
         .map(|m| Member {
-            id: m.id().to_string(),
-            client_id: m.client_id().to_string(),
-            assigned: m.assignment().and_then(assigned_partitions).unwrap_or_default(),
+            id: unsafe { text(m.member_id) },
+            client_id: unsafe { text(m.client_id) },
+            assigned: unsafe { bytes(m.member_assignment, m.member_assignment_size) }
+                .and_then(assigned_partitions)
+                .unwrap_or_default(),
         })
         .collect();
     members.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(Group {
-        state: found.state().to_string(),
+    Some(Group {
+        state: unsafe { text(info.state) },
         members,
     })
+}
+
+/// # Safety
+/// `items` points to `count` initialised values, or is null.
+unsafe fn slice<'a, T>(items: *const T, count: c_int) -> &'a [T] {
+    match usize::try_from(count) {
+        Ok(count) if !items.is_null() && count > 0 => unsafe { std::slice::from_raw_parts(items, count) },
+        _ => &[],
+    }
+}
+
+/// # Safety
+/// `raw` is a NUL-terminated string, or null.
+unsafe fn text(raw: *const c_char) -> String {
+    if raw.is_null() {
+        return String::new();
+    }
+    unsafe { CStr::from_ptr(raw) }.to_string_lossy().into_owned()
+}
+
+/// # Safety
+/// `raw` points to `size` bytes, or is null.
+unsafe fn bytes<'a>(raw: *const c_void, size: c_int) -> Option<&'a [u8]> {
+    let size = usize::try_from(size).ok().filter(|size| *size > 0)?;
+    (!raw.is_null()).then(|| unsafe { std::slice::from_raw_parts(raw.cast::<u8>(), size) })
 }
 
 /// Reads big-endian fields of Kafka's consumer-protocol encoding.

@@ -10,7 +10,7 @@
 //! once the cluster has moved that broker's partitions: it asks a client bootstrapped anew.
 
 use crate::config::KafkaConfig;
-use crate::runtime::{activity, client, consumer_state, group_members};
+use crate::runtime::{activity, client, consumer_state};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -29,6 +29,8 @@ const STOP_WAIT: Duration = Duration::from_secs(1);
 /// bootstrapped afresh. A live leader answers in milliseconds; one on a broker that froze
 /// never does, and the cluster moves its partitions once it fences that broker.
 const FIRST_ASK: Duration = Duration::from_secs(2);
+/// The least time left in which a client bootstrapped afresh is worth asking.
+const AFRESH_AT_LEAST: Duration = Duration::from_millis(100);
 
 /// Why [`ChangelogReader::poll`] read nothing.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +123,8 @@ impl ChangelogReader {
         error: KafkaError,
     ) -> Result<Fresh, KafkaError> {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        // A client cannot bootstrap and ask in less: the first ask's error says more.
+        if left < AFRESH_AT_LEAST {
             return Err(error);
         }
         let client: BaseConsumer = client::standalone_consumer(&self.kafka, read_committed).create()?;
@@ -239,12 +242,6 @@ impl ChangelogReader {
             })
             .collect()
     }
-
-    /// Consumer group `group`'s state, members and assignments (for standby placement).
-    pub fn group(&self, group: &str, timeout: Duration) -> Result<group_members::Group, KafkaError> {
-        let _call = activity::enter("describe_group");
-        group_members::describe(&self.consumer, group, timeout)
-    }
 }
 
 /// A client bootstrapped for one look-up, and its answer.
@@ -256,7 +253,12 @@ struct Fresh {
 /// Whether a look-up's `error` may be the client's own (it waited on a broker that does not
 /// answer, or still names no live leader), so a client bootstrapped afresh may get the answer.
 fn unanswered(error: &KafkaError) -> bool {
-    leader_unknown(error) || error.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut)
+    use RDKafkaErrorCode as C;
+    leader_unknown(error)
+        || matches!(
+            error.rdkafka_error_code(),
+            Some(C::OperationTimedOut | C::BrokerTransportFailure | C::AllBrokersDown)
+        )
 }
 
 /// Drops `client` on a thread of its own: its broker threads may be waiting on a broker that

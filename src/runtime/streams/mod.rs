@@ -16,7 +16,8 @@
 //! - [`state_updater`]: restores assigned tasks and keeps standby tasks warm, on a thread
 //!   of its own; [`updater_tasks`]: its tasks and how they move forward;
 //!   [`updater_standbys`]: the standbys it keeps;
-//!   [`owner_fencing`]: fencing a task's departed previous owner.
+//!   [`owner_fencing`]: fencing a task's departed previous owner; [`group_view`]: the
+//!   group's members, described on a thread of its own so no restore waits on a broker.
 //! - [`changelog_reader`]: the state updater's consumer of the changelog.
 //! - [`standby_placement`]: which replica keeps a standby of which task (pure).
 //! - [`input_lag`]: whether a task's input has records it was not given yet;
@@ -50,6 +51,7 @@ pub mod commit;
 pub mod commit_policy;
 pub mod error;
 pub mod faults;
+pub mod group_view;
 mod housekeeping;
 pub mod input_lag;
 pub mod input_watch;

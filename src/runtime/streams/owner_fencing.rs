@@ -36,36 +36,48 @@ impl Updater {
             .is_ok_and(|committed| committed.elements().iter().all(|e| e.error().is_ok()))
     }
 
-    /// Fences the task's previous owner if it is no longer a member of the group (it was
-    /// killed, or froze past its session): its open transaction would otherwise hold back
-    /// the task's outputs from every `read_committed` reader until the transaction timed
-    /// out, though the task decides again at once. An owner that handed the task over and
-    /// is still a member is left alone (its transaction holds other tasks' work).
+    /// Marks the task's previous owner to be fenced if it is no longer a member of the
+    /// group (it was killed, or froze past its session): its open transaction would
+    /// otherwise hold back the task's outputs from every `read_committed` reader until the
+    /// transaction timed out, though the task decides again at once. An owner that handed
+    /// the task over and is still a member is left alone (its transaction holds other
+    /// tasks' work). Decided by [`Updater::fence_departed_owners`] once the group view
+    /// shows the group as it is since the last rebalance.
     pub(super) fn fence_departed_owner(&mut self, partition: u32) {
-        if self.stopping() {
+        self.owner_checks.insert(partition);
+    }
+
+    /// Fences the previous owners [`Updater::fence_departed_owner`] marked, once the group
+    /// view has a description asked for after the last rebalance; without one, waits.
+    pub(super) fn fence_departed_owners(&mut self) {
+        if self.owner_checks.is_empty() || self.stopping() {
             return;
         }
-        let Some(owner) = self
-            .entries
-            .get(&partition)
-            .and_then(|e| e.store.owner().ok().flatten())
-            .filter(|owner| *owner != self.config.transactional_id)
-        else {
+        let Some(seen) = self.group.since(self.membership_at) else {
             return;
         };
-        match self.reader.group(&self.config.group_id, CALL_TIMEOUT) {
-            Ok(group) if !group.members.is_empty() && !group.members.iter().any(|m| m.client_id == owner) => {
-                if let Some(Entry {
-                    role: Role::Active { fenced_at, .. },
-                    ..
-                }) = self.entries.get_mut(&partition)
-                {
-                    *fenced_at = Some(Instant::now());
-                }
-                self.fence(partition, &owner, "it left the group")
+        for partition in std::mem::take(&mut self.owner_checks) {
+            let Some(owner) = self
+                .entries
+                .get(&partition)
+                .filter(|e| matches!(e.role, Role::Active { .. }))
+                .and_then(|e| e.store.owner().ok().flatten())
+                .filter(|owner| *owner != self.config.transactional_id)
+            else {
+                continue;
+            };
+            let members = &seen.group.members;
+            if members.is_empty() || members.iter().any(|m| m.client_id == owner) {
+                continue;
             }
-            Ok(_) => {}
-            Err(error) => warn!(partition, %error, "cannot describe the group; the previous owner is not fenced"),
+            if let Some(Entry {
+                role: Role::Active { fenced_at, .. },
+                ..
+            }) = self.entries.get_mut(&partition)
+            {
+                *fenced_at = Some(Instant::now());
+            }
+            self.fence(partition, &owner, "it left the group");
         }
     }
 

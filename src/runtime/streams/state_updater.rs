@@ -17,6 +17,7 @@
 use super::changelog_reader::ChangelogReader;
 use super::error::StreamsError;
 use super::faults::Faults;
+use super::group_view::GroupView;
 use super::thread_metrics::{set_share, Shared};
 use super::updater_tasks::{Entry, Role};
 use crate::config::KafkaConfig;
@@ -34,7 +35,7 @@ use tracing::{debug, info, warn};
 
 /// Longest a broker call of the state updater may block.
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often standby placement is read again from the group.
+/// How often standby placement is read again from the group view.
 const PLACEMENT_EVERY: Duration = Duration::from_secs(2);
 /// How long a request that met a broker error waits before it is tried again.
 pub(super) const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -109,10 +110,11 @@ impl StateUpdater {
     pub fn start(config: UpdaterConfig) -> Result<Self, StreamsError> {
         let reader = ChangelogReader::new(&config.kafka, &config.changelog)?;
         let offsets: BaseConsumer = client::group_reader(&config.kafka, &config.group_id).create()?;
+        let group = GroupView::start(&config.kafka, &config.group_id, format!("group-view-{}", config.thread))?;
         let (commands, command_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let updater = Updater::new(config, reader, offsets, command_rx, event_tx, stop.clone());
+        let updater = Updater::new(config, reader, offsets, group, command_rx, event_tx, stop.clone());
         let thread = std::thread::Builder::new()
             .name(format!("state-updater-{}", updater.config.thread))
             .spawn(move || updater.run())
@@ -165,6 +167,13 @@ pub(super) struct Updater {
     pub(super) reader: ChangelogReader,
     /// Reads the application group's committed offsets (see [`Updater::offsets_stable`]).
     pub(super) offsets: BaseConsumer,
+    /// The group's members, described on a thread of its own (see [`GroupView`]).
+    pub(super) group: GroupView,
+    /// When this replica's membership last changed: placement and fencing wait for a
+    /// description asked for after it.
+    pub(super) membership_at: Instant,
+    /// Restoring tasks whose previous owner is fenced if the group view says it left.
+    pub(super) owner_checks: BTreeSet<u32>,
     pub(super) commands: Receiver<Command>,
     pub(super) events: Sender<Event>,
     pub(super) entries: BTreeMap<u32, Entry>,
@@ -196,6 +205,7 @@ impl Updater {
         config: UpdaterConfig,
         reader: ChangelogReader,
         offsets: BaseConsumer,
+        group: GroupView,
         commands: Receiver<Command>,
         events: Sender<Event>,
         stop: Arc<AtomicBool>,
@@ -204,6 +214,9 @@ impl Updater {
             config,
             reader,
             offsets,
+            group,
+            membership_at: Instant::now(),
+            owner_checks: BTreeSet::new(),
             commands,
             events,
             entries: BTreeMap::new(),
@@ -250,6 +263,7 @@ impl Updater {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.retry_deferred();
+            self.fence_departed_owners();
             if self.placed_at.is_none_or(|at| at.elapsed() >= PLACEMENT_EVERY) {
                 self.place_standbys();
             }
@@ -278,6 +292,8 @@ impl Updater {
                 self.member_id = member_id;
                 self.active = active;
                 self.placed_at = None;
+                self.membership_at = Instant::now();
+                self.group.refresh();
             }
         }
     }

@@ -5,34 +5,33 @@
 //! open the store).
 
 use super::standby_placement::{replica_of, standby_partitions};
-use super::state_updater::{Updater, CALL_TIMEOUT};
+use super::state_updater::Updater;
 use super::updater_tasks::Role;
 use std::collections::BTreeSet;
 use std::time::Instant;
-use tracing::{info, warn};
+use tracing::info;
 
 impl Updater {
-    /// Reads standby placement from the group: this replica keeps standbys of the tasks
-    /// the placement gives it, and of no task it runs itself.
+    /// Reads standby placement from the group view: this replica keeps standbys of the
+    /// tasks the placement gives it, and of no task it runs itself. Waits (without
+    /// blocking) for a description asked for after the last rebalance.
     pub(super) fn place_standbys(&mut self) {
-        self.placed_at = Some(Instant::now());
         let Some(me) = self.member_id.clone() else {
+            self.placed_at = Some(Instant::now());
             return;
         };
-        if self.stopping() {
+        if self.stopping() || self.config.standby_copies == 0 {
+            self.placed_at = Some(Instant::now());
             return;
         }
-        if self.config.standby_copies == 0 {
+        let Some(seen) = self.group.since(self.membership_at) else {
             return;
-        }
-        let members = match self.reader.group(&self.config.group_id, CALL_TIMEOUT) {
-            Ok(group) if group.is_stable() && group.members.iter().any(|m| m.id == me) => group.members,
+        };
+        self.placed_at = Some(Instant::now());
+        let members = match seen.group {
+            group if group.is_stable() && group.members.iter().any(|m| m.id == me) => group.members,
             // Rebalancing, or this replica is not in the description yet: keep what is warm.
-            Ok(_) => return,
-            Err(error) => {
-                warn!(%error, "cannot describe the group; standby placement unchanged");
-                return;
-            }
+            _ => return,
         };
         let placed = standby_partitions(&members, &me, &self.config.leader_topic, self.config.standby_copies);
         // Tasks another stream thread of this replica runs are not kept here either.
