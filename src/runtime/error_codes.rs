@@ -54,6 +54,22 @@ pub fn class_of(error: &KafkaError) -> Class {
     error.rdkafka_error_code().map_or(Class::Transient, class)
 }
 
+/// Whether `code` says a request's answer did not come in time: the request itself may
+/// still be on its way, or may have been applied by the broker.
+pub fn timed_out(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(code, C::MessageTimedOut | C::RequestTimedOut | C::OperationTimedOut)
+}
+
+/// Whether `code` says the connection a request went out on was lost before its answer
+/// came: the broker may have applied it, but nothing more arrives on that connection.
+pub fn connection_lost(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

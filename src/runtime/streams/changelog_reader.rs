@@ -10,7 +10,7 @@
 //! once the cluster has moved that broker's partitions: it asks a client bootstrapped anew.
 
 use crate::config::KafkaConfig;
-use crate::runtime::{activity, client, consumer_state};
+use crate::runtime::{activity, client, consumer_state, error_codes};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -253,12 +253,10 @@ struct Fresh {
 /// Whether a look-up's `error` may be the client's own (it waited on a broker that does not
 /// answer, or still names no live leader), so a client bootstrapped afresh may get the answer.
 fn unanswered(error: &KafkaError) -> bool {
-    use RDKafkaErrorCode as C;
     leader_unknown(error)
-        || matches!(
-            error.rdkafka_error_code(),
-            Some(C::OperationTimedOut | C::BrokerTransportFailure | C::AllBrokersDown)
-        )
+        || error
+            .rdkafka_error_code()
+            .is_some_and(|code| error_codes::timed_out(code) || error_codes::connection_lost(code))
 }
 
 /// Drops `client` on a thread of its own: its broker threads may be waiting on a broker that

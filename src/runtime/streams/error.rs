@@ -2,7 +2,7 @@
 //! RocksDB. Everything above this file decides by [`StreamsError::severity`], never by
 //! inspecting a Kafka error code or a message.
 
-use crate::runtime::error_codes::{class, class_of, Class};
+use crate::runtime::error_codes::{self, class, class_of, Class};
 use crate::topology::processor::ProcessError;
 use crate::topology::store::StoreError;
 use crate::topology::task_id::TaskId;
@@ -114,12 +114,7 @@ impl StreamsError {
             StreamsError::Kafka {
                 source: KafkaError::MessageProduction(code) | KafkaError::Flush(code),
                 ..
-            } => !matches!(
-                code,
-                RDKafkaErrorCode::MessageTimedOut
-                    | RDKafkaErrorCode::RequestTimedOut
-                    | RDKafkaErrorCode::OperationTimedOut
-            ),
+            } => !error_codes::timed_out(*code),
             StreamsError::CommitOutcomeUnknown { .. } | StreamsError::CallOverdue { .. } => false,
             _ => true,
         }

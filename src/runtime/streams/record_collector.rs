@@ -19,7 +19,7 @@ use super::commit::{observe_phase, observe_phase_took};
 use super::error::{is_fatal_code, Severity, StreamsError};
 use super::faults::Faults;
 use crate::config::{KafkaConfig, ProcessorConfig};
-use crate::runtime::{activity, client, dead_letter};
+use crate::runtime::{activity, client, dead_letter, error_codes};
 use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
 use crate::topology::output::OutputRecord;
 use crate::topology::store::StoreChange;
@@ -408,14 +408,8 @@ impl RecordCollector {
                     if under_way
                         || e.is_retriable()
                         || e.is_fatal()
-                        || matches!(
-                            e.code(),
-                            RDKafkaErrorCode::OperationTimedOut
-                                | RDKafkaErrorCode::RequestTimedOut
-                                | RDKafkaErrorCode::MessageTimedOut
-                                | RDKafkaErrorCode::BrokerTransportFailure
-                                | RDKafkaErrorCode::AllBrokersDown
-                        ) =>
+                        || error_codes::timed_out(e.code())
+                        || error_codes::connection_lost(e.code()) =>
                 {
                     return Err(StreamsError::CommitOutcomeUnknown {
                         source: KafkaError::Transaction(e),

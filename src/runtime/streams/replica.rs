@@ -13,7 +13,9 @@
 //! beside them and stops them the same way when a topic no longer fits the topology.
 
 use super::error::StreamsError;
+use super::recovery::ThreadState;
 use super::stream_thread::{self, thread_name};
+use super::thread_metrics::{set_share, Shared};
 use super::topic_watch;
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::runtime::rocks_store::StoreResources;
@@ -64,6 +66,9 @@ where
     let mut handles: Vec<Option<JoinHandle<Result<(), StreamsError>>>> = Vec::with_capacity(threads + 1);
     let mut first_error: Option<StreamsError> = None;
     // The topic watch is the last "thread": index `threads`.
+    // The topic watch's share of the replica's state: it has no state of its own until it
+    // stops the replica.
+    set_share(Shared::State, threads, ThreadState::Running as i64);
     let name = |thread: usize| {
         if thread == threads {
             "topic-watch".to_string()
@@ -118,6 +123,9 @@ where
         if let Err(error) = outcome {
             if !stopping.is_requested() {
                 warn!(thread = name(thread), %error, "a thread of the replica failed; stopping its other threads");
+                // `/readyz` and `creditstream_processor_state` say so while the others stop
+                // (a stream thread that failed says it itself; the topic watch does not).
+                set_share(Shared::State, threads, ThreadState::Failed as i64);
             }
             stop.trigger();
             first_error.get_or_insert(error);
