@@ -7,11 +7,15 @@
 //! And the group's description (standby placement, fencing a departed owner): it answers
 //! from the group's coordinator while a broker the group does not need is frozen; it
 //! waited on every broker and failed after 10 s, holding the state updater all that time.
+//! And the ingest's readiness: one frozen broker of three does not make it unready (its
+//! metadata request went to the broker the producer used last, the frozen one).
 
 mod common;
 
 use common::cluster::Cluster;
 use common::*;
+use creditstream::config::Config;
+use creditstream::ingest::kafka::KafkaPublisher;
 use creditstream::runtime::streams::changelog_reader::ChangelogReader;
 use creditstream::runtime::streams::group_view::GroupView;
 use creditstream::runtime::{admin, group_members};
@@ -176,6 +180,57 @@ async fn on_three_brokers_the_group_is_described_while_a_broker_it_does_not_need
     drop(thaw);
     done.store(true, Ordering::Relaxed);
     let _ = polling.join();
+    assert!(
+        cluster.wait_isr_full(Duration::from_secs(120)).is_some(),
+        "the cluster's ISRs never filled again after the thaw"
+    );
+    if let Err(error) = admin::delete_topics(&cluster_kafka(), &def).await {
+        eprintln!("could not delete the test's topics: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_three_brokers_the_ingest_stays_ready_while_one_broker_is_frozen() {
+    let _one = ONE_FREEZE.lock().await;
+    let cluster = Cluster::attach();
+    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("ready"));
+    def.partitions = PARTITIONS;
+    admin::ensure_topics(&cluster_kafka(), &def)
+        .await
+        .expect("creating the test's topics at replication factor 3");
+    let config = Config::load_from(None, Vec::new()).expect("the shipped configuration");
+    let publisher = KafkaPublisher::new(&cluster_kafka(), &config.ingest).expect("the ingest's producer");
+    let topic = def.inputs.orders.clone();
+    // A topic created a moment ago may not be known to every broker yet: published again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(error) = publisher.publish(&topic, Some(0), b"1", b"{}").await {
+        assert!(Instant::now() < deadline, "publishing on a healthy cluster: {error}");
+    }
+    // The broker the producer used last: partition 0's leader, which got the record.
+    let broker = cluster.leader(&topic, 0).expect("partition 0's leader");
+    let probe = publisher.clone();
+    assert!(
+        tokio::task::spawn_blocking(move || probe.is_reachable(Duration::from_secs(2)))
+            .await
+            .unwrap_or(false),
+        "the cluster is reachable before the freeze"
+    );
+    cluster.freeze(broker);
+    let thaw = Frozen(&cluster, broker);
+    // Several probes, as an orchestrator makes them: each must say ready.
+    for probe_no in 0..3 {
+        let probe = publisher.clone();
+        let asked = Instant::now();
+        let ready = tokio::task::spawn_blocking(move || probe.is_reachable(Duration::from_secs(2)))
+            .await
+            .unwrap_or(false);
+        assert!(
+            ready,
+            "probe {probe_no}: not ready after {:?} with broker {broker} frozen and two of three brokers live",
+            asked.elapsed()
+        );
+    }
+    drop(thaw);
     assert!(
         cluster.wait_isr_full(Duration::from_secs(120)).is_some(),
         "the cluster's ISRs never filled again after the thaw"

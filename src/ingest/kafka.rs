@@ -10,6 +10,7 @@ use crate::metrics::metrics;
 use crate::runtime::client;
 use crate::runtime::error_codes::{self, Class};
 use futures::future::BoxFuture;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -29,6 +30,8 @@ pub fn producer_config(kafka: &KafkaConfig, ingest: &IngestConfig) -> rdkafka::C
 pub struct KafkaPublisher {
     producer: FutureProducer,
     timeout: Duration,
+    /// For a readiness probe the producer cannot answer (see [`KafkaPublisher::is_reachable`]).
+    kafka: KafkaConfig,
 }
 
 impl KafkaPublisher {
@@ -36,6 +39,7 @@ impl KafkaPublisher {
         Ok(Self {
             producer: producer_config(kafka, ingest).create()?,
             timeout: Duration::from_millis(ingest.produce_timeout_ms),
+            kafka: kafka.clone(),
         })
     }
 
@@ -78,9 +82,21 @@ impl KafkaPublisher {
         result
     }
 
-    /// Whether the cluster answers a metadata request within `timeout`.
+    /// Whether the cluster answers a metadata request within `timeout`. The producer asks
+    /// the broker it used last, and one that froze answers nothing (one frozen broker of
+    /// three made the ingest unready): after half the time a client bootstrapped now asks,
+    /// which connects only to brokers that answer.
     pub fn is_reachable(&self, timeout: Duration) -> bool {
-        self.producer.client().fetch_metadata(None, timeout).is_ok()
+        let deadline = Instant::now() + timeout;
+        if self.producer.client().fetch_metadata(None, timeout / 2).is_ok() {
+            return true;
+        }
+        let Ok(fresh) = client::standalone_consumer(&self.kafka, false).create::<BaseConsumer>() else {
+            return false;
+        };
+        fresh
+            .fetch_metadata(None, deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 
     /// Sends everything still queued (graceful shutdown).
