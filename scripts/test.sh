@@ -33,8 +33,8 @@ cargo test --release --locked --workspace "$@" -- --skip on_three_brokers
 # The liveness round on three brokers (replication factor 3, min.insync.replicas 2): the
 # cluster (scripts/cluster.sh, its own state dir and ports beside the stack) runs only for
 # it, so its brokers' load does not weigh on the timings of the tests above.
-# Only the leader kill here, and the offsets look-up past a frozen leader
-# (tests/cluster_lookups.rs): the coordinator kill, the rolling restart, the frozen broker
+# Only the leader kill here, and the look-ups past a frozen broker (tests/cluster_lookups.rs:
+# changelog offsets, the group's description, the ingest's readiness probe): the coordinator kill, the rolling restart, the frozen broker
 # and the frozen group coordinator run in scripts/chaos.sh --long (see
 # tests/cluster_liveness.rs), which fails until each meets its bound (see
 # benches/results/liveness/README.md).
