@@ -141,7 +141,14 @@ async fn on_three_brokers_the_group_is_described_while_a_broker_it_does_not_need
             }
         })
     };
-    let stable = |g: &group_members::Group| g.is_stable() && g.members.iter().any(|m| m.client_id == "the-member");
+    // Stable, with the member holding every partition of the topic (read from the
+    // consumer-protocol assignment librdkafka hands over as bytes).
+    let stable = |g: &group_members::Group| {
+        g.is_stable()
+            && g.members
+                .iter()
+                .any(|m| m.client_id == "the-member" && m.assigned.len() == PARTITIONS as usize)
+    };
 
     let describer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
