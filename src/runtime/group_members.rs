@@ -70,26 +70,44 @@ pub fn describe<C: ConsumerContext>(
         found
     };
     match found {
-        Some(found) => Ok(found),
+        Listed::Found(found) => Ok(found),
+        // Described with an error (its coordinator moving or loading), or by two brokers.
+        Listed::Unsettled => Err(KafkaError::GroupListFetch(RDKafkaErrorCode::NotCoordinator)),
         // Only a broker that did not answer could have described it.
-        None if code == RDKafkaErrorCode::Partial => {
+        Listed::Absent if code == RDKafkaErrorCode::Partial => {
             Err(KafkaError::GroupListFetch(RDKafkaErrorCode::OperationTimedOut))
         }
-        None => Ok(Group::default()),
+        Listed::Absent => Ok(Group::default()),
     }
 }
 
-/// The description of `group` in librdkafka's `list`, from a broker that had no error
-/// describing it (the coordinator), if one gave it.
+/// What librdkafka's list says of one group.
+enum Listed {
+    /// One broker (its coordinator) described it without an error.
+    Found(Group),
+    /// No broker that answered knows it.
+    Absent,
+    /// A broker described it with an error, or two brokers described it.
+    Unsettled,
+}
+
+/// What librdkafka's `list` says of `group`.
 ///
 /// # Safety
 /// `list` and every pointer in it are as librdkafka fills them: arrays of their stated
 /// lengths, strings NUL-terminated or null, byte buffers of their stated sizes or null.
-unsafe fn read_group(list: &bindings::rd_kafka_group_list, group: &str) -> Option<Group> {
+unsafe fn read_group(list: &bindings::rd_kafka_group_list, group: &str) -> Listed {
     let infos = unsafe { slice(list.groups, list.group_cnt) };
-    let info = infos.iter().find(|g| {
-        g.err == bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && unsafe { text(g.group) } == group
-    })?;
+    let named: Vec<&bindings::rd_kafka_group_info> =
+        infos.iter().filter(|g| unsafe { text(g.group) } == group).collect();
+    // SAFETY: read as the integer librdkafka stored there, a broker's code, which the
+    // bindings' enum may not name (reading it as the enum would be undefined).
+    let no_error = |g: &bindings::rd_kafka_group_info| unsafe { std::ptr::addr_of!(g.err).cast::<i32>().read() } == 0;
+    let info = match named.as_slice() {
+        [] => return Listed::Absent,
+        [info] if no_error(info) => *info,
+        _ => return Listed::Unsettled,
+    };
     let mut members: Vec<Member> = unsafe { slice(info.members, info.member_cnt) }
         .iter()
         .map(|m| Member {
@@ -101,7 +119,7 @@ unsafe fn read_group(list: &bindings::rd_kafka_group_list, group: &str) -> Optio
         })
         .collect();
     members.sort_by(|a, b| a.id.cmp(&b.id));
-    Some(Group {
+    Listed::Found(Group {
         state: unsafe { text(info.state) },
         members,
     })

@@ -77,6 +77,8 @@ impl GroupView {
     /// Asks for a description now (the group just changed).
     pub fn refresh(&self) {
         // Fails only once the thread is gone; the view then keeps its last description.
-        let _ = self.refresh.send(());
+        if self.refresh.send(()).is_err() {
+            warn!("the group view's thread is gone; standby placement and fencing see no new description");
+        }
     }
 }

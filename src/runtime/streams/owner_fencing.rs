@@ -17,6 +17,14 @@ use tracing::{info, warn};
 
 /// How long before the previous owner of one restore is fenced again.
 const FENCE_AGAIN_AFTER: Duration = Duration::from_secs(5);
+/// How long a departed-owner check waits for a description that settles it.
+const CHECK_FOR: Duration = Duration::from_secs(30);
+
+/// A task's previous owner, to be fenced if the group view says it left.
+pub(super) struct OwnerCheck {
+    owner: String,
+    marked_at: Instant,
+}
 
 impl Updater {
     /// Whether the group's committed offsets of the inputs of `partition` can be read, so
@@ -41,35 +49,51 @@ impl Updater {
     /// otherwise hold back the task's outputs from every `read_committed` reader until the
     /// transaction timed out, though the task decides again at once. An owner that handed
     /// the task over and is still a member is left alone (its transaction holds other
-    /// tasks' work). Decided by [`Updater::fence_departed_owners`] once the group view
-    /// shows the group as it is since the last rebalance.
+    /// tasks' work). The owner is read now, while the store is here (a caught-up task is
+    /// handed over at once); [`Updater::fence_departed_owners`] decides once the group
+    /// view has a description asked for after this mark.
     pub(super) fn fence_departed_owner(&mut self, partition: u32) {
-        self.owner_checks.insert(partition);
+        let owner = self
+            .entries
+            .get(&partition)
+            .and_then(|e| e.store.owner().ok().flatten())
+            .filter(|owner| *owner != self.config.transactional_id);
+        if let Some(owner) = owner {
+            self.owner_checks.insert(
+                partition,
+                OwnerCheck {
+                    owner,
+                    marked_at: Instant::now(),
+                },
+            );
+        }
     }
 
-    /// Fences the previous owners [`Updater::fence_departed_owner`] marked, once the group
-    /// view has a description asked for after the last rebalance; without one, waits.
+    /// Fences the previous owners [`Updater::fence_departed_owner`] marked, each once a
+    /// description asked for after its mark shows the group with members and without it;
+    /// a check no description settled within [`CHECK_FOR`] is dropped (a restore held up
+    /// by the owner's transaction fences it anyway).
     pub(super) fn fence_departed_owners(&mut self) {
         if self.owner_checks.is_empty() || self.stopping() {
             return;
         }
-        let Some(seen) = self.group.since(self.membership_at) else {
+        let Some(seen) = self.group.latest(CHECK_FOR) else {
+            self.owner_checks
+                .retain(|_, check| check.marked_at.elapsed() < CHECK_FOR);
             return;
         };
-        for partition in std::mem::take(&mut self.owner_checks) {
-            let Some(owner) = self
-                .entries
-                .get(&partition)
-                .filter(|e| matches!(e.role, Role::Active { .. }))
-                .and_then(|e| e.store.owner().ok().flatten())
-                .filter(|owner| *owner != self.config.transactional_id)
-            else {
-                continue;
-            };
-            let members = &seen.group.members;
-            if members.is_empty() || members.iter().any(|m| m.client_id == owner) {
-                continue;
+        let members = &seen.group.members;
+        let mut departed = Vec::new();
+        self.owner_checks.retain(|partition, check| {
+            if seen.at <= check.marked_at || members.is_empty() {
+                return check.marked_at.elapsed() < CHECK_FOR;
             }
+            if !members.iter().any(|m| m.client_id == check.owner) {
+                departed.push((*partition, check.owner.clone()));
+            }
+            false
+        });
+        for (partition, owner) in departed {
             if let Some(Entry {
                 role: Role::Active { fenced_at, .. },
                 ..

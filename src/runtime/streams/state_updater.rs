@@ -18,6 +18,7 @@ use super::changelog_reader::ChangelogReader;
 use super::error::StreamsError;
 use super::faults::Faults;
 use super::group_view::GroupView;
+use super::owner_fencing::OwnerCheck;
 use super::thread_metrics::{set_share, Shared};
 use super::updater_tasks::{Entry, Role};
 use crate::config::KafkaConfig;
@@ -169,11 +170,11 @@ pub(super) struct Updater {
     pub(super) offsets: BaseConsumer,
     /// The group's members, described on a thread of its own (see [`GroupView`]).
     pub(super) group: GroupView,
-    /// When this replica's membership last changed: placement and fencing wait for a
-    /// description asked for after it.
+    /// When this replica's membership last changed: standby placement waits for a
+    /// description asked for after it (a fencing check, for one asked after its mark).
     pub(super) membership_at: Instant,
     /// Restoring tasks whose previous owner is fenced if the group view says it left.
-    pub(super) owner_checks: BTreeSet<u32>,
+    pub(super) owner_checks: BTreeMap<u32, OwnerCheck>,
     pub(super) commands: Receiver<Command>,
     pub(super) events: Sender<Event>,
     pub(super) entries: BTreeMap<u32, Entry>,
@@ -216,7 +217,7 @@ impl Updater {
             offsets,
             group,
             membership_at: Instant::now(),
-            owner_checks: BTreeSet::new(),
+            owner_checks: BTreeMap::new(),
             commands,
             events,
             entries: BTreeMap::new(),
