@@ -67,15 +67,35 @@ impl Drop for Frozen<'_> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn on_three_brokers_a_changelog_look_up_answers_while_the_old_leader_is_frozen() {
-    let _one = ONE_FREEZE.lock().await;
-    let cluster = Cluster::attach();
-    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("lookup"));
+/// The topology's topics under a prefix of their own, at replication factor 3.
+async fn cluster_topics(prefix: &str) -> TopologyDefinition {
+    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique(prefix));
     def.partitions = PARTITIONS;
     admin::ensure_topics(&cluster_kafka(), &def)
         .await
         .expect("creating the test's topics at replication factor 3");
+    def
+}
+
+/// Thaws the broker, waits until the cluster is whole again (the next test needs it so)
+/// and deletes the test's topics.
+async fn thaw_and_clean_up(thaw: Frozen<'_>, def: &TopologyDefinition) {
+    let cluster = thaw.0;
+    drop(thaw);
+    assert!(
+        cluster.wait_isr_full(Duration::from_secs(120)).is_some(),
+        "the cluster's ISRs never filled again after the thaw"
+    );
+    if let Err(error) = admin::delete_topics(&cluster_kafka(), def).await {
+        eprintln!("could not delete the test's topics: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_three_brokers_a_changelog_look_up_answers_while_the_old_leader_is_frozen() {
+    let _one = ONE_FREEZE.lock().await;
+    let cluster = Cluster::attach();
+    let def = cluster_topics("lookup").await;
     let changelog = def.store.changelog.clone();
     let reader = ChangelogReader::new(&cluster_kafka(), &changelog).expect("a changelog reader");
     // The reader asks every partition once, so its client knows each partition's leader
@@ -103,25 +123,14 @@ async fn on_three_brokers_a_changelog_look_up_answers_while_the_old_leader_is_fr
         answer.is_ok(),
         "a look-up with the partition's new leader live, broker {broker} still frozen, got {answer:?}"
     );
-    drop(thaw);
-    assert!(
-        cluster.wait_isr_full(Duration::from_secs(120)).is_some(),
-        "the cluster's ISRs never filled again after the thaw"
-    );
-    if let Err(error) = admin::delete_topics(&cluster_kafka(), &def).await {
-        eprintln!("could not delete the test's topics: {error}");
-    }
+    thaw_and_clean_up(thaw, &def).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_three_brokers_the_group_is_described_while_a_broker_it_does_not_need_is_frozen() {
     let _one = ONE_FREEZE.lock().await;
     let cluster = Cluster::attach();
-    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("describe"));
-    def.partitions = PARTITIONS;
-    admin::ensure_topics(&cluster_kafka(), &def)
-        .await
-        .expect("creating the test's topics at replication factor 3");
+    let def = cluster_topics("describe").await;
     let group = unique("describe-group");
 
     // The group's one member, polled on a thread of its own until the test ends.
@@ -184,27 +193,16 @@ async fn on_three_brokers_the_group_is_described_while_a_broker_it_does_not_need
         fresh,
         "the group view was not refreshed while broker {broker} was frozen"
     );
-    drop(thaw);
+    thaw_and_clean_up(thaw, &def).await;
     done.store(true, Ordering::Relaxed);
     let _ = polling.join();
-    assert!(
-        cluster.wait_isr_full(Duration::from_secs(120)).is_some(),
-        "the cluster's ISRs never filled again after the thaw"
-    );
-    if let Err(error) = admin::delete_topics(&cluster_kafka(), &def).await {
-        eprintln!("could not delete the test's topics: {error}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_three_brokers_the_ingest_stays_ready_while_one_broker_is_frozen() {
     let _one = ONE_FREEZE.lock().await;
     let cluster = Cluster::attach();
-    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("ready"));
-    def.partitions = PARTITIONS;
-    admin::ensure_topics(&cluster_kafka(), &def)
-        .await
-        .expect("creating the test's topics at replication factor 3");
+    let def = cluster_topics("ready").await;
     let config = Config::load_from(None, Vec::new()).expect("the shipped configuration");
     let publisher = KafkaPublisher::new(&cluster_kafka(), &config.ingest).expect("the ingest's producer");
     let topic = def.inputs.orders.clone();
@@ -237,12 +235,5 @@ async fn on_three_brokers_the_ingest_stays_ready_while_one_broker_is_frozen() {
             asked.elapsed()
         );
     }
-    drop(thaw);
-    assert!(
-        cluster.wait_isr_full(Duration::from_secs(120)).is_some(),
-        "the cluster's ISRs never filled again after the thaw"
-    );
-    if let Err(error) = admin::delete_topics(&cluster_kafka(), &def).await {
-        eprintln!("could not delete the test's topics: {error}");
-    }
+    thaw_and_clean_up(thaw, &def).await;
 }

@@ -9,6 +9,7 @@
 
 use super::state_updater::{Updater, CALL_TIMEOUT};
 use super::updater_tasks::{Entry, Role};
+use crate::runtime::rocks_store::RocksStore;
 use crate::runtime::{activity, client};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{BaseProducer, Producer};
@@ -53,11 +54,8 @@ impl Updater {
     /// handed over at once); [`Updater::fence_departed_owners`] decides once the group
     /// view has a description asked for after this mark.
     pub(super) fn fence_departed_owner(&mut self, partition: u32) {
-        let owner = self
-            .entries
-            .get(&partition)
-            .and_then(|e| e.store.owner().ok().flatten())
-            .filter(|owner| *owner != self.config.transactional_id);
+        let me = &self.config.transactional_id;
+        let owner = self.entries.get(&partition).and_then(|e| other_owner(&e.store, me));
         if let Some(owner) = owner {
             self.owner_checks.insert(
                 partition,
@@ -116,12 +114,7 @@ impl Updater {
             return None;
         }
         *fenced_at = Some(Instant::now());
-        entry
-            .store
-            .owner()
-            .ok()
-            .flatten()
-            .filter(|owner| *owner != self.config.transactional_id)
+        other_owner(&entry.store, &self.config.transactional_id)
     }
 
     /// Aborts whatever transaction `owner` left open: a producer with its transactional
@@ -142,4 +135,9 @@ impl Updater {
             Err(error) => warn!(partition, owner, %error, "cannot fence the previous owner"),
         }
     }
+}
+
+/// The owner the store's changelog names, unless it is `me` (or none can be read).
+fn other_owner(store: &RocksStore, me: &str) -> Option<String> {
+    store.owner().ok().flatten().filter(|owner| owner != me)
 }
