@@ -297,14 +297,50 @@ fn metric_sum(replica: &Running, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_replicas_partitions_decide_again_within_seconds_on_its_standbys() {
+    fail_over("failover", Death::AnyMoment).await;
+}
+
+/// A replica that dies with a transaction open (its records delivered, its offsets sent)
+/// holds every `read_committed` reader of its partitions, and the committed offsets its
+/// tasks restart from, until the transaction is aborted: the survivors must fence it, or its
+/// tasks' decisions stay hidden for the whole transaction timeout (10 s). The failover test
+/// above kills at whatever moment the load has reached, usually but not always inside a
+/// transaction; this one kills inside one by construction. With the fencing switched off
+/// (both the departed-owner check and the fence of an owner whose transaction holds a
+/// restore up), both fail: 11.8 s and 10.5 s without a decision. With the departed-owner
+/// check alone switched off, both pass: the held-up restore fences the owner.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_mid_transaction_is_fenced_by_the_standbys_that_take_its_tasks() {
+    fail_over("failover-mid-transaction", Death::MidTransaction).await;
+}
+
+/// When the failover test kills its replica.
+enum Death {
+    /// Wherever the replica is, 3 s into the load.
+    AnyMoment,
+    /// Once its stream thread left a transaction open (an injected fault).
+    MidTransaction,
+}
+
+/// Three replicas with warm standbys under steady load; one (c) dies by SIGKILL as `death`
+/// says; its tasks must decide again, and become visible, within [`FAILOVER_BOUND_MS`].
+async fn fail_over(name: &str, death: Death) {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let dir = KeptOnFailure::new("failover");
+    let dir = KeptOnFailure::new(name);
     let scenario = rich_users(USERS).await;
     ballast_users(&scenario.def.inputs.user_commands, 60_000);
     let short = [("CREDITSTREAM__PROCESSOR__SESSION_TIMEOUT_MS", "3000")];
+    let trigger = dir.path().join("hang-now");
+    let hang = format!("hang_in_transaction_once={}", trigger.display());
     let a = scenario.replica_with(&dir.path().join("a"), &short);
     let b = scenario.replica_with(&dir.path().join("b"), &short);
-    let mut c = scenario.replica_with(&dir.path().join("c"), &short);
+    let mut c = match death {
+        Death::AnyMoment => scenario.replica_with(&dir.path().join("c"), &short),
+        Death::MidTransaction => scenario.replica_with(
+            &dir.path().join("c"),
+            &[short[0], ("CREDITSTREAM_TEST_FAULTS", hang.as_str())],
+        ),
+    };
     let all = [("a", &a), ("b", &b), ("c", &c)];
     let before = settled(&all, Duration::from_secs(2));
     // Every replica keeps two standbys (one copy of each of the others' tasks), caught up.
@@ -321,6 +357,17 @@ async fn a_killed_replicas_partitions_decide_again_within_seconds_on_its_standby
         std::thread::spawn(move || steady_orders(topic, 150, 1, stop, sent))
     };
     std::thread::sleep(Duration::from_secs(3));
+    if let Death::MidTransaction = death {
+        std::fs::write(&trigger, b"").expect("the fault's trigger file");
+        let hanging = "injected fault: the open transaction stays open";
+        assert!(
+            wait_until(WAIT, || std::fs::read_to_string(&c.log)
+                .unwrap_or_default()
+                .contains(hanging)),
+            "c left a transaction open:\n{}",
+            c.log_tail()
+        );
+    }
     let killed_at = now_ms();
     c.sigkill();
     // How soon a read_committed reader sees c's partitions decide again: the survivors

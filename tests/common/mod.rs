@@ -439,7 +439,8 @@ pub fn urlencode(text: &str) -> String {
         .collect()
 }
 
-/// A test's directory (every process's log), removed only if the test passes.
+/// A test's directory (every process's log), removed only if the test passes (or kept
+/// anyway when `CREDITSTREAM_TEST_KEEP_LOGS` is set, to read a passing run's logs).
 pub struct KeptOnFailure(tempfile::TempDir);
 
 impl KeptOnFailure {
@@ -459,7 +460,7 @@ impl KeptOnFailure {
 
 impl Drop for KeptOnFailure {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("CREDITSTREAM_TEST_KEEP_LOGS").is_some() {
             self.0.disable_cleanup(true);
             eprintln!("logs kept in {}", self.0.path().display());
         }

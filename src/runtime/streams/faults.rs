@@ -22,11 +22,17 @@
 //! - `deliveries_time_out=N`: the next N transactions find, when they wait for their
 //!   deliveries, one of them timed out (a partition whose new leader, a broker that just
 //!   restarted, does not answer within message.timeout.ms during a rolling restart).
+//! - `hang_in_transaction_once=PATH`: once the file PATH exists, the next transaction is
+//!   left open after its records were delivered and its offsets sent: the stream thread
+//!   says so in the log and waits there for good (a replica that dies mid-transaction, at
+//!   the moment a test chooses, by killing it then).
 //!
 //! Invariant: an injected fault is one the code must already survive, put where the real
 //! one can strike; injection never changes what the broker does.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 
 pub const ENV: &str = "CREDITSTREAM_TEST_FAULTS";
 
@@ -40,6 +46,7 @@ pub struct Faults {
     offsets_time_out: AtomicU32,
     deliveries_time_out: AtomicU32,
     commit_times_out: AtomicU32,
+    hang_in_transaction_once: OnceLock<PathBuf>,
 }
 
 impl Faults {
@@ -75,6 +82,9 @@ impl Faults {
                 }
                 Some(("commit_times_out", n)) => {
                     faults.commit_times_out.store(n.parse().unwrap_or(1), Ordering::Relaxed);
+                }
+                Some(("hang_in_transaction_once", path)) => {
+                    let _ = faults.hang_in_transaction_once.set(PathBuf::from(path));
                 }
                 Some(("restore_rate", n)) => {
                     faults.restore_rate.store(n.parse().unwrap_or(1000), Ordering::Relaxed);
@@ -119,6 +129,11 @@ impl Faults {
     /// Whether this commit is first to be asked of librdkafka with a timeout it cannot meet.
     pub fn time_out_commit(&self) -> bool {
         count_down(&self.commit_times_out).is_ok()
+    }
+
+    /// Whether the open transaction is to be left open for good (its trigger file exists).
+    pub fn hang_in_transaction(&self) -> bool {
+        self.hang_in_transaction_once.get().is_some_and(|path| path.exists())
     }
 
     /// Whether this commit, which the broker has applied, is to be reported as timed out.

@@ -386,6 +386,12 @@ impl RecordCollector {
             self.flush(|| false)?;
         }
         if self.exactly_once {
+            if faults.hang_in_transaction() {
+                warn!("injected fault: the open transaction stays open; the stream thread stops here");
+                loop {
+                    std::thread::park();
+                }
+            }
             let started = Instant::now();
             let (committed, under_way) = self.commit_transaction(faults)?;
             if committed.is_ok() {
