@@ -57,9 +57,8 @@ pub fn describe<C: ConsumerContext>(
     let mut list: *const bindings::rd_kafka_group_list = std::ptr::null();
     // SAFETY: the client pointer is valid while `consumer` lives and the name is a valid C
     // string; librdkafka sets `list` only when it returns no error or a partial answer.
-    let err =
-        unsafe { bindings::rd_kafka_list_groups(consumer.client().native_ptr(), name.as_ptr(), &mut list, wait_ms) };
-    let code = RDKafkaErrorCode::from(err);
+    let err = unsafe { list_groups(consumer.client().native_ptr(), name.as_ptr(), &mut list, wait_ms) };
+    let code = list_error(err);
     if !matches!(code, RDKafkaErrorCode::NoError | RDKafkaErrorCode::Partial) || list.is_null() {
         return Err(KafkaError::GroupListFetch(code));
     }
@@ -79,6 +78,52 @@ pub fn describe<C: ConsumerContext>(
         }
         Listed::Absent => Ok(Group::default()),
     }
+}
+
+extern "C" {
+    /// librdkafka's `rd_kafka_list_groups`, declared here with the plain integer it returns:
+    /// the code may be any broker's ListGroups error, and the bindings' enum, which does not
+    /// name every code a broker can send, would make an unnamed one undefined behaviour.
+    #[link_name = "rd_kafka_list_groups"]
+    fn list_groups(
+        rk: *mut bindings::rd_kafka_t,
+        group: *const c_char,
+        grplistp: *mut *const bindings::rd_kafka_group_list,
+        timeout_ms: c_int,
+    ) -> c_int;
+}
+
+/// The error code `rd_kafka_list_groups` returned, for the codes it is known to return
+/// (librdkafka's own, and the coordinator errors of a ListGroups answer); any other is `Fail`.
+fn list_error(raw: c_int) -> RDKafkaErrorCode {
+    use bindings::rd_kafka_resp_err_t as E;
+    let known = [
+        (E::RD_KAFKA_RESP_ERR_NO_ERROR, RDKafkaErrorCode::NoError),
+        (E::RD_KAFKA_RESP_ERR__PARTIAL, RDKafkaErrorCode::Partial),
+        (E::RD_KAFKA_RESP_ERR__TIMED_OUT, RDKafkaErrorCode::OperationTimedOut),
+        (
+            E::RD_KAFKA_RESP_ERR__TRANSPORT,
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ),
+        (E::RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, RDKafkaErrorCode::AllBrokersDown),
+        (
+            E::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+            RDKafkaErrorCode::CoordinatorLoadInProgress,
+        ),
+        (
+            E::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+            RDKafkaErrorCode::CoordinatorNotAvailable,
+        ),
+        (E::RD_KAFKA_RESP_ERR_NOT_COORDINATOR, RDKafkaErrorCode::NotCoordinator),
+        (
+            E::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+        ),
+    ];
+    known
+        .into_iter()
+        .find(|(code, _)| *code as c_int == raw)
+        .map_or(RDKafkaErrorCode::Fail, |(_, known)| known)
 }
 
 /// What librdkafka's list says of one group.
@@ -191,6 +236,16 @@ pub fn assigned_partitions(bytes: &[u8]) -> Option<BTreeSet<(String, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_codes_are_read_as_integers_and_an_unnamed_one_is_a_failure() {
+        assert_eq!(list_error(0), RDKafkaErrorCode::NoError);
+        assert_eq!(list_error(-158), RDKafkaErrorCode::Partial);
+        assert_eq!(list_error(-185), RDKafkaErrorCode::OperationTimedOut);
+        assert_eq!(list_error(14), RDKafkaErrorCode::CoordinatorLoadInProgress);
+        // A code no enum of the bindings names (past Kafka's current ones).
+        assert_eq!(list_error(9_999), RDKafkaErrorCode::Fail);
+    }
 
     fn encode(version: i16, topics: &[(&str, &[i32])]) -> Vec<u8> {
         let mut out = version.to_be_bytes().to_vec();
