@@ -24,7 +24,7 @@
 //! - [`paused_inputs`]: the input partitions paused, and why; [`input_watch`]: inputs that
 //!   stand still with records to read; [`stall_clock`]: when a read counts as stalled (pure).
 //! - [`record_collector`]: the one producer: outputs, changelog, dead letters, transactions;
-//!   [`bounded_call`]: its transactional calls, with a deadline the stream thread can rely on.
+//!   [`delivery_tracker`]: its delivery reports; [`bounded_call`]: its transactional calls, with a deadline the stream thread can rely on.
 //! - [`commit_policy`]: when to commit (pure).
 //! - [`rebalance`]: the consumer's rebalance callbacks.
 //! - [`thread_metrics`]: each stream thread's share of the replica's gauges.
@@ -49,6 +49,7 @@ pub mod bounded_call;
 pub mod changelog_reader;
 pub mod commit;
 pub mod commit_policy;
+pub mod delivery_tracker;
 pub mod error;
 pub mod faults;
 pub mod group_view;

@@ -1,6 +1,8 @@
 //! The record collector: the stream thread's one producer, as Kafka Streams'
 //! `RecordCollector`. It sends the topology's outputs (to the task's partition, or to the
-//! one a repartition names) and the changelog records, follows their deliveries, and runs the producer's transactions.
+//! one a repartition names) and the changelog records, follows their deliveries
+//! (`delivery_tracker`), and runs the producer's transactions: how one ends is in
+//! `record_collector/transaction.rs`, how one is abandoned here.
 //!
 //! Invariants:
 //! - Under `exactly_once_v2` every record goes into the open transaction; a transaction
@@ -15,90 +17,28 @@
 //!   wait for it too, and the stores would be restored for nothing.
 
 use super::bounded_call::{BoundedCalls, Overdue};
-use super::commit::{observe_phase, observe_phase_took};
-use super::error::{is_fatal_code, Severity, StreamsError};
-use super::faults::Faults;
+use super::delivery_tracker::DeliveryTracker;
+use super::error::StreamsError;
 use crate::config::{KafkaConfig, ProcessorConfig};
-use crate::runtime::{activity, client, dead_letter, error_codes};
+use crate::runtime::{activity, client, dead_letter};
 use crate::topology::definition::{ProcessingGuarantee, TopologyDefinition};
 use crate::topology::output::OutputRecord;
 use crate::topology::store::StoreChange;
-use rdkafka::consumer::ConsumerGroupMetadata;
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tracing::warn;
+
+mod transaction;
 
 /// Longest a Kafka call of the stream thread may block (rewinds, the start of a producer).
 pub const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a call of an open transaction may block (sending its offsets, committing or
 /// aborting it): a healthy one takes milliseconds, and the broker aborts the transaction
 /// itself once `transaction.timeout.ms` passes, so waiting longer only stalls every task.
-const TRANSACTION_CALL: Duration = Duration::from_secs(5);
-/// How much longer than its own timeout a transactional call's answer is waited for, so that
-/// librdkafka's answer (say, a retriable "timed out") comes before the call is given up.
-const CALL_MARGIN: Duration = Duration::from_secs(1);
-/// Longest a commit that librdkafka says is still under way is waited for, in all: past
-/// the socket timeout (10 s), after which librdkafka gives a request to a frozen
-/// coordinator up and asks the coordinator that replaced it, plus time for that answer.
-/// Giving up at the socket timeout itself (it was 10 s) gave up the commit just as it was
-/// about to finish: a broker frozen under a commit cost a new producer and a full restore.
-const COMMIT_WAIT: Duration = Duration::from_secs(13);
-/// The least time between two asks for the same commit (librdkafka answers "still under
-/// way" at its timeout; an answer that comes sooner is not asked again in a busy loop).
-const ASK_AGAIN_AFTER: Duration = Duration::from_millis(100);
-/// Longest the send of the consumed offsets may block. Shorter than the other calls: when
-/// it outlasts this it has most likely met librdkafka's stale group coordinator (its
-/// issue 5511: a coordinator whose broker shut down stays cached and the request waits for
-/// an unrelated broker's state change), which only a new producer escapes; and giving it up
-/// costs no restore, since the transaction was never asked to commit.
-const SEND_OFFSETS_CALL: Duration = Duration::from_secs(2);
-
-/// Follows delivery reports: the failure that tells most about the open transaction (a
-/// fatal one, such as an authorization error, over the first retriable one), and the
-/// last offset written to each changelog partition.
-pub struct DeliveryTracker {
-    changelog_topic: String,
-    failure: Mutex<Option<RDKafkaErrorCode>>,
-    changelog_offsets: Mutex<HashMap<i32, i64>>,
-}
-
-impl ClientContext for DeliveryTracker {}
-
-impl ProducerContext for DeliveryTracker {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(message) if message.topic() == self.changelog_topic => {
-                if let Ok(mut offsets) = self.changelog_offsets.lock() {
-                    let entry = offsets.entry(message.partition()).or_insert(-1);
-                    *entry = (*entry).max(message.offset());
-                }
-            }
-            Ok(_) => {}
-            Err((error, message)) => {
-                let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
-                if let Ok(mut failure) = self.failure.lock() {
-                    // One line per failed transaction, not one per record: a leader that
-                    // stops answering fails every record in flight to it at once.
-                    if failure.is_none() {
-                        warn!(topic = message.topic(), partition = message.partition(), %error,
-                            "delivery failed; the open transaction will roll back (its other failed deliveries are not logged)");
-                    }
-                    if failure.is_none() || is_fatal_code(code) {
-                        *failure = Some(code);
-                    }
-                }
-            }
-        }
-    }
-}
-
+pub(super) const TRANSACTION_CALL: Duration = Duration::from_secs(5);
 /// The producer, shared with the worker that runs its transactional calls.
 type Shared = Arc<BaseProducer<DeliveryTracker>>;
 
@@ -129,11 +69,7 @@ fn new_producer(
     linger_ms: u64,
     calls: &mut BoundedCalls,
 ) -> Result<Shared, StreamsError> {
-    let tracker = DeliveryTracker {
-        changelog_topic: changelog.to_string(),
-        failure: Mutex::new(None),
-        changelog_offsets: Mutex::new(HashMap::new()),
-    };
+    let tracker = DeliveryTracker::new(changelog);
     let config = if exactly_once {
         client::transactional_producer(kafka, transactional_id, transaction_timeout_ms, linger_ms)
     } else {
@@ -291,204 +227,16 @@ impl RecordCollector {
 
     /// Records a delivery failure, as a delivery report would.
     fn record_failure(&self, code: RDKafkaErrorCode) {
-        if let Ok(mut failure) = self.producer.context().failure.lock() {
-            failure.get_or_insert(code);
-        }
+        self.producer.context().record_failure(code);
     }
 
     fn take_failure(&self) -> Option<RDKafkaErrorCode> {
-        self.producer.context().failure.lock().ok().and_then(|mut f| f.take())
-    }
-
-    /// Ends the open transaction with `offsets` (the consumed positions) in it. Under
-    /// at_least_once it only waits for the deliveries; the caller commits the offsets.
-    /// A commit that does not answer in time is [`StreamsError::CommitOutcomeUnknown`].
-    ///
-    /// The offsets are sent while the deliveries are awaited, as the Java producer allows:
-    /// when a broker shuts down, both wait on it (its partitions' leaders and its group
-    /// coordinator move), and in sequence the two waits added up.
-    pub fn commit(
-        &mut self,
-        offsets: &TopicPartitionList,
-        group: Option<ConsumerGroupMetadata>,
-        faults: &Faults,
-    ) -> Result<(), StreamsError> {
-        let mut send = match (self.exactly_once, offsets.count() > 0) {
-            (true, true) => {
-                let group = group.ok_or(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownGroup))?;
-                let (producer, offsets) = (self.producer.clone(), offsets.clone());
-                let held = faults.hold_offsets();
-                let timeout = if faults.time_out_offsets() {
-                    Duration::ZERO
-                } else {
-                    SEND_OFFSETS_CALL
-                };
-                let pending = self
-                    .calls
-                    .start("send_offsets_to_transaction", SEND_OFFSETS_CALL, move || {
-                        if held {
-                            std::thread::sleep(SEND_OFFSETS_CALL * 2);
-                        }
-                        producer.send_offsets_to_transaction(&offsets, &group, timeout)
-                    });
-                match pending {
-                    Ok(pending) => Some(pending),
-                    Err(overdue) => return Err(self.overdue(overdue)),
-                }
-            }
-            _ => None,
-        };
-        if faults.time_out_deliveries() {
-            // As librdkafka reports a record it gave up on, while the send may be under way.
-            self.record_failure(RDKafkaErrorCode::MessageTimedOut);
-        }
-        let flushed = Instant::now();
-        // Waiting for the deliveries is for nothing once the send is overdue (the producer
-        // is replaced). After a failed send it goes on: the abort that follows must not
-        // meet records whose reports nobody serves (librdkafka's abort waits for them and
-        // timed out, seen when a rebalance failed the send with ILLEGAL_GENERATION).
-        let delivered = self.flush(|| send.as_mut().is_some_and(|s| s.overdue()));
-        let flush_took = flushed.elapsed();
-        // The send is over before the transaction is ended or given up, whatever the
-        // deliveries' outcome (librdkafka refuses an abort while it is under way).
-        let sending = Instant::now();
-        let sent = match send.map(|pending| self.calls.finish(pending)) {
-            Some(Err(overdue)) => {
-                let overdue = self.overdue(overdue);
-                // A fatal delivery failure (a denied topic) still says most; the producer
-                // is stale either way, since the send goes on.
-                return Err(match delivered {
-                    Err(failed) if failed.severity() == Severity::Fatal => failed,
-                    _ => overdue,
-                });
-            }
-            Some(Ok(sent)) => Some(sent),
-            None => None,
-        };
-        let delivered = match (delivered, sent) {
-            // A fatal delivery failure (a denied topic) tells most.
-            (Err(failed), _) if failed.severity() == Severity::Fatal => return Err(failed),
-            // A failed send makes librdkafka purge the transaction's queued records, whose
-            // reports then fail: the send is the cause.
-            (_, Some(Err(send_failed))) => return Err(send_failed.into()),
-            (delivered, Some(Ok(()))) => {
-                // What the send added to the commit past the deliveries.
-                observe_phase("send_offsets", sending);
-                delivered?
-            }
-            (delivered, None) => delivered?,
-        };
-        if delivered {
-            observe_phase_took("flush", flush_took);
-        } else {
-            // The flush gave up on a send that then answered just in time (it looked
-            // overdue a moment before `finish`): the deliveries are awaited before the commit.
-            self.flush(|| false)?;
-        }
-        if self.exactly_once {
-            if faults.hang_in_transaction() {
-                warn!("injected fault: the open transaction stays open; the stream thread stops here");
-                loop {
-                    std::thread::park();
-                }
-            }
-            let started = Instant::now();
-            let (committed, under_way) = self.commit_transaction(faults)?;
-            if committed.is_ok() {
-                observe_phase("commit_transaction", started);
-            }
-            let lost = committed.is_ok() && faults.lose_commit_answer();
-            match committed {
-                Ok(()) if !lost => {}
-                Ok(()) => {
-                    return Err(StreamsError::CommitOutcomeUnknown {
-                        source: KafkaError::Global(RDKafkaErrorCode::OperationTimedOut),
-                        waited: started.elapsed(),
-                    })
-                }
-                // Unknown too: a fatal answer (librdkafka's "succeeded on the broker but failed
-                // locally" among them) and a commit whose request timed out or lost its
-                // connection (librdkafka answers those abortable, without retrying, though the
-                // coordinator may have applied it). Assuming a commit costs only a restore.
-                Err(KafkaError::Transaction(e))
-                    if under_way
-                        || e.is_retriable()
-                        || e.is_fatal()
-                        || error_codes::timed_out(e.code())
-                        || error_codes::connection_lost(e.code()) =>
-                {
-                    return Err(StreamsError::CommitOutcomeUnknown {
-                        source: KafkaError::Transaction(e),
-                        waited: started.elapsed(),
-                    })
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        self.in_transaction = false;
-        Ok(())
-    }
-
-    /// Asks librdkafka to commit the open transaction and, while it answers that the commit
-    /// has not finished yet (retriable: it goes on in the background, as when the
-    /// transaction coordinator moves), asks again, which waits for that same commit, for
-    /// up to [`COMMIT_WAIT`] in all. Giving the producer up instead would gain nothing: its
-    /// successor's start waits for this commit too, and the stores would be restored. A
-    /// call that outlasts its own timeout (librdkafka stuck on a coordinator, its issues
-    /// 5456 and 5511) is overdue: the producer is stale. Says, beside the last answer,
-    /// whether an earlier answer left the commit under way: any failure after it is of
-    /// unknown outcome (the commit may have reached the coordinator).
-    fn commit_transaction(&mut self, faults: &Faults) -> Result<(KafkaResult<()>, bool), StreamsError> {
-        let started = Instant::now();
-        let mut timeout = if faults.time_out_commit() {
-            Duration::ZERO
-        } else {
-            TRANSACTION_CALL
-        };
-        let mut under_way = false;
-        loop {
-            let asked = Instant::now();
-            let producer = self.producer.clone();
-            let answer = self
-                .calls
-                .run("commit_transaction", TRANSACTION_CALL + CALL_MARGIN, move || {
-                    producer.commit_transaction(timeout)
-                });
-            let answer = match answer {
-                Ok(answer) => answer,
-                Err(overdue) => {
-                    self.stale = true;
-                    return Err(unknown_outcome(overdue));
-                }
-            };
-            match answer {
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && started.elapsed() < COMMIT_WAIT => {
-                    warn!(
-                        waited_ms = started.elapsed().as_millis() as u64,
-                        error = %e,
-                        "the commit has not finished; waiting again for the commit"
-                    );
-                    under_way = true;
-                    // An answer that came back at once is not waited on again at once.
-                    if asked.elapsed() < ASK_AGAIN_AFTER {
-                        std::thread::sleep(ASK_AGAIN_AFTER);
-                    }
-                    // The last ask ends with the wait.
-                    timeout = TRANSACTION_CALL.min(COMMIT_WAIT.saturating_sub(started.elapsed()));
-                }
-                answer => return Ok((answer, under_way)),
-            }
-        }
+        self.producer.context().take_failure()
     }
 
     /// The last changelog offset delivered to each partition since the last call.
     pub fn take_changelog_offsets(&self) -> HashMap<i32, i64> {
-        self.producer
-            .context()
-            .changelog_offsets
-            .lock()
-            .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default()
+        self.producer.context().take_changelog_offsets()
     }
 
     /// Abandons the open transaction: aborts it if `cause` allows, otherwise (fenced,
