@@ -21,6 +21,7 @@
 //! - [`changelog_reader`]: the state updater's consumer of the changelog.
 //! - [`standby_placement`]: which replica keeps a standby of which task (pure).
 //! - [`input_lag`]: whether a task's input has records it was not given yet;
+//!   [`input_wait`]: whether a task holds its records back for its other input;
 //! - [`paused_inputs`]: the input partitions paused, and why; [`input_watch`]: inputs that
 //!   stand still with records to read; [`stall_clock`]: when a read counts as stalled (pure).
 //! - [`record_collector`]: the one producer: outputs, changelog, dead letters, transactions;
@@ -55,6 +56,7 @@ pub mod faults;
 pub mod group_view;
 mod housekeeping;
 pub mod input_lag;
+pub mod input_wait;
 pub mod input_watch;
 pub mod owner_fencing;
 pub mod paused_inputs;

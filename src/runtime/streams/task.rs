@@ -15,6 +15,7 @@
 
 use super::error::StreamsError;
 use super::faults::Faults;
+use super::input_wait::InputWait;
 use super::record_collector::RecordCollector;
 use crate::metrics::metrics;
 use crate::runtime::rocks_store::{RocksStore, OWNER_KEY};
@@ -27,10 +28,6 @@ use crate::topology::task_context::TaskContext;
 use crate::topology::task_id::TaskId;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::warn;
-
-/// How long a task waits for its other input before it says so in the log (once per wait):
-/// a wait with no deadline must not be a silent one.
-const LONG_WAIT: Duration = Duration::from_secs(30);
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -105,11 +102,8 @@ pub struct Task {
     /// Next offset the consumer will hand this task, per source topic, where known (from
     /// the offsets it was sought to and the records buffered since).
     fetched: [Option<i64>; 2],
-    /// Since when the task waits for its other input, and whether that input is caught up
-    /// (a wait `max_idle` bounds) rather than holding or maybe holding unfetched records.
-    waiting_since: Option<(Instant, bool)>,
-    /// Whether this wait was logged as a long one.
-    long_wait_logged: bool,
+    /// Whether, and why, it holds its records back for its other input.
+    wait: InputWait,
     /// A record whose work is done in parts: once the part done so far is committed, it
     /// is processed again, before anything else, so nothing overtakes it.
     partial: Option<RawRecord>,
@@ -125,8 +119,7 @@ impl Task {
             group: PartitionGroup::new(),
             positions: [None, None],
             fetched: [None, None],
-            waiting_since: None,
-            long_wait_logged: false,
+            wait: InputWait::None,
             partial: None,
             claimed: false,
         }
@@ -159,10 +152,7 @@ impl Task {
 
     /// Until when at most the task waits for a caught-up input, if it does.
     pub fn waiting_until(&self, max_idle: Duration) -> Option<Instant> {
-        match self.waiting_since {
-            Some((since, true)) => Some(since + max_idle),
-            _ => None,
-        }
+        self.wait.until(max_idle)
     }
 
     /// The next record to process, in timestamp order; `None` when nothing is buffered or
@@ -187,56 +177,33 @@ impl Task {
             });
         match popped {
             Pop::Record(record) => {
-                self.waiting_since = None;
-                self.long_wait_logged = false;
+                self.wait.end();
                 Some(record)
             }
             // The records are on the broker, or may be: wait for them however long the
             // fetch takes (the input watch reports a fetch that stood still).
             Pop::Waiting if must_wait => {
-                match &mut self.waiting_since {
-                    Some((since, bounded)) => {
-                        *bounded = false;
-                        if since.elapsed() >= LONG_WAIT && !self.long_wait_logged {
-                            self.long_wait_logged = true;
-                            let lags: Vec<Lag> = (0..2)
-                                .map(|slot| lag.lag(sources[slot], partition, fetched[slot]))
-                                .collect();
-                            warn!(task = %self.id, waited_s = since.elapsed().as_secs(), ?lags, buffered = ?[self.group.buffered(0), self.group.buffered(1)],
-                                "a task has waited long for its other input (records not fetched yet, or no fetch answered since it was assigned)");
-                        }
-                    }
-                    None => {
-                        metrics().task_idle.with_label_values(&["waited"]).inc();
-                        self.waiting_since = Some((Instant::now(), false));
-                    }
+                if self.wait.hold() {
+                    let lags: Vec<Lag> = (0..2)
+                        .map(|slot| lag.lag(sources[slot], partition, fetched[slot]))
+                        .collect();
+                    warn!(task = %self.id, waited_s = self.wait.waited().unwrap_or_default().as_secs(), ?lags,
+                        buffered = ?[self.group.buffered(0), self.group.buffered(1)],
+                        "a task has waited long for its other input (records not fetched yet, or no fetch answered since it was assigned)");
                 }
                 None
             }
-            Pop::Waiting => match self.waiting_since {
-                // Waited long enough for a caught-up input: go on without it.
-                Some((since, true)) if since.elapsed() >= max_idle => match self.group.pop(|_| false) {
-                    Pop::Record(record) => {
-                        metrics().task_idle.with_label_values(&["enforced"]).inc();
-                        Some(record)
-                    }
-                    _ => None,
-                },
-                Some((_, true)) => None,
-                // The input caught up: its idle time starts now.
-                Some((_, false)) => {
-                    self.waiting_since = Some((Instant::now(), true));
-                    None
+            // Waited long enough for a caught-up input: go on without it.
+            Pop::Waiting if self.wait.idle(max_idle) => match self.group.pop(|_| false) {
+                Pop::Record(record) => {
+                    metrics().task_idle.with_label_values(&["enforced"]).inc();
+                    Some(record)
                 }
-                None => {
-                    metrics().task_idle.with_label_values(&["waited"]).inc();
-                    self.waiting_since = Some((Instant::now(), true));
-                    None
-                }
+                _ => None,
             },
+            Pop::Waiting => None,
             Pop::Empty => {
-                self.waiting_since = None;
-                self.long_wait_logged = false;
+                self.wait.end();
                 None
             }
         }
@@ -397,8 +364,7 @@ impl Task {
             store.rollback();
         }
         self.partial = None;
-        self.waiting_since = None;
-        self.long_wait_logged = false;
+        self.wait.end();
         self.claimed = false;
         self.group.clear();
         self.positions = [None, None];
