@@ -283,7 +283,7 @@ fn condition_commands_reach_every_partition_and_touch_only_matching_users() {
 
 #[test]
 fn a_condition_command_over_many_users_is_applied_to_each_once_in_bounded_parts() {
-    use creditstream::topology::credit_check::CONDITION_CHUNK;
+    use creditstream::topology::user_commands::CONDITION_CHUNK;
     let mut d = TestDriver::new(1);
     let users = 2 * CONDITION_CHUNK as i64 + 500;
     for uid in 1..=users {

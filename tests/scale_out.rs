@@ -377,6 +377,7 @@ async fn fail_over(name: &str, death: Death) {
         .filter(|(_, owner)| *owner == "c")
         .map(|(task, _)| task[2..].parse().unwrap())
         .collect();
+    assert!(!c_partitions.is_empty(), "c owned tasks before it died: {before:?}");
     let visible = {
         let (topic, partitions) = (scenario.def.outputs.decisions.clone(), c_partitions.clone());
         std::thread::spawn(move || first_decision_seen(&topic, partitions, killed_at) - killed_at)

@@ -14,6 +14,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::collections::BTreeSet;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::time::Duration;
+use tracing::warn;
 
 /// How long a description waits for the brokers. A live coordinator answers in
 /// milliseconds; this only bounds the wait on a broker that does not answer.
@@ -62,12 +63,9 @@ pub fn describe<C: ConsumerContext>(
     if !matches!(code, RDKafkaErrorCode::NoError | RDKafkaErrorCode::Partial) || list.is_null() {
         return Err(KafkaError::GroupListFetch(code));
     }
-    // SAFETY: `list` is librdkafka's, valid until it is destroyed right after being read.
-    let found = unsafe {
-        let found = read_group(&*list, group);
-        bindings::rd_kafka_group_list_destroy(list);
-        found
-    };
+    let list = OwnedList(list);
+    // SAFETY: `list` is librdkafka's, valid until `OwnedList` destroys it.
+    let found = unsafe { read_group(&*list.0, group) };
     match found {
         Listed::Found(found) => Ok(found),
         // Described with an error (its coordinator moving or loading), or by two brokers.
@@ -77,6 +75,16 @@ pub fn describe<C: ConsumerContext>(
             Err(KafkaError::GroupListFetch(RDKafkaErrorCode::OperationTimedOut))
         }
         Listed::Absent => Ok(Group::default()),
+    }
+}
+
+/// librdkafka's list, destroyed however the reading of it ends.
+struct OwnedList(*const bindings::rd_kafka_group_list);
+
+impl Drop for OwnedList {
+    fn drop(&mut self) {
+        // SAFETY: the list librdkafka handed out, destroyed once, here.
+        unsafe { bindings::rd_kafka_group_list_destroy(self.0) }
     }
 }
 
@@ -94,36 +102,31 @@ extern "C" {
 }
 
 /// The error code `rd_kafka_list_groups` returned, for the codes it is known to return
-/// (librdkafka's own, and the coordinator errors of a ListGroups answer); any other is `Fail`.
+/// (librdkafka's own, and the coordinator errors of a ListGroups answer); any other is
+/// `Fail`, with the code logged.
 fn list_error(raw: c_int) -> RDKafkaErrorCode {
     use bindings::rd_kafka_resp_err_t as E;
-    let known = [
-        (E::RD_KAFKA_RESP_ERR_NO_ERROR, RDKafkaErrorCode::NoError),
-        (E::RD_KAFKA_RESP_ERR__PARTIAL, RDKafkaErrorCode::Partial),
-        (E::RD_KAFKA_RESP_ERR__TIMED_OUT, RDKafkaErrorCode::OperationTimedOut),
-        (
-            E::RD_KAFKA_RESP_ERR__TRANSPORT,
-            RDKafkaErrorCode::BrokerTransportFailure,
-        ),
-        (E::RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, RDKafkaErrorCode::AllBrokersDown),
-        (
-            E::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
-            RDKafkaErrorCode::CoordinatorLoadInProgress,
-        ),
-        (
-            E::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
-            RDKafkaErrorCode::CoordinatorNotAvailable,
-        ),
-        (E::RD_KAFKA_RESP_ERR_NOT_COORDINATOR, RDKafkaErrorCode::NotCoordinator),
-        (
-            E::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
-            RDKafkaErrorCode::GroupAuthorizationFailed,
-        ),
+    const KNOWN: [E; 9] = [
+        E::RD_KAFKA_RESP_ERR_NO_ERROR,
+        E::RD_KAFKA_RESP_ERR__PARTIAL,
+        E::RD_KAFKA_RESP_ERR__TIMED_OUT,
+        E::RD_KAFKA_RESP_ERR__TRANSPORT,
+        E::RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN,
+        E::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+        E::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+        E::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+        E::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
     ];
-    known
-        .into_iter()
-        .find(|(code, _)| *code as c_int == raw)
-        .map_or(RDKafkaErrorCode::Fail, |(_, known)| known)
+    match KNOWN.into_iter().find(|code| *code as c_int == raw) {
+        Some(code) => RDKafkaErrorCode::from(code),
+        None => {
+            warn!(
+                code = raw,
+                "describing the group met an error code this build does not name"
+            );
+            RDKafkaErrorCode::Fail
+        }
+    }
 }
 
 /// What librdkafka's list says of one group.
@@ -136,21 +139,46 @@ enum Listed {
     Unsettled,
 }
 
+/// librdkafka's `struct rd_kafka_group_info`, with the broker's error code as the plain
+/// integer it is: the bindings' struct holds it as their enum, which does not name every
+/// code a broker can send, so even a reference to an entry with an unnamed code would be
+/// undefined behaviour. The layout is checked against the bindings' at compile time.
+#[repr(C)]
+struct GroupInfo {
+    broker: bindings::rd_kafka_metadata_broker,
+    group: *mut c_char,
+    err: c_int,
+    state: *mut c_char,
+    protocol_type: *mut c_char,
+    protocol: *mut c_char,
+    members: *mut bindings::rd_kafka_group_member_info,
+    member_cnt: c_int,
+}
+
+const _: () = {
+    use bindings::rd_kafka_group_info as Theirs;
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<GroupInfo>() == size_of::<Theirs>());
+    assert!(size_of::<c_int>() == size_of::<bindings::rd_kafka_resp_err_t>());
+    assert!(offset_of!(GroupInfo, group) == offset_of!(Theirs, group));
+    assert!(offset_of!(GroupInfo, err) == offset_of!(Theirs, err));
+    assert!(offset_of!(GroupInfo, state) == offset_of!(Theirs, state));
+    assert!(offset_of!(GroupInfo, members) == offset_of!(Theirs, members));
+    assert!(offset_of!(GroupInfo, member_cnt) == offset_of!(Theirs, member_cnt));
+};
+
 /// What librdkafka's `list` says of `group`.
 ///
 /// # Safety
 /// `list` and every pointer in it are as librdkafka fills them: arrays of their stated
 /// lengths, strings NUL-terminated or null, byte buffers of their stated sizes or null.
 unsafe fn read_group(list: &bindings::rd_kafka_group_list, group: &str) -> Listed {
-    let infos = unsafe { slice(list.groups, list.group_cnt) };
-    let named: Vec<&bindings::rd_kafka_group_info> =
-        infos.iter().filter(|g| unsafe { text(g.group) } == group).collect();
-    // SAFETY: read as the integer librdkafka stored there, a broker's code, which the
-    // bindings' enum may not name (reading it as the enum would be undefined).
-    let no_error = |g: &bindings::rd_kafka_group_info| unsafe { std::ptr::addr_of!(g.err).cast::<i32>().read() } == 0;
+    // SAFETY: the same entries, read through the mirror whose error code is an integer.
+    let infos = unsafe { slice(list.groups.cast::<GroupInfo>().cast_const(), list.group_cnt) };
+    let named: Vec<&GroupInfo> = infos.iter().filter(|g| unsafe { text(g.group) } == group).collect();
     let info = match named.as_slice() {
         [] => return Listed::Absent,
-        [info] if no_error(info) => *info,
+        [info] if info.err == 0 => *info,
         _ => return Listed::Unsettled,
     };
     let mut members: Vec<Member> = unsafe { slice(info.members, info.member_cnt) }
@@ -242,7 +270,12 @@ mod tests {
         assert_eq!(list_error(0), RDKafkaErrorCode::NoError);
         assert_eq!(list_error(-158), RDKafkaErrorCode::Partial);
         assert_eq!(list_error(-185), RDKafkaErrorCode::OperationTimedOut);
+        assert_eq!(list_error(-195), RDKafkaErrorCode::BrokerTransportFailure);
+        assert_eq!(list_error(-187), RDKafkaErrorCode::AllBrokersDown);
         assert_eq!(list_error(14), RDKafkaErrorCode::CoordinatorLoadInProgress);
+        assert_eq!(list_error(15), RDKafkaErrorCode::CoordinatorNotAvailable);
+        assert_eq!(list_error(16), RDKafkaErrorCode::NotCoordinator);
+        assert_eq!(list_error(30), RDKafkaErrorCode::GroupAuthorizationFailed);
         // A code no enum of the bindings names (past Kafka's current ones).
         assert_eq!(list_error(9_999), RDKafkaErrorCode::Fail);
     }

@@ -25,3 +25,4 @@ pub mod state;
 pub mod store;
 pub mod task_context;
 pub mod task_id;
+pub mod user_commands;

@@ -1,10 +1,18 @@
 //! Helpers shared by the integration tests: the real broker and MariaDB from
-//! scripts/stack.sh, unique topic/group/database names per test, reading topics,
-//! and starting the real binary as a child process.
-#![allow(dead_code)]
+//! scripts/stack.sh, unique topic/group/database names per test, reading and writing
+//! topics, and waiting on conditions. The real binary as a child process is in
+//! [`process`], plain HTTP in [`http`], the tables as the tests read them in [`mysql`].
+#![allow(dead_code, unused_imports)]
 
 pub mod cluster;
+mod http;
+mod mysql;
+mod process;
 pub mod scenario;
+
+pub use http::*;
+pub use mysql::*;
+pub use process::*;
 
 use creditstream::config::{KafkaConfig, MysqlConfig};
 use creditstream::runtime::admin;
@@ -15,7 +23,6 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -277,194 +284,11 @@ pub fn read_until(topic: &str, partitions: u32, timeout: Duration, done: impl Fn
     read
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Writes the topology to a file a child process can be pointed at.
 pub fn topology_file(def: &TopologyDefinition, dir: &Path) -> PathBuf {
     let path = dir.join("topology.toml");
     std::fs::write(&path, toml::to_string(def).expect("topology to TOML")).expect("write topology");
     path
-}
-
-/// A `creditstream` child process, killed when dropped.
-pub struct Running {
-    pub child: Child,
-    pub metrics_port: u16,
-    pub log: PathBuf,
-}
-
-impl Running {
-    pub fn sigkill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Freezes the process (SIGSTOP): it keeps its sockets but does nothing, heartbeats
-    /// included, until [`Running::thaw`].
-    pub fn freeze(&self) {
-        self.signal("-STOP");
-    }
-
-    pub fn thaw(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    /// How the child exited, if it has.
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    pub fn sigterm(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        self.child.wait().expect("wait")
-    }
-
-    /// The end of the child's log, for failure messages.
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    pub fn metric(&self, name: &str) -> Option<f64> {
-        let body = http_get(self.metrics_port, "/metrics")?;
-        body.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .reduce(|a, b| a + b)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `creditstream <subcommand>` with the given config overrides (CREDITSTREAM__ keys).
-/// It logs at `info`, or as `CREDITSTREAM_TEST_PROCESS_LOG` says (an `EnvFilter`, e.g.
-/// `info,librdkafka=debug` beside `CREDITSTREAM__KAFKA__CLIENT__DEBUG=eos,broker`, which
-/// turns librdkafka's debug contexts on).
-pub fn spawn(subcommand: &str, env: &[(String, String)], metrics_port: u16, log: &Path) -> Running {
-    let log_file = std::fs::File::create(log).expect("log file");
-    let err_file = log_file.try_clone().expect("log file");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_creditstream"));
-    command
-        .arg(subcommand)
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(err_file)
-        .env(
-            "RUST_LOG",
-            std::env::var("CREDITSTREAM_TEST_PROCESS_LOG").unwrap_or_else(|_| "info".into()),
-        );
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    Running {
-        child: command.spawn().expect("spawn creditstream"),
-        metrics_port,
-        log: log.to_path_buf(),
-    }
-}
-
-/// A plain HTTP GET on 127.0.0.1:port, without a client library; the body of a 2xx answer.
-pub fn http_get(port: u16, path: &str) -> Option<String> {
-    match http(port, "GET", path, "") {
-        Some((status, body)) if (200..300).contains(&status) => Some(body),
-        _ => None,
-    }
-}
-
-/// A plain HTTP request on 127.0.0.1:port: the status and the body.
-pub fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    use std::io::{Read as _, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        return Some((status, dechunk(body)));
-    }
-    Some((status, body.to_string()))
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// Percent-encodes a query-string value.
-pub fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A test's directory (every process's log), removed only if the test passes (or kept
-/// anyway when `CREDITSTREAM_TEST_KEEP_LOGS` is set, to read a passing run's logs).
-pub struct KeptOnFailure(tempfile::TempDir);
-
-impl KeptOnFailure {
-    pub fn new(test: &str) -> Self {
-        Self(
-            tempfile::Builder::new()
-                .prefix(&format!("{test}-"))
-                .tempdir()
-                .expect("a temporary directory"),
-        )
-    }
-
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for KeptOnFailure {
-    fn drop(&mut self) {
-        if std::thread::panicking() || std::env::var_os("CREDITSTREAM_TEST_KEEP_LOGS").is_some() {
-            self.0.disable_cleanup(true);
-            eprintln!("logs kept in {}", self.0.path().display());
-        }
-    }
 }
 
 /// Polls `condition` every 100 ms until it holds or `timeout` passes.
@@ -497,16 +321,6 @@ where
     }
 }
 
-pub fn stack(args: &[&str]) {
-    let script = std::env::var("CREDITSTREAM_STACK")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh").into());
-    let status = Command::new(script)
-        .args(args)
-        .status()
-        .expect("running scripts/stack.sh");
-    assert!(status.success(), "scripts/stack.sh {args:?} failed");
-}
-
 /// A configuration for in-process components against the test's topics and database.
 pub fn config(
     def: &TopologyDefinition,
@@ -526,110 +340,4 @@ pub fn config(
     config.processor.run_seed_bridge = false;
     config.sink.group_id = unique("sink");
     config
-}
-
-/// `(uid, name, lname, credit_limit, credit_balance)` rows of `User`, by uid.
-pub type UserRows = Vec<(i64, String, String, i64, i64)>;
-/// `(eventid, orderid, uid, order_status, order_amount, order_notes)` rows of `Order_details`.
-pub type OrderRows = Vec<(i64, i64, i64, String, i64, String)>;
-
-pub async fn snapshot(mysql: &MysqlConfig) -> (UserRows, OrderRows) {
-    use mysql_async::prelude::Queryable;
-    let pool = mysql_async::Pool::new(mysql.url.as_str());
-    let mut conn = pool.get_conn().await.expect("connect");
-    let users: UserRows = conn
-        .query("SELECT uid, name, lname, credit_limit, credit_balance FROM `User` ORDER BY uid")
-        .await
-        .unwrap_or_default();
-    let orders: OrderRows = conn
-        .query("SELECT eventid, orderid, uid, order_status, order_amount, order_notes FROM `Order_details` ORDER BY orderid, order_status")
-        .await
-        .unwrap_or_default();
-    drop(conn);
-    let _ = pool.disconnect().await;
-    (users, orders)
-}
-
-/// Polls the tables until `done` holds for a snapshot, or `timeout` passes.
-pub async fn snapshot_until(
-    mysql: &MysqlConfig,
-    timeout: Duration,
-    done: impl Fn(&(UserRows, OrderRows)) -> bool,
-) -> (UserRows, OrderRows) {
-    let started = Instant::now();
-    loop {
-        let snap = snapshot(mysql).await;
-        if done(&snap) || started.elapsed() > timeout {
-            return snap;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// `go` for the Go checks (tests/grafana_schema, tests/k8s_manifests): from PATH, else where
-/// Go's own tarball installs it. Fails (never skips) without it, or with a Go older than
-/// `min_minor` (1.`min_minor`).
-pub fn go(min_minor: u32) -> String {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("go"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let go = on_path
-        .into_iter()
-        .chain([std::path::PathBuf::from("/usr/local/go/bin/go")])
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("go is not installed: the Go checks in tests/ need Go (scripts/setup.sh installs Debian's golang-go when go is missing)")
-        });
-    let go = go.display().to_string();
-    let version = std::process::Command::new(&go)
-        .args(["env", "GOVERSION"])
-        .output()
-        .expect("run go env");
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
-    let minor: u32 = version
-        .strip_prefix("go1.")
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|minor| minor.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        minor >= min_minor,
-        "{go} is {version:?}; this check needs Go >= 1.{min_minor}"
-    );
-    go
-}
-
-/// `creditstream all` (ingest, processor, sink in one process) on fresh topics of 6
-/// partitions and a fresh database, listening on a free port, ready; `extra` are more
-/// `CREDITSTREAM__` settings. Returns the process and its port.
-pub async fn start_all(dir: &Path, extra: &[(&str, &str)]) -> (Running, u16) {
-    let def = topology(6).await;
-    let mysql = database().await;
-    let port = free_port();
-    let mut env: Vec<(String, String)> = vec![
-        (
-            "CREDITSTREAM__TOPOLOGY_FILE".into(),
-            topology_file(&def, dir).display().to_string(),
-        ),
-        ("CREDITSTREAM__KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap()),
-        ("CREDITSTREAM__MYSQL__URL".into(), mysql.url.clone()),
-        ("CREDITSTREAM__INGEST__LISTEN".into(), format!("127.0.0.1:{port}")),
-        (
-            "CREDITSTREAM__PROCESSOR__STATE_DIR".into(),
-            dir.join("state").display().to_string(),
-        ),
-        ("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE".into(), "false".into()),
-        ("CREDITSTREAM__SINK__GROUP_ID".into(), unique("sink")),
-    ];
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let system = spawn("all", &env, port, &dir.join("all.log"));
-    assert!(
-        wait_until(Duration::from_secs(120), || http_get(port, "/readyz").is_some()),
-        "creditstream all is ready:\n{}",
-        system.log_tail()
-    );
-    (system, port)
 }

@@ -10,7 +10,8 @@
 
 use super::commit_policy::CommitState;
 use super::error::StreamsError;
-use super::task::{now_ms, InputLag, Lag};
+use super::input_lag::{InputLag, Lag};
+use super::task::now_ms;
 use super::task_manager::TaskManager;
 use crate::metrics::metrics;
 use crate::runtime::activity;
@@ -76,6 +77,11 @@ where
     pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), StreamsError> {
         self.last_commit = Instant::now();
         if !self.collector.is_open() {
+            // Nothing was processed since: a rollback that no work followed is over, and
+            // the next failure's time is not counted from this one's.
+            if self.recovery.is_none() {
+                self.failed_at = None;
+            }
             return Ok(());
         }
         let started = Instant::now();

@@ -22,10 +22,11 @@
 //! - `deliveries_time_out=N`: the next N transactions find, when they wait for their
 //!   deliveries, one of them timed out (a partition whose new leader, a broker that just
 //!   restarted, does not answer within message.timeout.ms during a rolling restart).
-//! - `hang_in_transaction_once=PATH`: once the file PATH exists, the next transaction is
-//!   left open after its records were delivered and its offsets sent: the stream thread
-//!   says so in the log and waits there for good (a replica that dies mid-transaction, at
-//!   the moment a test chooses, by killing it then).
+//! - `hang_in_transaction_once=PATH`: once the file PATH exists, each stream thread's next
+//!   transaction is left open after its records were delivered and its offsets sent: the
+//!   thread says so in the log and waits there for good (a replica that dies
+//!   mid-transaction, at the moment a test chooses, by killing it then). PATH cannot hold
+//!   a comma, the separator of this list.
 //!
 //! Invariant: an injected fault is one the code must already survive, put where the real
 //! one can strike; injection never changes what the broker does.

@@ -7,12 +7,28 @@
 //! stands, left from an earlier assignment) is never taken as caught up, so a
 //! task started on two backlogs does not process one before the other's records arrived.
 
-use super::task::{InputLag, Lag};
 use crate::runtime::consumer_state;
 use crate::topology::codec::InputTopic;
 use crate::topology::definition::TopologyDefinition;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
+
+/// Whether an input partition holds records on the broker that were not polled yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lag {
+    /// Everything the broker has was handed over.
+    None,
+    /// The broker holds records beyond what was handed over.
+    Behind,
+    /// Not known yet (no fetch answered since the partition was assigned).
+    Unknown,
+}
+
+/// The lag of a task's input partition; `next` is the offset the task expects the
+/// consumer to hand it next, where it knows it.
+pub trait InputLag {
+    fn lag(&mut self, topic: InputTopic, partition: u32, next: Option<i64>) -> Lag;
+}
 
 /// Input lag from what the consumer already knows, without a broker call.
 pub struct ConsumerLag<'a, C: ConsumerContext> {

@@ -18,9 +18,11 @@ pub enum InputWait {
     #[default]
     None,
     /// For an input with records on the broker, or whose lag is not known: no deadline.
+    /// `reported`: this wait was reported as long (it stays so while the input goes
+    /// between behind and caught up, until a record is taken).
     Unbounded { since: Instant, reported: bool },
     /// For a caught-up input: until `since + max_idle`.
-    Idle { since: Instant },
+    Idle { since: Instant, reported: bool },
 }
 
 impl InputWait {
@@ -32,44 +34,46 @@ impl InputWait {
     /// The other input holds, or may hold, records: wait for them. Says whether the wait
     /// just became long, to be reported (once per wait).
     pub fn hold(&mut self) -> bool {
-        match self {
+        let (since, reported) = match *self {
             InputWait::None => {
                 metrics().task_idle.with_label_values(&["waited"]).inc();
                 *self = InputWait::Unbounded {
                     since: Instant::now(),
                     reported: false,
                 };
-                false
+                return false;
             }
-            // Caught up a moment ago, now behind again: the wait goes on with no deadline.
-            InputWait::Idle { since } => {
-                *self = InputWait::Unbounded {
-                    since: *since,
-                    reported: false,
-                };
-                false
-            }
-            InputWait::Unbounded { since, reported } => {
-                let long = !*reported && since.elapsed() >= LONG_WAIT;
-                *reported |= long;
-                long
-            }
-        }
+            // Either it was behind, or it was caught up a moment ago and is behind again:
+            // the wait goes on with no deadline.
+            InputWait::Unbounded { since, reported } | InputWait::Idle { since, reported } => (since, reported),
+        };
+        let long = !reported && since.elapsed() >= LONG_WAIT;
+        *self = InputWait::Unbounded {
+            since,
+            reported: reported || long,
+        };
+        long
     }
 
     /// The other input is caught up: wait for it at most `max_idle`. Says whether that
     /// time is up (go on without it).
     pub fn idle(&mut self, max_idle: Duration) -> bool {
-        match self {
-            InputWait::Idle { since } => since.elapsed() >= max_idle,
+        match *self {
+            InputWait::Idle { since, .. } => since.elapsed() >= max_idle,
             // It caught up now: its idle time starts now.
-            InputWait::Unbounded { .. } => {
-                *self = InputWait::Idle { since: Instant::now() };
+            InputWait::Unbounded { reported, .. } => {
+                *self = InputWait::Idle {
+                    since: Instant::now(),
+                    reported,
+                };
                 false
             }
             InputWait::None => {
                 metrics().task_idle.with_label_values(&["waited"]).inc();
-                *self = InputWait::Idle { since: Instant::now() };
+                *self = InputWait::Idle {
+                    since: Instant::now(),
+                    reported: false,
+                };
                 false
             }
         }
@@ -79,14 +83,14 @@ impl InputWait {
     pub fn waited(&self) -> Option<Duration> {
         match self {
             InputWait::None => None,
-            InputWait::Unbounded { since, .. } | InputWait::Idle { since } => Some(since.elapsed()),
+            InputWait::Unbounded { since, .. } | InputWait::Idle { since, .. } => Some(since.elapsed()),
         }
     }
 
     /// Until when the task waits for a caught-up input, if it does.
     pub fn until(&self, max_idle: Duration) -> Option<Instant> {
         match self {
-            InputWait::Idle { since } => Some(*since + max_idle),
+            InputWait::Idle { since, .. } => Some(*since + max_idle),
             _ => None,
         }
     }
@@ -110,13 +114,38 @@ mod tests {
         assert_eq!(wait, InputWait::None);
     }
 
+    /// A wait that began `LONG_WAIT` ago, or `None` this early after boot.
+    fn begun_long_ago() -> Option<Instant> {
+        Instant::now().checked_sub(LONG_WAIT)
+    }
+
     #[test]
     fn a_long_wait_is_reported_once() {
-        let mut wait = InputWait::Unbounded {
-            since: Instant::now() - LONG_WAIT,
-            reported: false,
-        };
+        let Some(since) = begun_long_ago() else { return };
+        let mut wait = InputWait::Unbounded { since, reported: false };
         assert!(wait.hold());
         assert!(!wait.hold());
+    }
+
+    #[test]
+    fn a_wait_reported_long_is_not_reported_again_when_its_input_catches_up_and_falls_behind() {
+        let Some(since) = begun_long_ago() else { return };
+        let mut wait = InputWait::Unbounded { since, reported: false };
+        assert!(wait.hold(), "long: reported");
+        assert!(!wait.idle(Duration::from_secs(60)), "caught up: its idle time starts");
+        wait = match wait {
+            InputWait::Idle { reported, .. } => InputWait::Idle { since, reported },
+            other => panic!("caught up, the wait is idle: {other:?}"),
+        };
+        assert!(!wait.hold(), "behind again, the same wait: not reported a second time");
+        wait.end();
+        assert!(!wait.hold(), "a new wait, not long yet");
+    }
+
+    #[test]
+    fn a_wait_that_became_long_while_caught_up_is_reported_when_its_input_falls_behind() {
+        let Some(since) = begun_long_ago() else { return };
+        let mut wait = InputWait::Idle { since, reported: false };
+        assert!(wait.hold());
     }
 }

@@ -38,7 +38,8 @@ pub const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a call of an open transaction may block (sending its offsets, committing or
 /// aborting it): a healthy one takes milliseconds, and the broker aborts the transaction
 /// itself once `transaction.timeout.ms` passes, so waiting longer only stalls every task.
-pub(super) const TRANSACTION_CALL: Duration = Duration::from_secs(5);
+const TRANSACTION_CALL: Duration = Duration::from_secs(5);
+
 /// The producer, shared with the worker that runs its transactional calls.
 type Shared = Arc<BaseProducer<DeliveryTracker>>;
 

@@ -15,6 +15,7 @@
 
 use super::error::StreamsError;
 use super::faults::Faults;
+use super::input_lag::{InputLag, Lag};
 use super::input_wait::InputWait;
 use super::record_collector::RecordCollector;
 use crate::metrics::metrics;
@@ -59,23 +60,6 @@ impl<Out> Default for Scratch<Out> {
             changes: Vec::new(),
         }
     }
-}
-
-/// Whether an input partition holds records on the broker that were not polled yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lag {
-    /// Everything the broker has was handed over.
-    None,
-    /// The broker holds records beyond what was handed over.
-    Behind,
-    /// Not known yet (no fetch answered since the partition was assigned).
-    Unknown,
-}
-
-/// The lag of a task's input partition; `next` is the offset the task expects the
-/// consumer to hand it next, where it knows it.
-pub trait InputLag {
-    fn lag(&mut self, topic: InputTopic, partition: u32, next: Option<i64>) -> Lag;
 }
 
 /// What one call of [`Task::process_buffered`] shares with every task.
@@ -193,15 +177,19 @@ impl Task {
                 }
                 None
             }
-            // Waited long enough for a caught-up input: go on without it.
-            Pop::Waiting if self.wait.idle(max_idle) => match self.group.pop(|_| false) {
-                Pop::Record(record) => {
-                    metrics().task_idle.with_label_values(&["enforced"]).inc();
-                    Some(record)
+            // A caught-up input: wait for it until the idle time is up, then go on without it.
+            Pop::Waiting => {
+                if !self.wait.idle(max_idle) {
+                    return None;
                 }
-                _ => None,
-            },
-            Pop::Waiting => None,
+                match self.group.pop(|_| false) {
+                    Pop::Record(record) => {
+                        metrics().task_idle.with_label_values(&["enforced"]).inc();
+                        Some(record)
+                    }
+                    _ => None,
+                }
+            }
             Pop::Empty => {
                 self.wait.end();
                 None

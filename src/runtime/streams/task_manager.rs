@@ -20,12 +20,13 @@ use super::assignment;
 use super::commit_policy::CommitPolicy;
 use super::error::StreamsError;
 use super::faults::Faults;
+use super::input_lag::InputLag;
 use super::input_watch::InputWatch;
 use super::paused_inputs::PausedInputs;
 use super::record_collector::RecordCollector;
 use super::recovery::PendingRecovery;
 use super::state_updater::{StateUpdater, UpdaterConfig};
-use super::task::{now_ms, InputLag, PendingMetrics, Run, Scratch, Task};
+use super::task::{now_ms, PendingMetrics, Run, Scratch, Task};
 use super::thread_metrics::{set_share, Shared};
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::runtime::rocks_store::StoreResources;
@@ -76,8 +77,9 @@ pub struct TaskManager<P: Processor> {
     /// The wait before the last retry of a failed rewind: doubles while they keep failing
     /// (200 ms to 5 s), zero once one succeeds.
     pub(super) recovery_backoff: Duration,
-    /// When the open work last failed, until the first commit after it: how long the
-    /// replica went without committing is logged then, phase by phase.
+    /// When the open work last failed, until the first commit after it (or a commit that
+    /// finds no work since the rollback): how long the replica went without committing
+    /// is logged then, phase by phase.
     pub(super) failed_at: Option<Instant>,
     pub(super) processor: P,
     /// Which stream thread of the replica this is (its metrics' share, its names).
