@@ -234,9 +234,14 @@ async fn a_commit_that_times_out_is_awaited_not_rolled_back() {
 /// Runs three rounds of 60 orders on one replica with `fault` injected, waiting for each
 /// round's decisions; returns the replica (and its directory) and every decision.
 async fn three_rounds_with(fault: &str) -> (tempfile::TempDir, Scenario, Running, Vec<Decision>) {
+    three_rounds_with_env(&[("CREDITSTREAM_TEST_FAULTS", fault)]).await
+}
+
+/// As [`three_rounds_with`], the replica started with `env` (faults and configuration).
+async fn three_rounds_with_env(env: &[(&str, &str)]) -> (tempfile::TempDir, Scenario, Running, Vec<Decision>) {
     let dir = tempfile::tempdir().unwrap();
     let mut scenario = Scenario::new(10).await;
-    let replica = scenario.replica_with(&dir.path().join("r"), &[("CREDITSTREAM_TEST_FAULTS", fault)]);
+    let replica = scenario.replica_with(&dir.path().join("r"), env);
     scenario.orders(10, 60);
     let _ = scenario.decisions(60);
     scenario.orders(10, 60);
@@ -330,6 +335,45 @@ async fn a_send_of_the_offsets_that_fails_rolls_back_its_transaction_only() {
     assert!(
         !log.contains("replacing the transactional producer"),
         "a send that failed is rolled back with an abort, the producer kept:\n{}",
+        replica.log_tail()
+    );
+    // Each order was decided once, on the balance the previous orders left.
+    scenario.check(&decisions);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_send_that_purged_queued_records_costs_one_rollback_not_two() {
+    // When a rebalance bumps the group's generation while a commit's offsets are on their
+    // way, the send fails (ILLEGAL_GENERATION) and librdkafka purges the transaction's
+    // records still queued. Those records had taken their sequence numbers: the same
+    // producer's next records to those partitions skip numbers, the broker refuses them
+    // (OUT_OF_ORDER_SEQUENCE_NUMBER) and the next transaction rolls back too, with an epoch
+    // bump (seen in CI: a task that stayed on its replica through a scale-out went 1.7 s
+    // without a decision). The fault purges a transaction's queued records as librdkafka
+    // does; a long linger keeps records queued when it strikes. A new producer epoch after
+    // the abort costs the epoch bump alone.
+    let (_dir, scenario, replica, decisions) = three_rounds_with_env(&[
+        ("CREDITSTREAM_TEST_FAULTS", "queued_records_purged=3"),
+        ("CREDITSTREAM__PROCESSOR__LINGER_MS", "500"),
+    ])
+    .await;
+    let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+    assert!(
+        log.contains("Purged in queue"),
+        "the transaction's queued records were purged:\n{}",
+        replica.log_tail()
+    );
+    assert!(
+        !log.contains("OUT_OF_ORDER_SEQUENCE_NUMBER"),
+        "no later record skipped a sequence number:\n{}",
+        replica.log_tail()
+    );
+    assert_eq!(
+        replica
+            .metric("creditstream_processor_transactions_aborted_total")
+            .unwrap_or(0.0),
+        1.0,
+        "the purged transaction, and nothing after it, rolled back:\n{}",
         replica.log_tail()
     );
     // Each order was decided once, on the balance the previous orders left.

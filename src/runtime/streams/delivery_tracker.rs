@@ -1,8 +1,9 @@
 //! The record collector's producer context: it follows the delivery reports of the open
 //! transaction, keeping the failure that tells most about it (a fatal one, such as an
 //! authorization error, over the first retriable one) and the last offset written to each
-//! changelog partition, which the commit hands to the stores' checkpoints.
-//! Invariant: whoever ends or abandons a transaction takes both, so nothing of one
+//! changelog partition, which the commit hands to the stores' checkpoints; and whether a
+//! record was purged from the producer's queue, which spends its sequence number.
+//! Invariant: whoever ends or abandons a transaction takes all three, so nothing of one
 //! transaction is read as the next one's.
 
 use super::error::is_fatal_code;
@@ -11,6 +12,7 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::ProducerContext;
 use rdkafka::ClientContext;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use tracing::warn;
 
@@ -18,6 +20,7 @@ pub struct DeliveryTracker {
     changelog_topic: String,
     failure: Mutex<Option<RDKafkaErrorCode>>,
     changelog_offsets: Mutex<HashMap<i32, i64>>,
+    purged: AtomicBool,
 }
 
 impl DeliveryTracker {
@@ -26,6 +29,7 @@ impl DeliveryTracker {
             changelog_topic: changelog_topic.to_string(),
             failure: Mutex::new(None),
             changelog_offsets: Mutex::new(HashMap::new()),
+            purged: AtomicBool::new(false),
         }
     }
 
@@ -39,6 +43,15 @@ impl DeliveryTracker {
     /// The failure recorded since the last call, if any.
     pub fn take_failure(&self) -> Option<RDKafkaErrorCode> {
         self.failure.lock().ok().and_then(|mut f| f.take())
+    }
+
+    /// Whether a record was purged from the producer's queue since the last call. librdkafka
+    /// purges a transaction's queued records when the transaction fails under them (a send
+    /// of the offsets refused with ILLEGAL_GENERATION); they had taken their sequence
+    /// numbers, so the same producer epoch's next records to those partitions skip numbers
+    /// and the broker refuses them (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    pub fn take_purged(&self) -> bool {
+        self.purged.swap(false, Ordering::Relaxed)
     }
 
     /// The last changelog offset delivered to each partition since the last call.
@@ -66,6 +79,9 @@ impl ProducerContext for DeliveryTracker {
             Ok(_) => {}
             Err((error, message)) => {
                 let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                if code == RDKafkaErrorCode::PurgeQueue {
+                    self.purged.store(true, Ordering::Relaxed);
+                }
                 if let Ok(mut failure) = self.failure.lock() {
                     // One line per failed transaction, not one per record: a leader that
                     // stops answering fails every record in flight to it at once.

@@ -22,6 +22,10 @@
 //! - `deliveries_time_out=N`: the next N transactions find, when they wait for their
 //!   deliveries, one of them timed out (a partition whose new leader, a broker that just
 //!   restarted, does not answer within message.timeout.ms during a rolling restart).
+//! - `queued_records_purged=N`: the Nth commit with work finds the records of its
+//!   transaction that still wait in the producer's queue purged (once), as librdkafka purges them when the
+//!   transaction fails under them (a send of the offsets that a rebalance's new generation
+//!   overtook, refused with ILLEGAL_GENERATION).
 //! - `hang_in_transaction_once=PATH`: once the file PATH exists, each stream thread's next
 //!   transaction is left open after its records were delivered and its offsets sent: the
 //!   thread says so in the log and waits there for good (a replica that dies
@@ -47,6 +51,7 @@ pub struct Faults {
     offsets_time_out: AtomicU32,
     deliveries_time_out: AtomicU32,
     commit_times_out: AtomicU32,
+    queued_records_purged: AtomicU32,
     hang_in_transaction_once: OnceLock<PathBuf>,
 }
 
@@ -83,6 +88,11 @@ impl Faults {
                 }
                 Some(("commit_times_out", n)) => {
                     faults.commit_times_out.store(n.parse().unwrap_or(1), Ordering::Relaxed);
+                }
+                Some(("queued_records_purged", n)) => {
+                    faults
+                        .queued_records_purged
+                        .store(n.parse().unwrap_or(1), Ordering::Relaxed);
                 }
                 Some(("hang_in_transaction_once", path)) => {
                     let _ = faults.hang_in_transaction_once.set(PathBuf::from(path));
@@ -130,6 +140,11 @@ impl Faults {
     /// Whether this commit is first to be asked of librdkafka with a timeout it cannot meet.
     pub fn time_out_commit(&self) -> bool {
         count_down(&self.commit_times_out).is_ok()
+    }
+
+    /// Whether this commit is to find its queued records purged (the Nth, once).
+    pub fn purge_queued_records(&self) -> bool {
+        count_down(&self.queued_records_purged) == Ok(1)
     }
 
     /// Whether the open transaction is to be left open for good (its trigger file exists).

@@ -242,13 +242,15 @@ impl RecordCollector {
 
     /// Abandons the open transaction: aborts it if `cause` allows, otherwise (fenced,
     /// fatal, an unknown outcome, or a failed abort) replaces the producer, whose
-    /// `init_transactions` settles whatever the broker still holds open for this id.
+    /// `init_transactions` settles whatever the broker still holds open for this id. An
+    /// aborted transaction whose queued records were purged also gets a new producer.
     /// Says which of the two happened: after [`Abandoned::Replaced`] nobody here knows what
     /// the broker made of the abandoned work.
     pub fn abandon(&mut self, cause: &StreamsError) -> Result<Abandoned, StreamsError> {
         let was_open = std::mem::replace(&mut self.in_transaction, false);
         let _ = self.take_changelog_offsets();
         let _ = self.take_failure();
+        let purged = self.producer.context().take_purged();
         if !self.exactly_once || !(was_open || self.stale) {
             return Ok(Abandoned::Clean);
         }
@@ -263,7 +265,21 @@ impl RecordCollector {
             let _ = self.take_failure();
             matches!(result, Ok(Ok(())))
         };
+        // Records purged from the queue (by librdkafka when the transaction failed under
+        // them, or by the abort) spent their sequence numbers: this producer epoch cannot
+        // write to their partitions again.
+        let spent = purged || self.producer.context().take_purged();
         if aborted && !self.stale {
+            if !spent {
+                return Ok(Abandoned::Clean);
+            }
+            // Kept, the producer would fail its next transaction on the skipped numbers
+            // (OUT_OF_ORDER_SEQUENCE_NUMBER) and roll that back too, with an epoch bump: a
+            // new producer now costs the epoch bump alone. The broker's outcome is known.
+            // Stale until replaced: a replacement that fails is tried again by the recovery.
+            self.stale = true;
+            warn!(%cause, "replacing the transactional producer: records purged from its queue spent their sequence numbers");
+            self.replace_producer()?;
             return Ok(Abandoned::Clean);
         }
         self.stale = true;
@@ -276,6 +292,13 @@ impl RecordCollector {
         self.producer
             .purge(PurgeConfig::default().queue().inflight().non_blocking());
         warn!(%cause, "replacing the transactional producer");
+        self.replace_producer()?;
+        Ok(Abandoned::Replaced)
+    }
+
+    /// Starts a new transactional producer for this id in place of the current one; its
+    /// `init_transactions` settles whatever the broker still holds open for the id.
+    fn replace_producer(&mut self) -> Result<(), StreamsError> {
         self.producer = new_producer(
             &self.kafka,
             &self.def.store.changelog,
@@ -286,7 +309,7 @@ impl RecordCollector {
             &mut self.calls,
         )?;
         self.stale = false;
-        Ok(Abandoned::Replaced)
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use crate::runtime::streams::error::{Severity, StreamsError};
 use crate::runtime::streams::faults::Faults;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::Producer;
+use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::TopicPartitionList;
 use std::time::{Duration, Instant};
 use tracing::warn;
@@ -51,6 +51,10 @@ impl RecordCollector {
         group: Option<ConsumerGroupMetadata>,
         faults: &Faults,
     ) -> Result<(), StreamsError> {
+        if faults.purge_queued_records() {
+            warn!("injected fault: the transaction's queued records are purged");
+            self.producer.purge(PurgeConfig::default().queue());
+        }
         let send = match (self.exactly_once, offsets.count() > 0) {
             (true, true) => Some(self.start_sending_offsets(offsets, group, faults)?),
             _ => None,
