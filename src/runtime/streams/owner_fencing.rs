@@ -14,7 +14,7 @@ use crate::runtime::{activity, client};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{BaseProducer, Producer};
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// How long before the previous owner of one restore is fenced again.
 const FENCE_AGAIN_AFTER: Duration = Duration::from_secs(5);
@@ -40,9 +40,14 @@ impl Updater {
             tpl.add_partition(topic, partition as i32);
         }
         let _call = activity::enter("committed_offsets");
-        self.offsets
-            .committed_offsets(tpl, Duration::from_millis(500))
-            .is_ok_and(|committed| committed.elements().iter().all(|e| e.error().is_ok()))
+        let unstable = match self.offsets.committed_offsets(tpl, Duration::from_millis(500)) {
+            Ok(committed) => committed.elements().iter().find_map(|e| e.error().err()),
+            Err(error) => Some(error),
+        };
+        if let Some(error) = &unstable {
+            debug!(partition, %error, "restore caught up; the task's committed offsets cannot be read yet");
+        }
+        unstable.is_none()
     }
 
     /// Marks the task's previous owner to be fenced if it is no longer a member of the
@@ -97,6 +102,12 @@ impl Updater {
                 ..
             }) = self.entries.get_mut(&partition)
             {
+                // Fenced a moment ago because its transaction held the restore up: its
+                // epoch is bumped already, and a second fence would only hold this thread
+                // (each costs librdkafka's 500 ms retry while the first abort completes).
+                if fenced_recently(*fenced_at) {
+                    continue;
+                }
                 *fenced_at = Some(Instant::now());
             }
             self.fence(partition, &owner, "it left the group");
@@ -110,7 +121,7 @@ impl Updater {
         let Role::Active { fenced_at, .. } = &mut entry.role else {
             return None;
         };
-        if fenced_at.is_some_and(|at| at.elapsed() < FENCE_AGAIN_AFTER) {
+        if fenced_recently(*fenced_at) {
             return None;
         }
         *fenced_at = Some(Instant::now());
@@ -135,6 +146,11 @@ impl Updater {
             Err(error) => warn!(partition, owner, %error, "cannot fence the previous owner"),
         }
     }
+}
+
+/// Whether a fence of a task's previous owner ran less than [`FENCE_AGAIN_AFTER`] ago.
+fn fenced_recently(fenced_at: Option<Instant>) -> bool {
+    fenced_at.is_some_and(|at| at.elapsed() < FENCE_AGAIN_AFTER)
 }
 
 /// The owner the store's changelog names, unless it is `me` (or none can be read).
