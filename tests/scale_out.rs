@@ -213,6 +213,16 @@ async fn replicas_joining_and_leaving_under_load_never_pause_the_partitions_that
     let orders = sent.load(Ordering::Relaxed);
     let decided = decisions(&scenario, orders as usize);
     assert_each_decided_once(&decided, orders, 1);
+    // A commit that meets a rebalance rolls back once; it must not leave the producer to fail
+    // its next transaction too (records purged on the refusal had spent their sequence numbers).
+    for (name, replica) in [("a", &a), ("b", &b), ("c", &c)] {
+        let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+        assert!(
+            !log.contains("OUT_OF_ORDER_SEQUENCE_NUMBER"),
+            "replica {name} wrote with spent sequence numbers:\n{}",
+            replica.log_tail()
+        );
+    }
     for (step, from, to, before, after) in &steps {
         let moved: BTreeSet<&String> = before.keys().filter(|t| before.get(*t) != after.get(*t)).collect();
         for task in &moved {
