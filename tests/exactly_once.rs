@@ -231,6 +231,12 @@ async fn a_commit_that_times_out_is_awaited_not_rolled_back() {
     scenario.check(&decisions);
 }
 
+/// Whether a replica's log shows the broker refusing records for skipped sequence numbers
+/// (librdkafka's own line, or the delivery failure the replica logs).
+fn skipped_sequence_numbers(log: &str) -> bool {
+    log.contains("OUT_OF_ORDER_SEQUENCE_NUMBER") || log.contains("out of order sequence number")
+}
+
 /// Runs three rounds of 60 orders on one replica with `fault` injected, waiting for each
 /// round's decisions; returns the replica (and its directory) and every decision.
 async fn three_rounds_with(fault: &str) -> (tempfile::TempDir, Scenario, Running, Vec<Decision>) {
@@ -344,14 +350,14 @@ async fn a_send_of_the_offsets_that_fails_rolls_back_its_transaction_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_send_that_purged_queued_records_costs_one_rollback_not_two() {
     // When a rebalance bumps the group's generation while a commit's offsets are on their
-    // way, the send fails (ILLEGAL_GENERATION) and librdkafka purges the transaction's
-    // records still queued. Those records had taken their sequence numbers: the same
-    // producer's next records to those partitions skip numbers, the broker refuses them
-    // (OUT_OF_ORDER_SEQUENCE_NUMBER) and the next transaction rolls back too, with an epoch
-    // bump (seen in CI: a task that stayed on its replica through a scale-out went 1.7 s
-    // without a decision). The fault purges a transaction's queued records as librdkafka
-    // does; a long linger keeps records queued when it strikes. A new producer epoch after
-    // the abort costs the epoch bump alone.
+    // way, the send is refused (ILLEGAL_GENERATION) and librdkafka purges the transaction's
+    // queued records. Twice (once in CI) the kept producer's next transaction then failed on
+    // OUT_OF_ORDER_SEQUENCE_NUMBER and rolled back too, with an epoch bump: a task that
+    // stayed on its replica through a scale-out went 1.7 s without a decision. librdkafka
+    // moves the epoch's sequence base past what it purges itself, so the cause is not
+    // known; the fault purges through the public call, which leaves such a gap for certain,
+    // and a long linger keeps records queued when it strikes. A transaction whose records
+    // were purged before its abort gets a new producer epoch: one rollback, not two.
     let (_dir, scenario, replica, decisions) = three_rounds_with_env(&[
         ("CREDITSTREAM_TEST_FAULTS", "queued_records_purged=3"),
         ("CREDITSTREAM__PROCESSOR__LINGER_MS", "500"),
@@ -364,7 +370,7 @@ async fn a_failed_send_that_purged_queued_records_costs_one_rollback_not_two() {
         replica.log_tail()
     );
     assert!(
-        !log.contains("OUT_OF_ORDER_SEQUENCE_NUMBER"),
+        !skipped_sequence_numbers(&log),
         "no later record skipped a sequence number:\n{}",
         replica.log_tail()
     );

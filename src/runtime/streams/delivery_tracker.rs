@@ -2,7 +2,7 @@
 //! transaction, keeping the failure that tells most about it (a fatal one, such as an
 //! authorization error, over the first retriable one) and the last offset written to each
 //! changelog partition, which the commit hands to the stores' checkpoints; and whether a
-//! record was purged from the producer's queue, which spends its sequence number.
+//! record was purged from the producer's queue.
 //! Invariant: whoever ends or abandons a transaction takes all three, so nothing of one
 //! transaction is read as the next one's.
 
@@ -45,11 +45,9 @@ impl DeliveryTracker {
         self.failure.lock().ok().and_then(|mut f| f.take())
     }
 
-    /// Whether a record was purged from the producer's queue since the last call. librdkafka
-    /// purges a transaction's queued records when the transaction fails under them (a send
-    /// of the offsets refused with ILLEGAL_GENERATION); they had taken their sequence
-    /// numbers, so the same producer epoch's next records to those partitions skip numbers
-    /// and the broker refuses them (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    /// Whether a record was purged from the producer's queue since the last call (librdkafka
+    /// purges a transaction's queued records when the transaction fails under them, as when
+    /// a send of the offsets is refused with ILLEGAL_GENERATION).
     pub fn take_purged(&self) -> bool {
         self.purged.swap(false, Ordering::Relaxed)
     }

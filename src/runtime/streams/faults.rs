@@ -13,8 +13,8 @@
 //! - `offsets_overdue=N`: the next N sends of the consumed offsets to the transaction
 //!   answer only long after their deadline (librdkafka's send_offsets_to_transaction when
 //!   the group coordinator moves or dies; its issues 5456 and 5511).
-//! - `commit_times_out=N`: the next N commits first ask librdkafka to commit with no time to wait,
-//!   so that it answers "timed out" while the commit goes on in the background (what a
+//! - `commit_times_out=N`: the next N commits first ask librdkafka to commit with no time
+//!   to wait, so that it answers "timed out" while the commit goes on in the background (what a
 //!   commit that meets a transaction coordinator moving away answers after its timeout).
 //! - `offsets_time_out=N`: the next N sends of the consumed offsets are asked of librdkafka
 //!   with no time to wait, so that it fails them (abortable) while the transaction's
@@ -23,9 +23,11 @@
 //!   deliveries, one of them timed out (a partition whose new leader, a broker that just
 //!   restarted, does not answer within message.timeout.ms during a rolling restart).
 //! - `queued_records_purged=N`: the Nth commit with work finds the records of its
-//!   transaction that still wait in the producer's queue purged (once), as librdkafka purges them when the
-//!   transaction fails under them (a send of the offsets that a rebalance's new generation
-//!   overtook, refused with ILLEGAL_GENERATION).
+//!   transaction that still wait in the producer's queue purged (once). It purges through
+//!   librdkafka's public call, which, unlike librdkafka's own purges, leaves the purged
+//!   records' sequence numbers spent: it stands in for the OUT_OF_ORDER_SEQUENCE_NUMBER
+//!   seen twice after a send of the offsets was refused with ILLEGAL_GENERATION and
+//!   librdkafka purged the queue, whose cause inside librdkafka is not known.
 //! - `hang_in_transaction_once=PATH`: once the file PATH exists, each stream thread's next
 //!   transaction is left open after its records were delivered and its offsets sent: the
 //!   thread says so in the log and waits there for good (a replica that dies

@@ -102,12 +102,6 @@ impl Updater {
                 ..
             }) = self.entries.get_mut(&partition)
             {
-                // Fenced a moment ago because its transaction held the restore up: its
-                // epoch is bumped already, and a second fence would only hold this thread
-                // (each costs librdkafka's 500 ms retry while the first abort completes).
-                if fenced_recently(*fenced_at) {
-                    continue;
-                }
                 *fenced_at = Some(Instant::now());
             }
             self.fence(partition, &owner, "it left the group");
@@ -121,7 +115,7 @@ impl Updater {
         let Role::Active { fenced_at, .. } = &mut entry.role else {
             return None;
         };
-        if fenced_recently(*fenced_at) {
+        if fenced_at.is_some_and(|at| at.elapsed() < FENCE_AGAIN_AFTER) {
             return None;
         }
         *fenced_at = Some(Instant::now());
@@ -146,11 +140,6 @@ impl Updater {
             Err(error) => warn!(partition, owner, %error, "cannot fence the previous owner"),
         }
     }
-}
-
-/// Whether a fence of a task's previous owner ran less than [`FENCE_AGAIN_AFTER`] ago.
-fn fenced_recently(fenced_at: Option<Instant>) -> bool {
-    fenced_at.is_some_and(|at| at.elapsed() < FENCE_AGAIN_AFTER)
 }
 
 /// The owner the store's changelog names, unless it is `me` (or none can be read).

@@ -243,7 +243,8 @@ impl RecordCollector {
     /// Abandons the open transaction: aborts it if `cause` allows, otherwise (fenced,
     /// fatal, an unknown outcome, or a failed abort) replaces the producer, whose
     /// `init_transactions` settles whatever the broker still holds open for this id. An
-    /// aborted transaction whose queued records were purged also gets a new producer.
+    /// aborted transaction whose queued records were purged before the abort also gets a
+    /// new producer.
     /// Says which of the two happened: after [`Abandoned::Replaced`] nobody here knows what
     /// the broker made of the abandoned work.
     pub fn abandon(&mut self, cause: &StreamsError) -> Result<Abandoned, StreamsError> {
@@ -260,25 +261,27 @@ impl RecordCollector {
                 producer.abort_transaction(TRANSACTION_CALL)
             });
             // The abort purges the records still in flight, and their reports come while it
-            // runs: they belong to the aborted transaction, not the next.
+            // runs: they belong to the aborted transaction, not the next (and its own purge
+            // is accounted for by librdkafka, which moves the epoch's sequence base past it).
             let _ = self.take_changelog_offsets();
             let _ = self.take_failure();
+            let _ = self.producer.context().take_purged();
             matches!(result, Ok(Ok(())))
         };
-        // Records purged from the queue (by librdkafka when the transaction failed under
-        // them, or by the abort) spent their sequence numbers: this producer epoch cannot
-        // write to their partitions again.
-        let spent = purged || self.producer.context().take_purged();
         if aborted && !self.stale {
-            if !spent {
+            if !purged {
                 return Ok(Abandoned::Clean);
             }
-            // Kept, the producer would fail its next transaction on the skipped numbers
-            // (OUT_OF_ORDER_SEQUENCE_NUMBER) and roll that back too, with an epoch bump: a
-            // new producer now costs the epoch bump alone. The broker's outcome is known.
+            // Records were purged before the abort (librdkafka purges the queue when the
+            // transaction fails under it, e.g. a send of the offsets refused with
+            // ILLEGAL_GENERATION). librdkafka moves the sequence base past them, yet twice
+            // the kept producer's next transaction failed on OUT_OF_ORDER_SEQUENCE_NUMBER
+            // and rolled back too, with an epoch bump (1.1-1.7 s without a decision); the
+            // cause inside librdkafka is not known. A new epoch starts every sequence
+            // afresh, for the epoch bump alone. The broker's outcome is known (aborted).
             // Stale until replaced: a replacement that fails is tried again by the recovery.
             self.stale = true;
-            warn!(%cause, "replacing the transactional producer: records purged from its queue spent their sequence numbers");
+            warn!(%cause, "replacing the transactional producer: records were purged from its queue before the abort");
             self.replace_producer()?;
             return Ok(Abandoned::Clean);
         }
