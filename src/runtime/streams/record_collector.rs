@@ -240,6 +240,14 @@ impl RecordCollector {
         self.producer.context().take_changelog_offsets()
     }
 
+    /// Forgets what the delivery reports said of the abandoned transaction (its failure and
+    /// changelog offsets); says whether any of its records was purged from the queue.
+    fn forget_reports(&self) -> bool {
+        let _ = self.take_changelog_offsets();
+        let _ = self.take_failure();
+        self.producer.context().take_purged()
+    }
+
     /// Abandons the open transaction: aborts it if `cause` allows, otherwise (fenced,
     /// fatal, an unknown outcome, or a failed abort) replaces the producer, whose
     /// `init_transactions` settles whatever the broker still holds open for this id. An
@@ -249,9 +257,7 @@ impl RecordCollector {
     /// the broker made of the abandoned work.
     pub fn abandon(&mut self, cause: &StreamsError) -> Result<Abandoned, StreamsError> {
         let was_open = std::mem::replace(&mut self.in_transaction, false);
-        let _ = self.take_changelog_offsets();
-        let _ = self.take_failure();
-        let purged = self.producer.context().take_purged();
+        let purged = self.forget_reports();
         if !self.exactly_once || !(was_open || self.stale) {
             return Ok(Abandoned::Clean);
         }
@@ -263,9 +269,7 @@ impl RecordCollector {
             // The abort purges the records still in flight, and their reports come while it
             // runs: they belong to the aborted transaction, not the next (and its own purge
             // is accounted for by librdkafka, which moves the epoch's sequence base past it).
-            let _ = self.take_changelog_offsets();
-            let _ = self.take_failure();
-            let _ = self.producer.context().take_purged();
+            let _ = self.forget_reports();
             matches!(result, Ok(Ok(())))
         };
         if aborted && !self.stale {
