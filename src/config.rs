@@ -103,6 +103,9 @@ pub struct ProcessorConfig {
     pub block_cache_mb: usize,
     pub write_buffer_mb: usize,
     pub metrics_listen: String,
+    /// Whether this replica runs the seed bridge, when the topology enables it (default
+    /// true). Its task p runs beside credit-check task p, so every replica of one
+    /// application must agree, or the seed partitions of some tasks go unread.
     pub run_seed_bridge: bool,
 }
 

@@ -3,13 +3,16 @@
 //! decide again within seconds on the replica that kept a standby of them, a replica can
 //! join while another restores a large partition, topics whose partition counts differ
 //! are refused, an order never overtakes its user's create under a backlog of commands,
-//! and order ids are forgotten after their retention.
+//! order ids are forgotten after their retention, and with the seed bridge on the group
+//! balances the credit-check tasks, each seed-bridge task beside its partition's.
 
 mod common;
 
 use common::scenario::{assigned, Scenario, WAIT};
 use common::*;
+use creditstream::runtime::admin;
 use creditstream::topology::codec::{encode_command, encode_order};
+use creditstream::topology::definition::TopologyDefinition;
 use creditstream::topology::partitioner::partition_for;
 use creditstream::topology::record::{Decision, Order, UserCommand, UserRow};
 use rdkafka::producer::{BaseRecord, Producer};
@@ -81,6 +84,18 @@ fn running(replica: &Running) -> BTreeSet<String> {
         .filter(|l| l.starts_with("creditstream_processor_active_task{") && l.ends_with(" 1"))
         .filter_map(|l| Some(l.split("task=\"").nth(1)?.split('"').next()?.to_string()))
         .filter(|task| task.starts_with("0_"))
+        .collect()
+}
+
+/// The seed-bridge tasks a replica runs now (sub-topology 1), by partition.
+fn bridging(replica: &Running) -> BTreeSet<String> {
+    let Some(body) = http_get(replica.metrics_port, "/metrics") else {
+        return BTreeSet::new();
+    };
+    body.lines()
+        .filter(|l| l.starts_with("creditstream_processor_active_task{") && l.ends_with(" 1"))
+        .filter_map(|l| Some(l.split("task=\"").nth(1)?.split('"').next()?.to_string()))
+        .filter_map(|task| task.strip_prefix("1_").map(str::to_string))
         .collect()
 }
 
@@ -475,4 +490,40 @@ async fn a_replica_joins_while_another_restores_and_every_task_ends_up_deciding(
     );
     assert_eq!(a.metric("creditstream_processor_state").unwrap_or(-1.0), 0.0, "a runs");
     assert_eq!(b.metric("creditstream_processor_state").unwrap_or(-1.0), 0.0, "b runs");
+}
+
+/// With the seed bridge on, a second replica takes half of the credit-check tasks. The
+/// group used to assign the seed's `order` topic beside `orders`, and librdkafka's
+/// cooperative-sticky assignor balances partition counts over all subscribed topics, not
+/// per topic: the replica that joined second got the six seed-bridge tasks and no credit
+/// check (seen on the three-broker cluster). Now only `orders` is assigned and seed-bridge
+/// task 1_p runs beside credit-check task 0_p.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_seed_bridge_on_a_second_replica_takes_half_of_the_credit_checks() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let dir = KeptOnFailure::new("seed-bridge-balance");
+    let mut def = TopologyDefinition::builtin().with_topic_prefix(&unique("t"));
+    def.partitions = 6;
+    def.seed_bridge.enabled = true;
+    admin::ensure_topics(&kafka(), &def).await.unwrap();
+    let scenario = Scenario::with_definition(def);
+    let bridge = [("CREDITSTREAM__PROCESSOR__RUN_SEED_BRIDGE", "true")];
+    let a = scenario.replica_with(&dir.path().join("a"), &bridge);
+    let alone = settled(&[("a", &a)], Duration::from_secs(1));
+    assert_eq!(alone.len(), 6);
+    let b = scenario.replica_with(&dir.path().join("b"), &bridge);
+    let split = settled(&[("a", &a), ("b", &b)], Duration::from_secs(3));
+    let of = |name: &str| split.values().filter(|o| *o == name).count();
+    assert_eq!((of("a"), of("b")), (3, 3), "credit-check tasks: {split:?}");
+    for (name, replica) in [("a", &a), ("b", &b)] {
+        let checks: BTreeSet<String> = running(replica)
+            .iter()
+            .filter_map(|t| t.strip_prefix("0_").map(str::to_string))
+            .collect();
+        assert_eq!(
+            bridging(replica),
+            checks,
+            "{name}'s seed-bridge tasks sit beside its credit checks"
+        );
+    }
 }

@@ -1,9 +1,13 @@
 //! Co-partitioning by design: how the group's assignment becomes tasks. The group assigns
-//! one source topic per sub-topology, its leader (orders; the seed's `order`); partition
-//! p of the sub-topology's other source follows partition p of the leader onto the same
-//! consumer, as Kafka Streams' restore consumer follows its tasks. Whatever the assignor
-//! decides, the two inputs of a task are read by the one replica that owns the task, and
-//! a rebalance moves whole tasks.
+//! one topic, the credit check's leader (orders); every other input partition p follows
+//! partition p of the leader onto the same consumer, as Kafka Streams' restore consumer
+//! follows its tasks: the credit check's user commands, and, on a replica that runs the
+//! seed bridge, both of the seed's topics (task 1_p sits beside task 0_p). Whatever the
+//! assignor decides, the inputs of a task are read by the one replica that owns the task,
+//! a rebalance moves whole tasks, and the credit-check tasks are what the group balances:
+//! with the seed's topics in the subscription, librdkafka's cooperative-sticky assignor
+//! balanced partition counts over both topics, and two replicas could end with every
+//! credit-check task on one of them.
 //!
 //! Invariant: every topic of the topology has the topology's partition count. It is
 //! checked before the replica joins the group and again on every assignment and every
@@ -19,22 +23,20 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::TopicPartitionList;
 use std::time::Duration;
 
-/// The source the group assigns; the sub-topology's other source follows it.
-pub fn leader(subtopology: SubTopology) -> InputTopic {
-    subtopology.sources()[1]
+/// The source the group assigns: the credit check's orders. Every other source follows it.
+pub fn leader() -> InputTopic {
+    SubTopology::CreditCheck.sources()[1]
 }
 
-/// The topics the replica subscribes to: the leader of every sub-topology it runs.
-pub fn subscription(def: &TopologyDefinition, subtopologies: &[SubTopology]) -> Vec<String> {
-    subtopologies
-        .iter()
-        .map(|&s| def.input_name(leader(s)).to_string())
-        .collect()
+/// The topics the replica subscribes to: the leader alone, whatever sub-topologies it runs.
+pub fn subscription(def: &TopologyDefinition) -> Vec<String> {
+    vec![def.input_name(leader()).to_string()]
 }
 
 /// The tasks of an assignment (or revocation) of leader partitions, sorted, and every
-/// partition they read (the leaders and their followers). A partition the topology does
-/// not have (its topic grew) is a co-partitioning error.
+/// partition they read (the leaders and their followers): for leader partition p, task
+/// p of every sub-topology the replica runs. A partition the topology does not have (its
+/// topic grew) is a co-partitioning error.
 pub fn tasks_of(
     def: &TopologyDefinition,
     subtopologies: &[SubTopology],
@@ -42,11 +44,7 @@ pub fn tasks_of(
 ) -> Result<(Vec<TaskId>, TopicPartitionList), StreamsError> {
     let mut tasks = Vec::new();
     for element in leaders.elements() {
-        let Some(topic) = def.input_named(element.topic()) else {
-            continue;
-        };
-        let subtopology = topic.subtopology();
-        if topic != leader(subtopology) || !subtopologies.contains(&subtopology) {
+        if def.input_named(element.topic()) != Some(leader()) {
             continue;
         }
         let partition = u32::try_from(element.partition()).unwrap_or(u32::MAX);
@@ -57,7 +55,11 @@ pub fn tasks_of(
                 found: format!("partition {} assigned", element.partition()),
             });
         }
-        tasks.push(TaskId { subtopology, partition });
+        tasks.extend(
+            subtopologies
+                .iter()
+                .map(|&subtopology| TaskId { subtopology, partition }),
+        );
     }
     tasks.sort_unstable();
     tasks.dedup();
@@ -152,16 +154,17 @@ mod tests {
     }
 
     #[test]
-    fn each_leader_partition_brings_its_follower() {
+    fn each_leader_partition_brings_its_followers_and_the_seed_bridge_task_beside_it() {
         let def = def();
         let mut leaders = TopicPartitionList::new();
         leaders.add_partition(&def.inputs.orders, 4);
+        // Not the leader (an older replica subscribed to it): no task of its own.
         leaders.add_partition(&def.seed_bridge.orders, 1);
         let subs = [SubTopology::CreditCheck, SubTopology::SeedBridge];
         let (tasks, partitions) = tasks_of(&def, &subs, &leaders).unwrap();
         assert_eq!(
             tasks.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            ["0_4", "1_1"]
+            ["0_4", "1_4"]
         );
         let mut read: Vec<(String, i32)> = partitions
             .elements()
@@ -172,14 +175,20 @@ mod tests {
         let mut expected = vec![
             (def.inputs.orders.clone(), 4),
             (def.inputs.user_commands.clone(), 4),
-            (def.seed_bridge.orders.clone(), 1),
-            (def.seed_bridge.users.clone(), 1),
+            (def.seed_bridge.orders.clone(), 4),
+            (def.seed_bridge.users.clone(), 4),
         ];
         expected.sort();
         assert_eq!(read, expected);
         // A sub-topology this replica does not run brings no task.
         let (tasks, _) = tasks_of(&def, &subs[..1], &leaders).unwrap();
-        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks.iter().map(ToString::to_string).collect::<Vec<_>>(), ["0_4"]);
+    }
+
+    #[test]
+    fn the_group_balances_credit_check_tasks_alone() {
+        let def = def();
+        assert_eq!(subscription(&def), vec![def.inputs.orders.to_string()]);
     }
 
     #[test]

@@ -108,8 +108,7 @@ where
     if !wait_for_topics(&consumer, &def, &shutdown)? {
         return Ok(());
     }
-    let subtopologies = lock(&tasks).subtopologies().to_vec();
-    let leaders = assignment::subscription(&def, &subtopologies);
+    let leaders = assignment::subscription(&def);
     let names: Vec<&str> = leaders.iter().map(String::as_str).collect();
     consumer.subscribe(&names)?;
     set_state(thread, ThreadState::Running);

@@ -119,7 +119,7 @@ where
             resources,
             standby_copies: cfg.num_standby_replicas,
             group_id: def.application_id.clone(),
-            leader_topic: def.input_name(assignment::leader(SubTopology::CreditCheck)).to_string(),
+            leader_topic: def.input_name(assignment::leader()).to_string(),
             transactional_id: collector.transactional_id().to_string(),
             thread,
             transaction_timeout_ms: cfg.transaction_timeout_ms,
