@@ -91,6 +91,10 @@ pub struct ProcessorConfig {
     pub commit_interval_ms: u64,
     pub commit_min_interval_ms: u64,
     pub commit_max_records: usize,
+    /// How often an idle replica commits its inputs' offsets again, ms (default 1 h): the
+    /// broker expires the committed offset of a topic the group does not subscribe to
+    /// `offsets.retention.minutes` after its last commit, and only `orders` is subscribed.
+    pub offsets_refresh_ms: u64,
     pub max_task_idle_ms: u64,
     pub buffered_records_per_partition: usize,
     pub num_standby_replicas: usize,
@@ -275,6 +279,7 @@ impl Config {
             ("ingest.max_body_bytes", self.ingest.max_body_bytes),
             ("processor.commit_interval_ms", self.processor.commit_interval_ms),
             ("processor.commit_max_records", self.processor.commit_max_records as u64),
+            ("processor.offsets_refresh_ms", self.processor.offsets_refresh_ms),
             ("processor.block_cache_mb", self.processor.block_cache_mb as u64),
             ("processor.write_buffer_mb", self.processor.write_buffer_mb as u64),
             ("processor.num_stream_threads", self.processor.num_stream_threads as u64),

@@ -20,8 +20,8 @@ use crate::topology::output::{Observation, Routed};
 use crate::topology::processor::Processor;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
-use std::time::Instant;
-use tracing::info;
+use std::time::{Duration, Instant};
+use tracing::{debug, info};
 
 impl<P> TaskManager<P>
 where
@@ -41,13 +41,26 @@ where
     }
 
     pub fn commit_due(&self, backlog: bool) -> bool {
-        (self.part_done && self.collector.is_open())
+        self.offsets_refresh_due()
+            || (self.part_done && self.collector.is_open())
             || self.policy.due(&CommitState {
                 open: self.collector.is_open(),
                 processed: self.processed_since_commit,
                 since_commit: self.last_commit.elapsed(),
                 backlog,
             })
+    }
+
+    /// Whether an idle replica commits its inputs' offsets again now, with nothing else in
+    /// the transaction: it runs tasks, no commit went through for `offsets_refresh_ms`, and
+    /// it is not rolling back. The broker expires the committed offset of a topic the group
+    /// does not subscribe to (only `orders` is) `offsets.retention.minutes` after its last
+    /// commit; a task started from an expired offset would read its inputs from the start.
+    pub(super) fn offsets_refresh_due(&self) -> bool {
+        !self.collector.is_open()
+            && self.recovery.is_none()
+            && !self.tasks.is_empty()
+            && self.offsets_committed.elapsed() >= Duration::from_millis(self.cfg.offsets_refresh_ms)
     }
 
     /// Restarts the commit clock of an idle replica (nothing open), so that an idle poll
@@ -76,6 +89,12 @@ where
     /// caller hands the error to [`Self::fail`].
     pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), StreamsError> {
         self.last_commit = Instant::now();
+        if self.offsets_refresh_due() {
+            debug!("committing the inputs' offsets again: nothing was committed for a while");
+            // Tried again after a whole interval, whatever the outcome.
+            self.offsets_committed = Instant::now();
+            self.collector.begin()?;
+        }
         if !self.collector.is_open() {
             // Nothing was processed since: a rollback that no work followed is over, and
             // the next failure's time is not counted from this one's.
@@ -110,6 +129,7 @@ where
         }
         self.processed_since_commit = 0;
         self.part_done = false;
+        self.offsets_committed = Instant::now();
         self.report_committed(started);
         if let Some(failed_at) = self.failed_at.take() {
             info!(

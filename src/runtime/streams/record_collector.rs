@@ -142,6 +142,11 @@ impl RecordCollector {
         self.in_transaction
     }
 
+    /// Opens a transaction with nothing in it yet, for a commit of the consumed offsets alone.
+    pub fn begin(&mut self) -> Result<(), StreamsError> {
+        self.begin_if_needed()
+    }
+
     fn begin_if_needed(&mut self) -> Result<(), StreamsError> {
         if self.exactly_once && !self.in_transaction {
             if let Err(error) = self.producer.begin_transaction() {

@@ -81,7 +81,11 @@ pub struct Task {
     /// `None` for a task of a stateless sub-topology.
     store: Option<RocksStore>,
     group: PartitionGroup,
-    /// Next offset to commit, per source topic (by [`InputTopic::slot`]).
+    /// Next offset to commit, per source topic (by [`InputTopic::slot`]): from the offset
+    /// the input started at, once known, so every commit carries every input the task
+    /// reads (the broker expires a committed offset of a topic the group does not
+    /// subscribe to, and only `orders` is subscribed, once it is not committed again for
+    /// `offsets.retention.minutes`); then past each record processed.
     positions: [Option<i64>; 2],
     /// Next offset the consumer will hand this task, per source topic, where known (from
     /// the offsets it was sought to and the records buffered since).
@@ -119,14 +123,17 @@ impl Task {
         self.fetched[slot]
     }
 
-    /// The consumer was moved to `next` on the input at `slot`.
+    /// The consumer was moved to `next` (the committed offset) on the input at `slot`.
     pub fn sought(&mut self, slot: usize, next: i64) {
         self.fetched[slot] = Some(next);
+        self.positions[slot].get_or_insert(next);
     }
 
-    /// The input at `slot` was assigned at `next`: known unless records were fetched since.
+    /// The input at `slot` was assigned at `next` (its committed offset): known unless
+    /// records were fetched since, and committed again unless some were processed.
     pub fn starts_at(&mut self, slot: usize, next: i64) {
         self.fetched[slot].get_or_insert(next);
+        self.positions[slot].get_or_insert(next);
     }
 
     /// Records buffered of the input at `slot`.
@@ -328,7 +335,7 @@ impl Task {
         self.partial.is_some()
     }
 
-    /// The next offset to commit per input topic, for what was processed since the last commit.
+    /// The next offset to commit per input topic: where it started, or past what was processed.
     pub fn positions(&self) -> impl Iterator<Item = (InputTopic, i64)> + '_ {
         self.id
             .subtopology

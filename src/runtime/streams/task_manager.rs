@@ -67,6 +67,8 @@ pub struct TaskManager<P: Processor> {
     /// A record's part was done: commit now, so its next part can follow.
     pub(super) part_done: bool,
     pub(super) last_commit: Instant,
+    /// When a commit last went through (see [`TaskManager::offsets_refresh_due`]).
+    pub(super) offsets_committed: Instant,
     pub(super) last_punctuate: Instant,
     /// Bumped by every failure: a batch polled under an older epoch is stale.
     pub epoch: u64,
@@ -143,6 +145,7 @@ where
             processed_since_commit: 0,
             part_done: false,
             last_commit: Instant::now(),
+            offsets_committed: Instant::now(),
             last_punctuate: Instant::now(),
             epoch: 0,
             pending: PendingMetrics::default(),
