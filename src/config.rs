@@ -91,8 +91,9 @@ pub struct ProcessorConfig {
     pub commit_interval_ms: u64,
     pub commit_min_interval_ms: u64,
     pub commit_max_records: usize,
-    /// How often an idle replica commits its inputs' offsets again, ms (default 1 h): the
-    /// broker expires the committed offset of a topic the group does not subscribe to
+    /// How often every input offset of every task is committed again, even one nothing was
+    /// read of (an idle replica commits for it alone), ms (default 1 h): the broker expires
+    /// the committed offset of a topic the group does not subscribe to
     /// `offsets.retention.minutes` after its last commit, and only `orders` is subscribed.
     pub offsets_refresh_ms: u64,
     pub max_task_idle_ms: u64,

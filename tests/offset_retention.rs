@@ -2,10 +2,11 @@
 //! `orders` alone (every other input follows it, `src/runtime/streams/assignment.rs`), and
 //! the group coordinator expires the committed offset of a topic its group does not
 //! subscribe to `offsets.retention.minutes` after that offset was last committed, although
-//! the group is alive (Kafka 4's `cleanupExpiredOffsets`). A task started from a lapsed
-//! offset would read its user commands again from the log's start and apply them twice.
-//! So every commit carries every input partition a task reads, not only those it read
-//! records of, and an idle replica commits its offsets every `processor.offsets_refresh_ms`.
+//! the group is alive (KIP-211, Kafka 2.1 on; `cleanupExpiredOffsets` in Kafka 4). A task
+//! started from a lapsed offset would read its user commands again from the log's start and
+//! apply them twice. So every input offset of every task is committed when the task starts
+//! and every `processor.offsets_refresh_ms`, by an idle replica too, not only those it read
+//! records of.
 //! The commits are seen where the broker keeps them, on `__consumer_offsets`.
 
 mod common;

@@ -41,7 +41,7 @@ where
     }
 
     pub fn commit_due(&self, backlog: bool) -> bool {
-        self.offsets_refresh_due()
+        (!self.collector.is_open() && self.offsets_refresh_due())
             || (self.part_done && self.collector.is_open())
             || self.policy.due(&CommitState {
                 open: self.collector.is_open(),
@@ -51,16 +51,19 @@ where
             })
     }
 
-    /// Whether an idle replica commits its inputs' offsets again now, with nothing else in
-    /// the transaction: it runs tasks, no commit went through for `offsets_refresh_ms`, and
-    /// it is not rolling back. The broker expires the committed offset of a topic the group
-    /// does not subscribe to (only `orders` is) `offsets.retention.minutes` after its last
-    /// commit; a task started from an expired offset would read its inputs from the start.
+    /// Whether the next commit carries, beside what was processed, the committed offset
+    /// every other input of every task started at (an idle replica commits for it alone):
+    /// once a task learnt where an input starts, then every `offsets_refresh_ms`, unless a
+    /// rollback is under way. The group subscribes to `orders` alone, and the broker expires
+    /// the committed offset of a topic its group does not subscribe to once it was not
+    /// committed for `offsets.retention.minutes`; a task started from an expired offset
+    /// would read that input again from the log's start. Only the refresh carries the
+    /// starts, so a busy replica's commits stay as small as what it processed.
     pub(super) fn offsets_refresh_due(&self) -> bool {
-        !self.collector.is_open()
-            && self.recovery.is_none()
+        let every = Duration::from_millis(self.cfg.offsets_refresh_ms);
+        self.recovery.is_none()
             && !self.tasks.is_empty()
-            && self.offsets_committed.elapsed() >= Duration::from_millis(self.cfg.offsets_refresh_ms)
+            && self.offsets_refreshed.is_none_or(|at| at.elapsed() >= every)
     }
 
     /// Restarts the commit clock of an idle replica (nothing open), so that an idle poll
@@ -71,10 +74,12 @@ where
         }
     }
 
-    pub(super) fn consumed_offsets(&self) -> Result<TopicPartitionList, StreamsError> {
+    /// The offsets to commit: past what each task processed, and with `with_starts` where
+    /// its other inputs started (see [`Self::offsets_refresh_due`]).
+    pub(super) fn consumed_offsets(&self, with_starts: bool) -> Result<TopicPartitionList, StreamsError> {
         let mut tpl = TopicPartitionList::new();
         for task in self.tasks.values() {
-            for (topic, next) in task.positions() {
+            for (topic, next) in task.positions(with_starts) {
                 tpl.add_partition_offset(
                     self.def.input_name(topic),
                     task.id.partition as i32,
@@ -89,11 +94,15 @@ where
     /// caller hands the error to [`Self::fail`].
     pub fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), StreamsError> {
         self.last_commit = Instant::now();
-        if self.offsets_refresh_due() {
-            debug!("committing the inputs' offsets again: nothing was committed for a while");
-            // Tried again after a whole interval, whatever the outcome.
-            self.offsets_committed = Instant::now();
-            self.collector.begin()?;
+        let refresh = self.offsets_refresh_due();
+        if refresh {
+            // Tried again after a whole interval, whatever the outcome (a rollback's rewind
+            // makes it due again).
+            self.offsets_refreshed = Some(Instant::now());
+            if !self.collector.is_open() {
+                debug!("an idle replica commits its inputs' offsets again");
+                self.collector.begin()?;
+            }
         }
         if !self.collector.is_open() {
             // Nothing was processed since: a rollback that no work followed is over, and
@@ -105,7 +114,7 @@ where
         }
         let started = Instant::now();
         let _call = activity::enter("commit");
-        let offsets = self.consumed_offsets()?;
+        let offsets = self.consumed_offsets(refresh)?;
         let exactly_once = self.collector.exactly_once();
         // Under exactly_once_v2 the consumed offsets go into the transaction, and each store
         // is written with the changelog offset it corresponds to.
@@ -129,7 +138,6 @@ where
         }
         self.processed_since_commit = 0;
         self.part_done = false;
-        self.offsets_committed = Instant::now();
         self.report_committed(started);
         if let Some(failed_at) = self.failed_at.take() {
             info!(

@@ -1,7 +1,7 @@
 //! The rebalance listener: librdkafka calls it from inside `poll`, on the stream thread,
 //! for each incremental (cooperative-sticky) change of the group's assignment, and it
 //! hands the change to the task manager, which assigns or unassigns the tasks' partitions
-//! itself (the group assigns only each sub-topology's leader topic; see `assignment`).
+//! itself (the group assigns only the leader topic, orders; see `assignment`).
 //! Invariants: revoked tasks commit their processed work before they are closed (or, when
 //! the assignment was lost, abandon it: another replica may already own the partitions);
 //! tasks that are not part of the change are not touched; assigned stateful tasks restore

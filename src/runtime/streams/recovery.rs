@@ -214,6 +214,7 @@ where
                 (Ok(()), Offset::Offset(next)) => {
                     if let Some(task) = self.tasks.get_mut(&id) {
                         task.starts_at(input.slot(), next);
+                        self.offsets_refreshed = None;
                     }
                 }
                 // Nothing committed: the input starts at the log's start, as the task assumes.
@@ -255,6 +256,7 @@ where
                 Rewound::To(Some(next)) => {
                     if let Some(task) = self.tasks.get_mut(&id) {
                         task.sought(input.slot(), next);
+                        self.offsets_refreshed = None;
                     }
                 }
                 Rewound::To(None) => {}

@@ -5,9 +5,10 @@
 //! the task manager's recovery.
 //!
 //! Membership: the group uses librdkafka's `cooperative-sticky` assignor on one leader
-//! topic per sub-topology; the task manager assigns each leader partition's followers
-//! itself (see `assignment`), so a rebalance moves only the tasks that change hands and
-//! the two inputs of a task are always read together. A replica that stops leaves the
+//! topic, the credit check's orders; the task manager assigns each leader partition's
+//! followers itself, the seed bridge's beside the credit check's (see `assignment`), so a
+//! rebalance moves only the tasks that change hands and the inputs of a task are always
+//! read together. A replica that stops leaves the
 //! group at once, so its tasks move without waiting for its session to expire.
 
 use super::assignment;

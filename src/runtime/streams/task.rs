@@ -81,12 +81,12 @@ pub struct Task {
     /// `None` for a task of a stateless sub-topology.
     store: Option<RocksStore>,
     group: PartitionGroup,
-    /// Next offset to commit, per source topic (by [`InputTopic::slot`]): from the offset
-    /// the input started at, once known, so every commit carries every input the task
-    /// reads (the broker expires a committed offset of a topic the group does not
-    /// subscribe to, and only `orders` is subscribed, once it is not committed again for
-    /// `offsets.retention.minutes`); then past each record processed.
+    /// Next offset to commit, per source topic (by [`InputTopic::slot`]), for what was
+    /// processed.
     positions: [Option<i64>; 2],
+    /// The committed offset each input started at, where known: committed again by the
+    /// offsets refresh (see `TaskManager::offsets_refresh_due`) while nothing was processed.
+    started: [Option<i64>; 2],
     /// Next offset the consumer will hand this task, per source topic, where known (from
     /// the offsets it was sought to and the records buffered since).
     fetched: [Option<i64>; 2],
@@ -106,6 +106,7 @@ impl Task {
             store,
             group: PartitionGroup::new(),
             positions: [None, None],
+            started: [None, None],
             fetched: [None, None],
             wait: InputWait::None,
             partial: None,
@@ -126,14 +127,14 @@ impl Task {
     /// The consumer was moved to `next` (the committed offset) on the input at `slot`.
     pub fn sought(&mut self, slot: usize, next: i64) {
         self.fetched[slot] = Some(next);
-        self.positions[slot].get_or_insert(next);
+        self.started[slot] = Some(next);
     }
 
     /// The input at `slot` was assigned at `next` (its committed offset): known unless
-    /// records were fetched since, and committed again unless some were processed.
+    /// records were fetched since.
     pub fn starts_at(&mut self, slot: usize, next: i64) {
         self.fetched[slot].get_or_insert(next);
-        self.positions[slot].get_or_insert(next);
+        self.started[slot].get_or_insert(next);
     }
 
     /// Records buffered of the input at `slot`.
@@ -335,13 +336,15 @@ impl Task {
         self.partial.is_some()
     }
 
-    /// The next offset to commit per input topic: where it started, or past what was processed.
-    pub fn positions(&self) -> impl Iterator<Item = (InputTopic, i64)> + '_ {
-        self.id
-            .subtopology
-            .sources()
-            .into_iter()
-            .filter_map(|topic| self.positions[topic.slot()].map(|next| (topic, next)))
+    /// The next offset to commit per input topic, for what was processed since the task
+    /// started; `with_starts` adds, for an input nothing was processed of, the committed
+    /// offset it started at (committed again, so the broker does not expire it).
+    pub fn positions(&self, with_starts: bool) -> impl Iterator<Item = (InputTopic, i64)> + '_ {
+        self.id.subtopology.sources().into_iter().filter_map(move |topic| {
+            let slot = topic.slot();
+            let started = self.started[slot].filter(|_| with_starts);
+            self.positions[slot].or(started).map(|next| (topic, next))
+        })
     }
 
     /// Writes the committed work to RocksDB with the changelog offset it corresponds to.
@@ -363,6 +366,7 @@ impl Task {
         self.claimed = false;
         self.group.clear();
         self.positions = [None, None];
+        self.started = [None, None];
         self.fetched = [None, None];
     }
 

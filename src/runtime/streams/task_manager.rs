@@ -67,8 +67,9 @@ pub struct TaskManager<P: Processor> {
     /// A record's part was done: commit now, so its next part can follow.
     pub(super) part_done: bool,
     pub(super) last_commit: Instant,
-    /// When a commit last went through (see [`TaskManager::offsets_refresh_due`]).
-    pub(super) offsets_committed: Instant,
+    /// When the offsets were last refreshed (see [`TaskManager::offsets_refresh_due`]);
+    /// `None` once a task learnt where an input starts: due at the next commit.
+    pub(super) offsets_refreshed: Option<Instant>,
     pub(super) last_punctuate: Instant,
     /// Bumped by every failure: a batch polled under an older epoch is stale.
     pub epoch: u64,
@@ -145,7 +146,7 @@ where
             processed_since_commit: 0,
             part_done: false,
             last_commit: Instant::now(),
-            offsets_committed: Instant::now(),
+            offsets_refreshed: None,
             last_punctuate: Instant::now(),
             epoch: 0,
             pending: PendingMetrics::default(),
