@@ -75,26 +75,29 @@ async fn rich_users(users: i64) -> Scenario {
     scenario
 }
 
-/// The tasks a replica runs now, from its `creditstream_processor_active_task` gauge.
-fn running(replica: &Running) -> BTreeSet<String> {
+/// Every task a replica runs now, from its `creditstream_processor_active_task` gauge.
+fn active_tasks(replica: &Running) -> BTreeSet<String> {
     let Some(body) = http_get(replica.metrics_port, "/metrics") else {
         return BTreeSet::new();
     };
     body.lines()
         .filter(|l| l.starts_with("creditstream_processor_active_task{") && l.ends_with(" 1"))
         .filter_map(|l| Some(l.split("task=\"").nth(1)?.split('"').next()?.to_string()))
+        .collect()
+}
+
+/// The credit-check tasks a replica runs now.
+fn running(replica: &Running) -> BTreeSet<String> {
+    active_tasks(replica)
+        .into_iter()
         .filter(|task| task.starts_with("0_"))
         .collect()
 }
 
 /// The seed-bridge tasks a replica runs now (sub-topology 1), by partition.
 fn bridging(replica: &Running) -> BTreeSet<String> {
-    let Some(body) = http_get(replica.metrics_port, "/metrics") else {
-        return BTreeSet::new();
-    };
-    body.lines()
-        .filter(|l| l.starts_with("creditstream_processor_active_task{") && l.ends_with(" 1"))
-        .filter_map(|l| Some(l.split("task=\"").nth(1)?.split('"').next()?.to_string()))
+    active_tasks(replica)
+        .iter()
         .filter_map(|task| task.strip_prefix("1_").map(str::to_string))
         .collect()
 }

@@ -101,7 +101,7 @@ where
             self.offsets_refreshed = Some(Instant::now());
             if !self.collector.is_open() {
                 debug!("an idle replica commits its inputs' offsets again");
-                self.collector.begin()?;
+                self.collector.begin_if_needed()?;
             }
         }
         if !self.collector.is_open() {

@@ -142,12 +142,9 @@ impl RecordCollector {
         self.in_transaction
     }
 
-    /// Opens a transaction with nothing in it yet, for a commit of the consumed offsets alone.
-    pub fn begin(&mut self) -> Result<(), StreamsError> {
-        self.begin_if_needed()
-    }
-
-    fn begin_if_needed(&mut self) -> Result<(), StreamsError> {
+    /// Opens a transaction unless one is open: before the first record of one, or for a
+    /// commit of the consumed offsets alone.
+    pub fn begin_if_needed(&mut self) -> Result<(), StreamsError> {
         if self.exactly_once && !self.in_transaction {
             if let Err(error) = self.producer.begin_transaction() {
                 self.stale = true;

@@ -8,8 +8,8 @@
 //! topic, the credit check's orders; the task manager assigns each leader partition's
 //! followers itself, the seed bridge's beside the credit check's (see `assignment`), so a
 //! rebalance moves only the tasks that change hands and the inputs of a task are always
-//! read together. A replica that stops leaves the
-//! group at once, so its tasks move without waiting for its session to expire.
+//! read together. A replica that stops leaves the group at once, so its tasks move
+//! without waiting for its session to expire.
 
 use super::assignment;
 use super::error::StreamsError;

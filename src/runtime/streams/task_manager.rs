@@ -162,10 +162,6 @@ where
         })
     }
 
-    pub fn subtopologies(&self) -> &[SubTopology] {
-        &self.subtopologies
-    }
-
     /// Hands a polled record to its task; a record of a partition without a running task
     /// (restoring, closed, or polled before a failure's rewind) is dropped: it is fetched
     /// again from the committed offset.
