@@ -4,6 +4,7 @@
 //! and is idempotent.
 
 use crate::config::KafkaConfig;
+use crate::runtime::event_wait::EventWait;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
@@ -189,11 +190,15 @@ pub fn seek_to_committed<C: ConsumerContext>(
 }
 
 /// Waits until every record sent so far is acknowledged, serving delivery reports as they
-/// arrive. rust-rdkafka's `flush` polls in fixed 100 ms steps (its `poll` returns only at
-/// its deadline), which would stall every commit for 100 ms.
+/// arrive and sleeping between them ([`EventWait`]).
 pub fn flush<C: ProducerContext>(producer: &BaseProducer<C>, timeout: Duration) -> Result<(), KafkaError> {
     flush_unless(producer, timeout, || false).map(|_| ())
 }
+
+/// How long [`flush_unless`] sleeps at most before it asks `give_up` again.
+const GIVE_UP_CHECK: Duration = Duration::from_millis(10);
+/// How long [`send_waiting`] sleeps at most for a delivery to make room in a full queue.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
 /// [`flush`], stopping early once `give_up` says the wait is for nothing: `Ok(false)` then.
 pub fn flush_unless<C: ProducerContext>(
@@ -202,18 +207,20 @@ pub fn flush_unless<C: ProducerContext>(
     mut give_up: impl FnMut() -> bool,
 ) -> Result<bool, KafkaError> {
     let deadline = Instant::now() + timeout;
+    let events = Events::new(producer);
     loop {
-        producer.poll(Duration::ZERO);
+        events.serve();
         if producer.in_flight_count() == 0 {
             return Ok(true);
         }
         if give_up() {
             return Ok(false);
         }
-        if Instant::now() >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
         }
-        producer.poll(Duration::from_millis(1));
+        events.wait(left.min(GIVE_UP_CHECK));
     }
 }
 
@@ -223,14 +230,50 @@ pub fn send_waiting<C: ProducerContext>(
     producer: &BaseProducer<C>,
     mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
 ) -> Result<(), KafkaError> {
+    let mut events = None;
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                producer.poll(Duration::from_millis(5));
+                let events = events.get_or_insert_with(|| Events::new(producer));
+                events.serve();
+                events.wait(QUEUE_FULL_WAIT);
                 record = returned;
             }
             Err((error, _)) => return Err(error),
+        }
+    }
+}
+
+/// A producer's events: slept on with [`EventWait`], or, if its socket cannot be had
+/// (out of file descriptors), polled every millisecond as rust-rdkafka allows.
+enum Events<'a, C: ProducerContext> {
+    Woken(EventWait<'a, C>),
+    Polled(&'a BaseProducer<C>),
+}
+
+impl<'a, C: ProducerContext> Events<'a, C> {
+    fn new(producer: &'a BaseProducer<C>) -> Self {
+        match EventWait::new(producer) {
+            Ok(events) => Events::Woken(events),
+            Err(error) => {
+                tracing::warn!(%error, "cannot sleep on the producer's events; polling them");
+                Events::Polled(producer)
+            }
+        }
+    }
+
+    fn serve(&self) {
+        match self {
+            Events::Woken(events) => events.serve(),
+            Events::Polled(producer) => producer.poll(Duration::ZERO),
+        }
+    }
+
+    fn wait(&self, timeout: Duration) {
+        match self {
+            Events::Woken(events) => events.wait(timeout),
+            Events::Polled(producer) => producer.poll(timeout.min(Duration::from_millis(1))),
         }
     }
 }

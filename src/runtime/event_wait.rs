@@ -1,0 +1,95 @@
+//! Sleeping until a producer has something to report. rust-rdkafka's
+//! `BaseProducer::poll(timeout)` serves events until its deadline and passes librdkafka
+//! whole milliseconds, so a poll of 1 ms never blocks: a wait made of such polls spins a
+//! core for as long as the broker takes to answer (every commit's wait for its
+//! deliveries did, 97 % of an idle replica's stream thread). Here librdkafka writes a byte
+//! to a socket when an event (a delivery report, an error) arrives on the producer's empty
+//! main queue, and the waiting thread sleeps on that socket.
+//!
+//! Invariant: one [`EventWait`] per producer at a time (librdkafka keeps one wake-up
+//! socket per queue), living no longer than the borrow of its producer; dropped, it takes
+//! its socket back from librdkafka before closing it.
+
+use rdkafka::bindings;
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+/// What librdkafka writes to the socket; only its arrival matters.
+const WAKE_UP: &[u8] = b"!";
+
+/// A producer's main queue, watched for new events.
+pub struct EventWait<'a, C: ProducerContext> {
+    producer: &'a BaseProducer<C>,
+    queue: NonNull<bindings::rd_kafka_queue_t>,
+    /// The end the waiting thread reads.
+    woken: UnixStream,
+    /// The end librdkafka writes; kept open for as long as librdkafka has it.
+    _waker: UnixStream,
+}
+
+impl<'a, C: ProducerContext> EventWait<'a, C> {
+    pub fn new(producer: &'a BaseProducer<C>) -> io::Result<Self> {
+        let (woken, waker) = UnixStream::pair()?;
+        // librdkafka writes from its own threads, with the queue locked: never block them.
+        waker.set_nonblocking(true)?;
+        // SAFETY: the client outlives `self` (the borrow); the handle is released in drop.
+        let queue = unsafe { bindings::rd_kafka_queue_get_main(producer.client().native_ptr()) };
+        let queue = NonNull::new(queue).ok_or_else(|| io::Error::other("the producer has no main queue"))?;
+        // SAFETY: librdkafka copies the payload; the socket stays open until drop disables it.
+        unsafe {
+            bindings::rd_kafka_queue_io_event_enable(
+                queue.as_ptr(),
+                waker.as_raw_fd(),
+                WAKE_UP.as_ptr().cast(),
+                WAKE_UP.len(),
+            )
+        };
+        Ok(Self {
+            producer,
+            queue,
+            woken,
+            _waker: waker,
+        })
+    }
+
+    /// Serves the events waiting on the queue: delivery reports reach the producer's
+    /// context. Events arriving meanwhile may be left for the next call.
+    pub fn serve(&self) {
+        // Each zero-timeout poll serves at most one event.
+        for _ in 0..self.waiting() {
+            self.producer.poll(Duration::ZERO);
+        }
+    }
+
+    /// Sleeps until an event arrives, at most `timeout`; returns at once if one is waiting.
+    pub fn wait(&self, timeout: Duration) {
+        if self.waiting() > 0 || timeout.is_zero() {
+            return;
+        }
+        // A failure to sleep (the socket) only makes the caller's loop look sooner.
+        if self.woken.set_read_timeout(Some(timeout)).is_ok() {
+            // One byte per wake-up: librdkafka writes again only after the queue is polled.
+            let _ = (&self.woken).read(&mut [0u8; 64]);
+        }
+    }
+
+    fn waiting(&self) -> usize {
+        // SAFETY: the handle is valid until drop.
+        unsafe { bindings::rd_kafka_queue_length(self.queue.as_ptr()) }
+    }
+}
+
+impl<C: ProducerContext> Drop for EventWait<'_, C> {
+    fn drop(&mut self) {
+        // SAFETY: fd -1 removes the wake-up under the queue's lock, so librdkafka no longer
+        // writes to the socket closed after this; then the handle is released.
+        unsafe {
+            bindings::rd_kafka_queue_io_event_enable(self.queue.as_ptr(), -1, std::ptr::null(), 0);
+            bindings::rd_kafka_queue_destroy(self.queue.as_ptr());
+        }
+    }
+}
