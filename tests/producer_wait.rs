@@ -9,7 +9,8 @@ mod common;
 
 use common::{producer_with, unique};
 use creditstream::runtime::client;
-use rdkafka::producer::BaseRecord;
+use creditstream::runtime::event_wait::EventWait;
+use rdkafka::producer::{BaseRecord, Producer};
 use std::time::{Duration, Instant};
 
 /// CPU time the calling thread has used (user and system), from `/proc/thread-self/stat`.
@@ -51,5 +52,43 @@ async fn a_wait_for_deliveries_sleeps_until_the_broker_answers() {
     assert!(
         spent < waited / 5,
         "waiting {waited:?} for one delivery used {spent:?} of CPU: the wait spins"
+    );
+}
+
+/// The other half: the sleep ends when the delivery comes, not at its timeout, so a wait
+/// that sleeps without ever being woken (a lost wake-up) fails here.
+#[tokio::test(flavor = "current_thread")]
+async fn a_delivery_ends_the_sleep_before_its_timeout() {
+    let def = common::topology(1).await;
+    let topic = def.inputs.orders.clone();
+    let producer = producer_with(&[("linger.ms", "0"), ("client.id", &unique("wake-"))]);
+    let send = || {
+        producer
+            .send(BaseRecord::to(&topic).key("k").payload("v"))
+            .map_err(|(error, _)| error)
+            .expect("queued")
+    };
+    // The first delivery also looks up the partition's leader and the producer id.
+    send();
+    client::flush(&producer, Duration::from_secs(30)).expect("delivered");
+
+    send();
+    let events = EventWait::new(&producer).expect("a socket pair");
+    let started = Instant::now();
+    let mut sleeps = 0;
+    loop {
+        events.serve();
+        if producer.in_flight_count() == 0 {
+            break;
+        }
+        assert!(sleeps < 3, "still waiting after {sleeps} sleeps of 10 s");
+        events.wait(Duration::from_secs(10));
+        sleeps += 1;
+    }
+    let took = started.elapsed();
+    eprintln!("one delivery in {took:?}, {sleeps} sleep(s)");
+    assert!(
+        took < Duration::from_secs(5),
+        "the delivery took {took:?}: the sleep ran to its 10 s timeout, no wake-up came"
     );
 }

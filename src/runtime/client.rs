@@ -9,6 +9,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a request to a broker may go unanswered before the client gives the connection
@@ -46,6 +47,9 @@ pub fn producer(kafka: &KafkaConfig, linger_ms: u64) -> ClientConfig {
         .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        // Every delivery reported, successes too: the delivery tracker and every wait for
+        // the deliveries (a commit's) count on it.
+        .set("delivery.report.only.error", "false")
         .set("linger.ms", linger_ms.to_string())
         .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "1000000")
@@ -190,7 +194,8 @@ pub fn seek_to_committed<C: ConsumerContext>(
 }
 
 /// Waits until every record sent so far is acknowledged, serving delivery reports as they
-/// arrive and sleeping between them ([`EventWait`]).
+/// arrive and sleeping between them ([`EventWait`]). rust-rdkafka's own `flush` polls in
+/// fixed 100 ms steps, which would stall every commit for 100 ms.
 pub fn flush<C: ProducerContext>(producer: &BaseProducer<C>, timeout: Duration) -> Result<(), KafkaError> {
     flush_unless(producer, timeout, || false).map(|_| ())
 }
@@ -206,6 +211,9 @@ pub fn flush_unless<C: ProducerContext>(
     timeout: Duration,
     mut give_up: impl FnMut() -> bool,
 ) -> Result<bool, KafkaError> {
+    if producer.in_flight_count() == 0 {
+        return Ok(true);
+    }
     let deadline = Instant::now() + timeout;
     let events = Events::new(producer);
     loop {
@@ -236,8 +244,10 @@ pub fn send_waiting<C: ProducerContext>(
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                 let events = events.get_or_insert_with(|| Events::new(producer));
-                events.serve();
-                events.wait(QUEUE_FULL_WAIT);
+                // Served reports made room already; otherwise sleep until one comes.
+                if events.serve() == 0 {
+                    events.wait(QUEUE_FULL_WAIT);
+                }
                 record = returned;
             }
             Err((error, _)) => return Err(error),
@@ -257,16 +267,23 @@ impl<'a, C: ProducerContext> Events<'a, C> {
         match EventWait::new(producer) {
             Ok(events) => Events::Woken(events),
             Err(error) => {
-                tracing::warn!(%error, "cannot sleep on the producer's events; polling them");
+                static WARNED: AtomicBool = AtomicBool::new(false);
+                if !WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%error, "cannot sleep on a producer's events; polling them (said once)");
+                }
                 Events::Polled(producer)
             }
         }
     }
 
-    fn serve(&self) {
+    /// Serves the waiting events; says how many there were (0 when polled blindly).
+    fn serve(&self) -> usize {
         match self {
             Events::Woken(events) => events.serve(),
-            Events::Polled(producer) => producer.poll(Duration::ZERO),
+            Events::Polled(producer) => {
+                producer.poll(Duration::ZERO);
+                0
+            }
         }
     }
 

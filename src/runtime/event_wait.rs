@@ -1,14 +1,13 @@
-//! Sleeping until a producer has something to report. rust-rdkafka's
-//! `BaseProducer::poll(timeout)` serves events until its deadline and passes librdkafka
-//! whole milliseconds, so a poll of 1 ms never blocks: a wait made of such polls spins a
-//! core for as long as the broker takes to answer (every commit's wait for its
-//! deliveries did, 97 % of an idle replica's stream thread). Here librdkafka writes a byte
-//! to a socket when an event (a delivery report, an error) arrives on the producer's empty
-//! main queue, and the waiting thread sleeps on that socket.
+//! Sleeping until a producer's main queue has an event (a delivery report, an error, a
+//! log line) to serve. rust-rdkafka's `BaseProducer::poll(timeout)` serves events until
+//! its deadline and passes librdkafka whole milliseconds, so short polls never block and a
+//! wait made of them spins a core. Here librdkafka writes a byte to a socket when an event
+//! lands on the empty queue, and the waiting thread sleeps on that socket.
 //!
 //! Invariant: one [`EventWait`] per producer at a time (librdkafka keeps one wake-up
-//! socket per queue), living no longer than the borrow of its producer; dropped, it takes
-//! its socket back from librdkafka before closing it.
+//! socket per queue: a second one takes it over, and dropping either leaves the other
+//! waking only at its timeouts). It lives no longer than the borrow of its producer, and
+//! takes its socket back from librdkafka before closing it.
 
 use rdkafka::bindings;
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
@@ -34,7 +33,8 @@ pub struct EventWait<'a, C: ProducerContext> {
 impl<'a, C: ProducerContext> EventWait<'a, C> {
     pub fn new(producer: &'a BaseProducer<C>) -> io::Result<Self> {
         let (woken, waker) = UnixStream::pair()?;
-        // librdkafka writes from its own threads, with the queue locked: never block them.
+        // librdkafka writes from its own threads, with the queue locked: never block them
+        // (a full socket already holds unread wake-ups, so nothing is lost).
         waker.set_nonblocking(true)?;
         // SAFETY: the client outlives `self` (the borrow); the handle is released in drop.
         let queue = unsafe { bindings::rd_kafka_queue_get_main(producer.client().native_ptr()) };
@@ -56,23 +56,29 @@ impl<'a, C: ProducerContext> EventWait<'a, C> {
         })
     }
 
-    /// Serves the events waiting on the queue: delivery reports reach the producer's
-    /// context. Events arriving meanwhile may be left for the next call.
-    pub fn serve(&self) {
-        // Each zero-timeout poll serves at most one event.
-        for _ in 0..self.waiting() {
+    /// Serves the events waiting on the queue (delivery reports reach the producer's
+    /// context) and says how many there were. Events arriving meanwhile may be left for the
+    /// next call; [`Self::wait`] returns at once for them.
+    pub fn serve(&self) -> usize {
+        let waiting = self.waiting();
+        // Each zero-timeout poll hands rust-rdkafka at most one event. At least one poll,
+        // even on an empty queue: librdkafka writes the next wake-up only after a poll.
+        for _ in 0..waiting.max(1) {
             self.producer.poll(Duration::ZERO);
         }
+        waiting
     }
 
-    /// Sleeps until an event arrives, at most `timeout`; returns at once if one is waiting.
+    /// Sleeps until an event arrives, at most `timeout`. May return sooner (an event
+    /// already waiting, an earlier wake-up not yet read, a signal): callers check again.
     pub fn wait(&self, timeout: Duration) {
         if self.waiting() > 0 || timeout.is_zero() {
             return;
         }
         // A failure to sleep (the socket) only makes the caller's loop look sooner.
         if self.woken.set_read_timeout(Some(timeout)).is_ok() {
-            // One byte per wake-up: librdkafka writes again only after the queue is polled.
+            // librdkafka writes once each time the queue turns non-empty after a poll;
+            // bytes of wake-ups already served only cost one more pass.
             let _ = (&self.woken).read(&mut [0u8; 64]);
         }
     }

@@ -7,7 +7,7 @@
 //!   watermarks, member id).
 //! - [`group_members`]: a consumer group's members and their assignments.
 //! - [`admin`]: creates and verifies the topology's topics.
-//! - [`event_wait`]: sleeps until a producer has a delivery to report (no spinning poll).
+//! - [`event_wait`]: sleeps until a producer has an event to serve (no spinning poll).
 //! - [`error_codes`]: the one table of Kafka error codes (the ingest, runtime and sink each
 //!   decide from its classes).
 //! - [`dead_letter`], [`lag`]: dead letters (headers, the cut that makes one fit) and
