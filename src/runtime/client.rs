@@ -4,12 +4,11 @@
 //! and is idempotent.
 
 use crate::config::KafkaConfig;
-use crate::runtime::event_wait::EventWait;
+use crate::runtime::event_wait::Events;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a request to a broker may go unanswered before the client gives the connection
@@ -194,10 +193,18 @@ pub fn seek_to_committed<C: ConsumerContext>(
 }
 
 /// Waits until every record sent so far is acknowledged, serving delivery reports as they
-/// arrive and sleeping between them ([`EventWait`]). rust-rdkafka's own `flush` polls in
+/// arrive and sleeping between them ([`Events`]). rust-rdkafka's own `flush` polls in
 /// fixed 100 ms steps, which would stall every commit for 100 ms.
 pub fn flush<C: ProducerContext>(producer: &BaseProducer<C>, timeout: Duration) -> Result<(), KafkaError> {
     flush_unless(producer, timeout, || false).map(|_| ())
+}
+
+/// A poll timeout rounded up to whole milliseconds. rust-rdkafka hands librdkafka whole
+/// milliseconds (truncated) and polls again until its own deadline, so the fraction of a
+/// millisecond a wait ends with is spent in zero-timeout polls: a busy loop.
+pub fn whole_millis(wait: Duration) -> Duration {
+    let millis = wait.as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
 /// How long [`flush_unless`] sleeps at most before it asks `give_up` again.
@@ -255,46 +262,6 @@ pub fn send_waiting<C: ProducerContext>(
     }
 }
 
-/// A producer's events: slept on with [`EventWait`], or, if its socket cannot be had
-/// (out of file descriptors), polled every millisecond as rust-rdkafka allows.
-enum Events<'a, C: ProducerContext> {
-    Woken(EventWait<'a, C>),
-    Polled(&'a BaseProducer<C>),
-}
-
-impl<'a, C: ProducerContext> Events<'a, C> {
-    fn new(producer: &'a BaseProducer<C>) -> Self {
-        match EventWait::new(producer) {
-            Ok(events) => Events::Woken(events),
-            Err(error) => {
-                static WARNED: AtomicBool = AtomicBool::new(false);
-                if !WARNED.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(%error, "cannot sleep on a producer's events; polling them (said once)");
-                }
-                Events::Polled(producer)
-            }
-        }
-    }
-
-    /// Serves the waiting events; says how many there were (0 when polled blindly).
-    fn serve(&self) -> usize {
-        match self {
-            Events::Woken(events) => events.serve(),
-            Events::Polled(producer) => {
-                producer.poll(Duration::ZERO);
-                0
-            }
-        }
-    }
-
-    fn wait(&self, timeout: Duration) {
-        match self {
-            Events::Woken(events) => events.wait(timeout),
-            Events::Polled(producer) => producer.poll(timeout.min(Duration::from_millis(1))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +279,14 @@ mod tests {
         assert_eq!(shipped.get("reconnect.backoff.max.ms"), Some("1000"));
         let chosen = base(&kafka(&[("CREDITSTREAM__KAFKA__CLIENT__socket.timeout.ms", "30000")]));
         assert_eq!(chosen.get("socket.timeout.ms"), Some("30000"));
+    }
+
+    #[test]
+    fn poll_waits_are_whole_milliseconds_never_shorter() {
+        assert_eq!(whole_millis(Duration::ZERO), Duration::ZERO);
+        assert_eq!(whole_millis(Duration::from_micros(1)), Duration::from_millis(1));
+        assert_eq!(whole_millis(Duration::from_micros(2_300)), Duration::from_millis(3));
+        assert_eq!(whole_millis(Duration::from_millis(50)), Duration::from_millis(50));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! its deadline and passes librdkafka whole milliseconds, so short polls never block and a
 //! wait made of them spins a core. Here librdkafka writes a byte to a socket when an event
 //! lands on the empty queue, and the waiting thread sleeps on that socket.
+//! [`Events`] falls back to millisecond polls when no socket can be had.
 //!
 //! Invariant: one [`EventWait`] per producer at a time (librdkafka keeps one wake-up
 //! socket per queue: a second one takes it over, and dropping either leaves the other
@@ -15,6 +16,7 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// What librdkafka writes to the socket; only its arrival matters.
@@ -96,6 +98,46 @@ impl<C: ProducerContext> Drop for EventWait<'_, C> {
         unsafe {
             bindings::rd_kafka_queue_io_event_enable(self.queue.as_ptr(), -1, std::ptr::null(), 0);
             bindings::rd_kafka_queue_destroy(self.queue.as_ptr());
+        }
+    }
+}
+
+/// A producer's events: slept on with [`EventWait`], or, if its socket cannot be had
+/// (out of file descriptors), polled every millisecond as rust-rdkafka allows.
+pub enum Events<'a, C: ProducerContext> {
+    Woken(EventWait<'a, C>),
+    Polled(&'a BaseProducer<C>),
+}
+
+impl<'a, C: ProducerContext> Events<'a, C> {
+    pub fn new(producer: &'a BaseProducer<C>) -> Self {
+        match EventWait::new(producer) {
+            Ok(events) => Events::Woken(events),
+            Err(error) => {
+                static WARNED: AtomicBool = AtomicBool::new(false);
+                if !WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%error, "cannot sleep on a producer's events; polling them (said once)");
+                }
+                Events::Polled(producer)
+            }
+        }
+    }
+
+    /// Serves the waiting events; says how many there were (0 when polled blindly).
+    pub fn serve(&self) -> usize {
+        match self {
+            Events::Woken(events) => events.serve(),
+            Events::Polled(producer) => {
+                producer.poll(Duration::ZERO);
+                0
+            }
+        }
+    }
+
+    pub fn wait(&self, timeout: Duration) {
+        match self {
+            Events::Woken(events) => events.wait(timeout),
+            Events::Polled(producer) => producer.poll(timeout.min(Duration::from_millis(1))),
         }
     }
 }

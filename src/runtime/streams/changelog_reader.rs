@@ -204,7 +204,7 @@ impl ChangelogReader {
     ) -> Result<usize, ReadError> {
         let deadline = Instant::now() + wait;
         let mut read = 0;
-        let mut timeout = wait;
+        let mut timeout = client::whole_millis(wait);
         while read < max {
             match self.consumer.poll(timeout) {
                 Some(Ok(message)) => {
@@ -221,7 +221,7 @@ impl ChangelogReader {
                 }
                 Some(Err(error)) => return Err(error.into()),
                 None if read == 0 && Instant::now() < deadline => {
-                    timeout = deadline.saturating_duration_since(Instant::now());
+                    timeout = client::whole_millis(deadline.saturating_duration_since(Instant::now()));
                 }
                 None => break,
             }

@@ -191,7 +191,7 @@ where
     P::Output: Routed + Send,
 {
     let _call = activity::enter("poll");
-    let mut timeout = wait;
+    let mut timeout = client::whole_millis(wait);
     while batch.len() < MAX_POLL_BATCH {
         match consumer.poll(timeout) {
             Some(Ok(message)) => {
