@@ -2,8 +2,7 @@
 //! `RecordCollector`. It sends the topology's outputs (to the task's partition, or to the
 //! one a repartition names) and the changelog records, follows their deliveries
 //! (`delivery_tracker`), and runs the producer's transactions: how one ends is in
-//! `record_collector/transaction.rs` (the send of its offsets bounded by
-//! `record_collector/send_bound.rs`), how one is abandoned here.
+//! `record_collector/transaction.rs`, how one is abandoned here.
 //!
 //! Invariants:
 //! - Under `exactly_once_v2` every record goes into the open transaction; a transaction
@@ -32,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
 
-mod send_bound;
 mod transaction;
 
 /// Longest a Kafka call of the stream thread may block (rewinds, the start of a producer).
@@ -61,8 +59,6 @@ pub struct RecordCollector {
     transactional_id: String,
     transaction_timeout_ms: u64,
     linger_ms: u64,
-    /// How long the next send of the consumed offsets may block.
-    send_bound: send_bound::SendOffsetsBound,
 }
 
 fn new_producer(
@@ -129,7 +125,6 @@ impl RecordCollector {
             transactional_id: transactional_id.to_string(),
             transaction_timeout_ms: cfg.transaction_timeout_ms,
             linger_ms: cfg.linger_ms,
-            send_bound: send_bound::SendOffsetsBound::default(),
         })
     }
 

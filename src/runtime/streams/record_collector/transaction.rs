@@ -30,6 +30,12 @@ const COMMIT_WAIT: Duration = Duration::from_secs(13);
 /// The least time between two asks for the same commit (librdkafka answers "still under
 /// way" at its timeout; an answer that comes sooner is not asked again in a busy loop).
 const ASK_AGAIN_AFTER: Duration = Duration::from_millis(100);
+/// Longest the send of the consumed offsets may block. Shorter than the other calls: when
+/// it outlasts this it has most likely met librdkafka's stale group coordinator (its
+/// issue 5511: a coordinator whose broker shut down stays cached and the request waits for
+/// an unrelated broker's state change), which only a new producer escapes; and giving it up
+/// costs no restore, since the transaction was never asked to commit.
+const SEND_OFFSETS_CALL: Duration = Duration::from_secs(2);
 
 impl RecordCollector {
     /// Ends the open transaction with `offsets` (the consumed positions) in it. Under
@@ -62,11 +68,7 @@ impl RecordCollector {
     }
 
     /// Starts sending the consumed offsets to the open transaction, on the worker that
-    /// bounds transactional calls (`send_bound`: 2 s, longer right after give-ups). A send
-    /// that outlasts it has most likely met librdkafka's stale group coordinator (its issue
-    /// 5511: a coordinator whose broker shut down stays cached and the request waits for an
-    /// unrelated broker's state change), which only a new producer escapes; giving it up
-    /// costs no restore, since the transaction was never asked to commit.
+    /// bounds transactional calls (at most [`SEND_OFFSETS_CALL`]).
     fn start_sending_offsets(
         &mut self,
         offsets: &TopicPartitionList,
@@ -75,17 +77,16 @@ impl RecordCollector {
     ) -> Result<Pending<KafkaResult<()>>, StreamsError> {
         let group = group.ok_or(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownGroup))?;
         let (producer, offsets) = (self.producer.clone(), offsets.clone());
-        let bound = self.send_bound.at(Instant::now());
         let held = faults.hold_offsets();
         let timeout = if faults.time_out_offsets() {
             Duration::ZERO
         } else {
-            bound
+            SEND_OFFSETS_CALL
         };
         self.calls
-            .start("send_offsets_to_transaction", bound, move || {
+            .start("send_offsets_to_transaction", SEND_OFFSETS_CALL, move || {
                 if held {
-                    std::thread::sleep(bound * 2);
+                    std::thread::sleep(SEND_OFFSETS_CALL * 2);
                 }
                 producer.send_offsets_to_transaction(&offsets, &group, timeout)
             })
@@ -116,7 +117,6 @@ impl RecordCollector {
         let sending = Instant::now();
         let sent = match send.map(|pending| self.calls.finish(pending)) {
             Some(Err(overdue)) => {
-                self.send_bound.gave_up(Instant::now());
                 let overdue = self.overdue(overdue);
                 // A fatal delivery failure (a denied topic) still says most; the producer
                 // is stale either way, since the send goes on.
