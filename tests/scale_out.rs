@@ -115,12 +115,17 @@ fn owners(replicas: &[(&str, &Running)]) -> Option<BTreeMap<String, String>> {
     (owner.len() == 6).then_some(owner)
 }
 
-/// Waits until every task runs once and the owners did not change for `settle`.
+/// Waits until every task runs once, every replica runs at least one (each has joined the
+/// group: a replica started beside another can join seconds after the first took every task,
+/// and an owner map that merely held still for `settle` before that was once taken as
+/// settled), and the owners did not change for `settle`.
 fn settled(replicas: &[(&str, &Running)], settle: Duration) -> BTreeMap<String, String> {
     let started = Instant::now();
     let mut last: Option<(BTreeMap<String, String>, Instant)> = None;
+    let every_one_runs =
+        |owner: &BTreeMap<String, String>| replicas.iter().all(|(name, _)| owner.values().any(|o| o == name));
     while started.elapsed() < WAIT {
-        if let Some(now) = owners(replicas) {
+        if let Some(now) = owners(replicas).filter(every_one_runs) {
             match &last {
                 Some((previous, since)) if *previous == now && since.elapsed() >= settle => return now,
                 Some((previous, _)) if *previous == now => {}
