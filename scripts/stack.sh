@@ -321,6 +321,7 @@ broker_pidfile() { echo "$(broker_dir "$1")/kafka.pid"; }
 broker_log() { echo "$(broker_dir "$1")/server.log"; } # log4j2 (scripts/kafka/log4j2.properties)
 broker_out() { echo "$(broker_dir "$1")/kafka.out"; }  # JVM stdout/stderr: crashes, bad options
 broker_readiness_log() { echo "$(broker_dir "$1")/readiness.log"; }
+broker_log_mark() { echo "$(broker_dir "$1")/server.log.mark"; } # server.log's size at spawn
 broker_port() { echo $((KAFKA_PORT + 10 * ($1 - 1))); }
 broker_node_id() { echo $(($1 + 1)); }
 broker_pid() { live_pid "$(broker_pidfile "$1")" "$(broker_config "$1")"; }
@@ -626,12 +627,23 @@ stop_kafka_processes() {
   stop_controller
 }
 
-# Ready: the broker answers an admin request (listing topics) through its own port, not just
-# a TCP connect.
+# Whether broker I logged that it started since it was last spawned (true when the spawn left
+# no mark). Cheap enough to look every second, unlike the admin tool's JVM (about 2 s of CPU
+# each, taken from a broker that is warming up).
+broker_logged_start() {
+  local i=$1 mark
+  mark=$(cat "$(broker_log_mark "$i")" 2>/dev/null) || return 0
+  # grep reads it all (not -q): under pipefail, tail cut off by SIGPIPE would fail the test.
+  tail -c +"$((mark + 1))" "$(broker_log "$i")" 2>/dev/null | grep 'Kafka Server started' >/dev/null
+}
+
+# Ready: the broker logged its start and answers an admin request (listing topics) through
+# its own port, not just a TCP connect.
 broker_is_ready() {
   local i=$1 port
   port=$(broker_port "$i")
   port_open "$port" || return 1
+  broker_logged_start "$i" || return 1
   kafka_tool_with_timeout 60 org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$port" \
     --command-config "$KAFKA_ADMIN_CONFIG" --list >/dev/null 2>>"$(broker_readiness_log "$i")"
 }
@@ -700,6 +712,7 @@ wait_brokers_ready() {
 spawn_broker() {
   local i=$1
   rm -rf "$(broker_data "$i")/__cluster_metadata-0"
+  stat -c %s "$(broker_log "$i")" 2>/dev/null >"$(broker_log_mark "$i")" || echo 0 >"$(broker_log_mark "$i")"
   say "kafka: starting broker-$i (node $(broker_node_id "$i")) on $HOST:$(broker_port "$i") (controller $HOST:$KAFKA_CONTROLLER_PORT)"
   # shellcheck disable=SC2046 # broker_heap_opts prints several JVM flags
   spawn "$(broker_pidfile "$i")" "$(broker_out "$i")" java $(broker_heap_opts) -server \

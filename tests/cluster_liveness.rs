@@ -31,6 +31,7 @@
 mod common;
 
 use common::cluster::Cluster;
+use common::scenario::assigned;
 use common::*;
 use creditstream::config::Config;
 use creditstream::runtime::{admin, client};
@@ -451,16 +452,13 @@ fn healthy_again(cluster: &Cluster, watch: &Watch, findings: &mut Findings, what
     };
     let healthy = Instant::now();
     eprintln!("liveness: {what}: ISRs full again after {took:?}");
-    std::thread::sleep(AFTER_HEALTHY + Duration::from_secs(1));
-    report(
-        watch,
-        &format!("{what}, after full ISRs"),
-        healthy,
-        healthy + AFTER_HEALTHY,
-    );
+    // A window longer than the bound: within one exactly as long, no gap could exceed it.
+    let window = AFTER_HEALTHY + Duration::from_secs(2);
+    std::thread::sleep(window);
+    report(watch, &format!("{what}, after full ISRs"), healthy, healthy + window);
     findings.stalls(
         &format!("{what}, after full ISRs"),
-        watch.stalls(healthy, healthy + AFTER_HEALTHY, AFTER_HEALTHY),
+        watch.stalls(healthy, healthy + window, AFTER_HEALTHY),
         AFTER_HEALTHY,
     );
 }
@@ -536,15 +534,19 @@ async fn on_three_brokers_every_partition_keeps_deciding_through_broker_faults()
     let mut b = replica(&def, dir.path(), "b");
     let watch = Watch::start(def.outputs.decisions.clone());
     let load = Load::start(def.inputs.orders.clone());
-    // Both replicas run and every partition decides before the first fault.
+    // Both replicas run tasks (a alone deciding every partition would pass the second
+    // check before b joined) and every partition decides before the first fault.
     let warm = wait_until(Duration::from_secs(120), || {
-        watch
-            .stalls(
-                Instant::now() - Duration::from_secs(3),
-                Instant::now(),
-                Duration::from_secs(2),
-            )
-            .is_empty()
+        assigned(&a) > 0.0
+            && assigned(&b) > 0.0
+            && assigned(&a) + assigned(&b) == PARTITIONS as f64
+            && watch
+                .stalls(
+                    Instant::now() - Duration::from_secs(3),
+                    Instant::now(),
+                    Duration::from_secs(2),
+                )
+                .is_empty()
     });
     assert!(
         warm,
