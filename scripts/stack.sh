@@ -63,6 +63,9 @@
 #   PROMETHEUS_PORT         [9090]  Prometheus web port on 127.0.0.1
 #   PROMETHEUS_CONFIG       [<repo>/config/prometheus.yml]
 #   KAFKA_HEAP_OPTS         [-Xmx1g -Xms256m with one broker, -Xmx512m -Xms256m with more]  per broker
+#   KAFKA_JIT               [auto]  the brokers' JIT: c1 (-XX:TieredStopAtLevel=1), c2 (the JVM's
+#                                   default), or auto: c1 when the brokers and the controller
+#                                   outnumber the cores, so a restarted broker warms up in seconds
 #   KAFKA_START_TIMEOUT     [120]   seconds to wait for the Kafka brokers to become ready
 #   KAFKA_BROKER_SESSION_MS [2000]  the controller fences a broker silent this long (Kafka's
 #                                   default is 9000; see the controller's configuration below)
@@ -88,6 +91,7 @@ MYSQL_PORT=${MYSQL_PORT:-3306}
 PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
 PROMETHEUS_CONFIG=${PROMETHEUS_CONFIG:-$REPO_ROOT/config/prometheus.yml}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:-}   # default per broker count: see broker_heap_opts
+KAFKA_JIT=${KAFKA_JIT:-auto}           # see broker_jit_opts
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-120}
 KAFKA_BROKER_SESSION_MS=${KAFKA_BROKER_SESSION_MS:-2000}
 MYSQL_START_TIMEOUT=${MYSQL_START_TIMEOUT:-60}
@@ -379,6 +383,19 @@ broker_heap_opts() {
   else
     echo "-Xmx1g -Xms256m"
   fi
+}
+
+# The brokers' JIT: with KAFKA_JIT=auto, C1 only when the Kafka JVMs (brokers and controller)
+# outnumber the cores. A broker restarted on such a machine otherwise spends its first minute
+# compiling with C2 beside the others' work, and the coordinators it takes over in a rolling
+# restart load seconds late (docs/production.md, "Coordinator loads on a restarted broker").
+broker_jit_opts() {
+  case $KAFKA_JIT in
+    c1) echo "-XX:TieredStopAtLevel=1" ;;
+    c2) ;;
+    auto) if ((BROKERS + 1 > $(nproc))); then echo "-XX:TieredStopAtLevel=1"; fi ;;
+    *) die "KAFKA_JIT must be auto, c1 or c2 (not '$KAFKA_JIT')" ;;
+  esac
 }
 
 # ---------------------------------------------------------------- kafka: configs and storage
@@ -715,7 +732,7 @@ spawn_broker() {
   stat -c %s "$(broker_log "$i")" 2>/dev/null >"$(broker_log_mark "$i")" || echo 0 >"$(broker_log_mark "$i")"
   say "kafka: starting broker-$i (node $(broker_node_id "$i")) on $HOST:$(broker_port "$i") (controller $HOST:$KAFKA_CONTROLLER_PORT)"
   # shellcheck disable=SC2046 # broker_heap_opts prints several JVM flags
-  spawn "$(broker_pidfile "$i")" "$(broker_out "$i")" java $(broker_heap_opts) -server \
+  spawn "$(broker_pidfile "$i")" "$(broker_out "$i")" java $(broker_heap_opts) $(broker_jit_opts) -server \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
     "-Xlog:gc*,safepoint:file=$(broker_dir "$i")/gc.log:time,uptime:filecount=2,filesize=20m" \
