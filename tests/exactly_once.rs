@@ -455,7 +455,9 @@ async fn a_replica_frozen_past_its_session_is_fenced_when_it_wakes() {
     let mut scenario = Scenario::new(20).await;
     let a = scenario.replica(&dir.path().join("a"));
     let b = scenario.replica(&dir.path().join("b"));
-    assert!(wait_until(WAIT, || assigned(&a) + assigned(&b) == 6.0 && assigned(&a) >= 1.0));
+    assert!(wait_until(WAIT, || {
+        assigned(&a) + assigned(&b) == 6.0 && assigned(&a) >= 1.0 && assigned(&b) >= 1.0
+    }));
     scenario.orders(20, 200);
     let _ = scenario.decisions(200);
     // Frozen while it works on a fresh batch, so it holds uncommitted work.

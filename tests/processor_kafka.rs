@@ -36,7 +36,9 @@ async fn a_replica_killed_mid_stream_loses_and_duplicates_nothing() {
     let mut scenario = Scenario::new(30).await;
     let mut a = scenario.replica(&dir.path().join("a"));
     let b = scenario.replica(&dir.path().join("b"));
-    assert!(wait_until(WAIT, || assigned(&a) + assigned(&b) == 6.0 && assigned(&a) >= 1.0));
+    assert!(wait_until(WAIT, || {
+        assigned(&a) + assigned(&b) == 6.0 && assigned(&a) >= 1.0 && assigned(&b) >= 1.0
+    }));
     scenario.orders(30, 300);
     // Wait until the stream is under way, then kill one replica without warning.
     let _ = read_until(&scenario.def.outputs.decisions, 6, WAIT, |r| r.len() >= 50);
