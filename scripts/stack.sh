@@ -727,12 +727,13 @@ wait_brokers_ready() {
 # dropping it makes the broker load the controller's current view (itself fenced, after a
 # kill) rather than replay a stale one in which it still leads its partitions.
 spawn_broker() {
-  local i=$1
+  local i=$1 jit
+  jit=$(broker_jit_opts) || exit 1 # a bad KAFKA_JIT: the subshell said so
   rm -rf "$(broker_data "$i")/__cluster_metadata-0"
   stat -c %s "$(broker_log "$i")" 2>/dev/null >"$(broker_log_mark "$i")" || echo 0 >"$(broker_log_mark "$i")"
   say "kafka: starting broker-$i (node $(broker_node_id "$i")) on $HOST:$(broker_port "$i") (controller $HOST:$KAFKA_CONTROLLER_PORT)"
-  # shellcheck disable=SC2046 # broker_heap_opts prints several JVM flags
-  spawn "$(broker_pidfile "$i")" "$(broker_out "$i")" java $(broker_heap_opts) $(broker_jit_opts) -server \
+  # shellcheck disable=SC2046,SC2086 # several JVM flags from broker_heap_opts, $jit one or none
+  spawn "$(broker_pidfile "$i")" "$(broker_out "$i")" java $(broker_heap_opts) $jit -server \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
     "-Xlog:gc*,safepoint:file=$(broker_dir "$i")/gc.log:time,uptime:filecount=2,filesize=20m" \
