@@ -463,7 +463,10 @@ fn healthy_again(cluster: &Cluster, watch: &Watch, findings: &mut Findings, what
     );
 }
 
-fn rolling_restart(cluster: &Cluster, watch: &Watch, findings: &mut Findings) {
+/// `pause`: how long to wait after every ISR is full again before stopping the next broker
+/// (0 by default: the next goes as soon as the cluster is healthy, the procedure the 5 s
+/// bound is stated for).
+fn rolling_restart(cluster: &Cluster, watch: &Watch, findings: &mut Findings, pause: Duration) {
     eprintln!("liveness: rolling restart");
     let (from, found_before) = (Instant::now(), findings.0.len());
     let mut fenced = Vec::new();
@@ -488,7 +491,7 @@ fn rolling_restart(cluster: &Cluster, watch: &Watch, findings: &mut Findings) {
         fenced.extend(fenced_others(cluster, mark, broker));
         // An operator's pause before the next broker, if one is asked for: the time the
         // restarted broker has to warm up before it may take over coordinators.
-        std::thread::sleep(rolling_pause());
+        std::thread::sleep(pause);
     }
     // Settled: the last partition's move shows in the window too.
     std::thread::sleep(ROLLING);
@@ -497,15 +500,9 @@ fn rolling_restart(cluster: &Cluster, watch: &Watch, findings: &mut Findings) {
     findings.explain_by_fencing(found_before, "rolling restart", &fenced);
 }
 
-/// `CREDITSTREAM_LIVENESS_ROLLING_PAUSE_SECS`: how long the rolling restart waits after
-/// every ISR is full again before it stops the next broker. 0 by default: the next broker
-/// goes as soon as the cluster is healthy, the procedure the 5 s bound is stated for.
-fn rolling_pause() -> Duration {
-    let secs = std::env::var("CREDITSTREAM_LIVENESS_ROLLING_PAUSE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Duration::from_secs(secs)
+/// The number environment variable `name` holds, or `default` if it is unset or not one.
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
 /// SIGTERM, and the replica must be gone within 20 s.
@@ -524,10 +521,8 @@ fn stops_on_sigterm(replica: &mut Running, name: &str, findings: &mut Findings) 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_three_brokers_every_partition_keeps_deciding_through_broker_faults() {
     let cluster = Cluster::attach();
-    let rounds: usize = std::env::var("CREDITSTREAM_LIVENESS_ROUNDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
+    let rounds: usize = env_number("CREDITSTREAM_LIVENESS_ROUNDS", 1);
+    let pause = Duration::from_secs(env_number("CREDITSTREAM_LIVENESS_ROLLING_PAUSE_SECS", 0));
     let dir = KeptOnFailure::new("cluster_liveness");
     let def = cluster_topology().await;
     let mut a = replica(&def, dir.path(), "a");
@@ -537,9 +532,10 @@ async fn on_three_brokers_every_partition_keeps_deciding_through_broker_faults()
     // Both replicas run tasks (a alone deciding every partition would pass the second
     // check before b joined) and every partition decides before the first fault.
     let warm = wait_until(Duration::from_secs(120), || {
-        assigned(&a) > 0.0
-            && assigned(&b) > 0.0
-            && assigned(&a) + assigned(&b) == PARTITIONS as f64
+        let (on_a, on_b) = (assigned(&a), assigned(&b));
+        on_a > 0.0
+            && on_b > 0.0
+            && on_a + on_b == PARTITIONS as f64
             && watch
                 .stalls(
                     Instant::now() - Duration::from_secs(3),
@@ -581,7 +577,7 @@ async fn on_three_brokers_every_partition_keeps_deciding_through_broker_faults()
             );
         }
         if chosen("rolling") {
-            rolling_restart(&cluster, &watch, &mut findings);
+            rolling_restart(&cluster, &watch, &mut findings, pause);
         }
         if chosen("freeze") {
             let leader = busiest_leader(&cluster, &def.inputs.orders);

@@ -176,7 +176,7 @@ impl Cluster {
             .expect("a metadata client for the cluster");
         let started = Instant::now();
         while started.elapsed() < timeout {
-            if isr_full(&client) {
+            if isr_full(&client, self.brokers().len()) {
                 return Some(started.elapsed());
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -185,14 +185,14 @@ impl Cluster {
     }
 }
 
-/// Whether the cluster lists all its brokers and every partition has a leader and an ISR as
-/// long as its replica list (a broker that is down or fenced is not listed; its replicas
+/// Whether the cluster lists all its `brokers` and every partition has a leader and an ISR
+/// as long as its replica list (a broker that is down or fenced is not listed; its replicas
 /// leave the ISRs).
-fn isr_full(client: &BaseConsumer) -> bool {
+fn isr_full(client: &BaseConsumer, brokers: usize) -> bool {
     let Ok(metadata) = client.fetch_metadata(None, Duration::from_secs(5)) else {
         return false;
     };
-    metadata.brokers().len() == 3
+    metadata.brokers().len() == brokers
         && metadata.topics().iter().all(|topic| {
             topic.error().is_none()
                 && topic
