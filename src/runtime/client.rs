@@ -12,14 +12,18 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 /// How long a request to a broker may go unanswered before the client gives the connection
-/// up and looks for the partition's leader again (librdkafka's socket.timeout.ms, 60 s by
-/// default; Java clients' request.timeout.ms is 30 s). A broker that is frozen (SIGSTOP, a
-/// stalled VM or disk) keeps its connections open and answers nothing: the cluster moves its
-/// leaders once it is fenced (broker.session.timeout.ms, 9 s by default), but a client
-/// learns of that only when a request fails, so every fetch and produce of its partitions
-/// waited out the whole freeze. 10 s: past the fencing of a silent broker, short of the
-/// 15 s a partition may go undecided.
-pub const SOCKET_TIMEOUT_MS: &str = "10000";
+/// up and looks for the partition's leader (or coordinator) again (librdkafka's
+/// socket.timeout.ms, 60 s by default; Java clients' request.timeout.ms is 30 s). A broker
+/// that is frozen (SIGSTOP, a stalled VM or disk) keeps its connections open and answers
+/// nothing: the cluster moves its leaders and coordinators once it is fenced
+/// (broker.session.timeout.ms, 9 s by default), but a client learns of that only when a
+/// request fails. 5 s, half the transaction timeout: a commit asked of a transaction
+/// coordinator that froze is asked again of the coordinator that replaced it before the
+/// transaction times out there (at 10 s it always came too late: the new coordinator had
+/// aborted the transaction, the producer was fenced and every store restored, 20 s
+/// without decisions). Where fencing takes longer, a request is retried on the frozen
+/// broker once more, no later than at 10 s.
+pub const SOCKET_TIMEOUT_MS: &str = "5000";
 
 /// The base configuration shared by every client: brokers plus the user's pass-through
 /// properties, which win over its defaults here: a broker that refused connections is

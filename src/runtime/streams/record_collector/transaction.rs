@@ -22,10 +22,11 @@ use tracing::warn;
 /// librdkafka's answer (say, a retriable "timed out") comes before the call is given up.
 const CALL_MARGIN: Duration = Duration::from_secs(1);
 /// Longest a commit that librdkafka says is still under way is waited for, in all: past
-/// the socket timeout (10 s), after which librdkafka gives a request to a frozen
-/// coordinator up and asks the coordinator that replaced it, plus time for that answer.
-/// Giving up at the socket timeout itself (it was 10 s) gave up the commit just as it was
-/// about to finish: a broker frozen under a commit cost a new producer and a full restore.
+/// two socket timeouts (5 s each: a request to a frozen coordinator given up, asked of it
+/// again while the cluster has not fenced it yet, then of the coordinator that replaced
+/// it), plus time for that answer. Giving up at the first timeout gave up the commit just as
+/// it was about to finish: a broker frozen under a commit cost a new producer and a full
+/// restore.
 const COMMIT_WAIT: Duration = Duration::from_secs(13);
 /// The least time between two asks for the same commit (librdkafka answers "still under
 /// way" at its timeout; an answer that comes sooner is not asked again in a busy loop).
