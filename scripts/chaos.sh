@@ -29,7 +29,11 @@ kind=${CREDITSTREAM_CHAOS_LONG:+-long}
 mkdir -p benches/results/chaos
 log=benches/results/chaos/$(date -u +%F)-$(git rev-parse --short HEAD)-$(date -u +%H%M%S)$kind.log
 echo "chaos: keeping the output in $log"
+# Every fault runner runs even when one before it failed; the script fails if any did.
 {
-  cargo test --release --locked --test chaos -- --nocapture
-  cargo test --release --locked --test cluster_liveness --test cluster_lookups -- --nocapture
+  failed=0
+  cargo test --release --locked --no-fail-fast --test chaos -- --nocapture || failed=1
+  cargo test --release --locked --no-fail-fast --test cluster_liveness --test cluster_lookups -- --nocapture ||
+    failed=1
+  exit "$failed"
 } 2>&1 | tee "$log"

@@ -8,7 +8,9 @@
 //! from the group's coordinator while a broker the group does not need is frozen; it
 //! waited on every broker and failed after 10 s, holding the state updater all that time.
 //! And the ingest's readiness: one frozen broker of three does not make it unready (its
-//! metadata request went to the broker the producer used last, the frozen one).
+//! metadata request went to the broker the producer used last, the frozen one). And the
+//! group's committed offsets, which a restored task waits for: once the cluster has moved
+//! the group's coordinator off a frozen broker, a reader that knew the old one reads them.
 
 mod common;
 
@@ -18,10 +20,10 @@ use creditstream::config::Config;
 use creditstream::ingest::kafka::KafkaPublisher;
 use creditstream::runtime::streams::changelog_reader::ChangelogReader;
 use creditstream::runtime::streams::group_view::GroupView;
-use creditstream::runtime::{admin, group_members};
+use creditstream::runtime::{admin, client, group_members};
 use creditstream::topology::definition::TopologyDefinition;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +34,9 @@ static ONE_FREEZE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const PARTITIONS: u32 = 6;
 /// The state updater's bound on one look-up (`state_updater::CALL_TIMEOUT`).
 const LOOKUP: Duration = Duration::from_secs(10);
+/// How soon after a broker freezes a look-up that the cluster can answer without it must
+/// answer: a restored task waits for it, and its partition must decide again within 15 s.
+const AFTER_FREEZE: Duration = Duration::from_secs(12);
 
 fn cluster_kafka() -> creditstream::config::KafkaConfig {
     let mut kafka = kafka();
@@ -235,5 +240,56 @@ async fn on_three_brokers_the_ingest_stays_ready_while_one_broker_is_frozen() {
             asked.elapsed()
         );
     }
+    thaw_and_clean_up(thaw, &def).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_three_brokers_the_committed_offsets_are_read_while_the_old_group_coordinator_is_frozen() {
+    let _one = ONE_FREEZE.lock().await;
+    let cluster = Cluster::attach();
+    let def = cluster_topics("offsets").await;
+    let group = unique("offsets-group");
+    let mut committed = TopicPartitionList::new();
+    committed
+        .add_partition_offset(&def.inputs.orders, 0, Offset::Offset(1))
+        .expect("an offset");
+    let committer: BaseConsumer = client::group_reader(&cluster_kafka(), &group)
+        .create()
+        .expect("a committer");
+    let stored = wait_until(Duration::from_secs(30), || {
+        committer.commit(&committed, CommitMode::Sync).is_ok()
+    });
+    assert!(stored, "committing an offset of group {group} on a healthy cluster");
+
+    // What the state updater asks before it hands a restored task over: the group's
+    // committed offsets, through a client that knows the group's coordinator already.
+    let reader: BaseConsumer = client::group_reader(&cluster_kafka(), &group)
+        .create()
+        .expect("a group reader");
+    let mut asked = TopicPartitionList::new();
+    asked.add_partition(&def.inputs.orders, 0);
+    let reads = |reader: &BaseConsumer| {
+        reader
+            .committed_offsets(asked.clone(), Duration::from_millis(500))
+            .is_ok_and(|tpl| tpl.elements().first().is_some_and(|e| e.offset() == Offset::Offset(1)))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || reads(&reader)),
+        "reading the committed offset on a healthy cluster"
+    );
+
+    let coordinator = cluster.group_coordinator(&group).expect("the group's coordinator");
+    cluster.freeze(coordinator);
+    let thaw = Frozen(&cluster, coordinator);
+    let frozen_at = Instant::now();
+    // The controller fences the frozen broker after its session and another broker takes
+    // the group over; a reader that keeps asking the frozen one waits until the thaw.
+    let answered = wait_until(AFTER_FREEZE, || reads(&reader));
+    let took = frozen_at.elapsed();
+    assert!(
+        answered,
+        "no committed offset within {AFTER_FREEZE:?} of freezing the group's coordinator (broker {coordinator})"
+    );
+    eprintln!("committed offsets read again {took:?} after the group coordinator froze");
     thaw_and_clean_up(thaw, &def).await;
 }

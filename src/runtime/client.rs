@@ -116,8 +116,14 @@ pub fn consumer(kafka: &KafkaConfig, group_id: &str, read_committed: bool) -> Cl
 /// A client of consumer group `group_id` that never joins it, for reading the group's
 /// committed offsets as its members will see them (`read_committed`: offsets a pending
 /// transaction still holds are not answered until that transaction ends).
+///
+/// It asks which broker coordinates the group every second, as the members do: one that
+/// kept the coordinator it knew while that broker was frozen asked it for 12 s and more
+/// (`tests/cluster_lookups.rs`), and a restored task waited for its answer.
 pub fn group_reader(kafka: &KafkaConfig, group_id: &str) -> ClientConfig {
-    reader(kafka, group_id, true)
+    let mut config = reader(kafka, group_id, true);
+    config.set("coordinator.query.interval.ms", "1000");
+    config
 }
 
 /// A consumer that assigns partitions itself (no group membership), for restores and
