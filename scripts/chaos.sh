@@ -6,9 +6,11 @@
 #   restarted;
 # - tests/cluster_liveness.rs on the three-broker cluster (scripts/cluster.sh): broker
 #   faults (leader and coordinator kill -9, rolling restart, a frozen broker, a frozen
-#   group coordinator) under load, with every partition deciding again within seconds, and
-#   tests/cluster_lookups.rs (an offsets look-up while a partition's old leader is frozen,
-#   the group's description and the ingest's readiness probe while a broker is frozen).
+#   transaction coordinator, a frozen group coordinator) under load, with every partition
+#   deciding again within seconds, and tests/cluster_lookups.rs (an offsets look-up while a
+#   partition's old leader is frozen, the group's committed offsets while its old
+#   coordinator is frozen, the group's description and the ingest's readiness probe while
+#   a broker is frozen).
 # The short runs are part of scripts/test.sh; --long repeats them with longer outages and
 # more rounds. The whole output is kept, failures included, in
 # benches/results/chaos/<date>-<commit>-<time>[-long].log: docs/faults.md quotes it.

@@ -34,10 +34,11 @@ cargo test --release --locked --workspace "$@" -- --skip on_three_brokers
 # cluster (scripts/cluster.sh, its own state dir and ports beside the stack) runs only for
 # it, so its brokers' load does not weigh on the timings of the tests above.
 # Only the leader kill here, and the look-ups past a frozen broker (tests/cluster_lookups.rs:
-# changelog offsets, the group's description, the ingest's readiness probe): the coordinator kill, the rolling restart, the frozen broker
-# and the frozen group coordinator run in scripts/chaos.sh --long (see
-# tests/cluster_liveness.rs), which fails until each meets its bound (see
-# benches/results/liveness/README.md).
+# changelog offsets, the group's committed offsets, the group's description, the ingest's
+# readiness probe): the coordinator kill, the rolling restart, the frozen broker, the
+# frozen transaction coordinator and the frozen group coordinator run in
+# scripts/chaos.sh --long (see tests/cluster_liveness.rs), which fails until each meets its
+# bound (see benches/results/liveness/README.md).
 scripts/cluster.sh up --brokers 3 --kafka-only
 CREDITSTREAM_LIVENESS_FAULTS=${CREDITSTREAM_LIVENESS_FAULTS:-leader} \
   cargo test --release --locked --test cluster_liveness --test cluster_lookups -- on_three_brokers

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 /// that is frozen (SIGSTOP, a stalled VM or disk) keeps its connections open and answers
 /// nothing: the cluster moves its leaders and coordinators once it is fenced
 /// (broker.session.timeout.ms, 9 s by default), but a client learns of that only when a
-/// request fails. 5 s, half the transaction timeout: a commit asked of a transaction
-/// coordinator that froze is asked again of the coordinator that replaced it before the
-/// transaction times out there (at 10 s it always came too late: the new coordinator had
-/// aborted the transaction, the producer was fenced and every store restored, 20 s
-/// without decisions). Where fencing takes longer, a request is retried on the frozen
-/// broker once more, no later than at 10 s.
+/// request fails. 5 s, half the default transaction timeout: where the cluster fences a
+/// silent broker sooner than that, a commit asked of a transaction coordinator that froze
+/// is asked again of the coordinator that replaced it before the transaction times out
+/// there (at 10 s it always came too late: the new coordinator had aborted the
+/// transaction, the producer was fenced and every store restored, 20 s without
+/// decisions). Where fencing takes longer (Kafka's default is 9 s), a request is retried
+/// on the frozen broker once more and fails at 10 s, as it did before.
 pub const SOCKET_TIMEOUT_MS: &str = "5000";
 
 /// The base configuration shared by every client: brokers plus the user's pass-through
@@ -283,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_to_a_silent_broker_fails_after_ten_seconds_unless_the_user_says_otherwise() {
+    fn a_request_to_a_silent_broker_fails_after_five_seconds_unless_the_user_says_otherwise() {
         let shipped = base(&kafka(&[]));
         assert_eq!(shipped.get("socket.timeout.ms"), Some(SOCKET_TIMEOUT_MS));
         assert_eq!(shipped.get("reconnect.backoff.max.ms"), Some("1000"));
