@@ -19,6 +19,7 @@
 
 mod common;
 
+use common::scenario::assigned;
 use common::*;
 use creditstream::topology::codec::encode_command;
 use creditstream::topology::partitioner::partition_for;
@@ -260,12 +261,6 @@ async fn bulk_rows(mysql: &creditstream::config::MysqlConfig) -> Vec<(u64, Strin
     drop(conn);
     let _ = pool.disconnect().await;
     rows
-}
-
-fn assigned(replica: &Running) -> f64 {
-    replica
-        .metric("creditstream_processor_assigned_partitions")
-        .unwrap_or(0.0)
 }
 
 fn owned_by(replicas: &[&Running]) -> f64 {

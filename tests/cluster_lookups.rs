@@ -253,7 +253,9 @@ async fn on_three_brokers_the_committed_offsets_are_read_while_the_old_group_coo
     committed
         .add_partition_offset(&def.inputs.orders, 0, Offset::Offset(1))
         .expect("an offset");
-    let committer: BaseConsumer = client::group_reader(&cluster_kafka(), &group)
+    // A client of the group that commits without joining it (the group reader below only
+    // reads).
+    let committer: BaseConsumer = client::consumer(&cluster_kafka(), &group, true)
         .create()
         .expect("a committer");
     let stored = wait_until(Duration::from_secs(30), || {
