@@ -595,3 +595,32 @@ fn an_order_id_is_remembered_for_its_retention_then_forgotten_with_a_tombstone()
     let balances: Vec<_> = driver.decisions().iter().map(|d| d.balance_after).collect();
     assert_eq!(balances, [Some(70), Some(40)]);
 }
+
+#[test]
+fn a_repeated_order_id_is_ignored_before_during_and_after_the_sweep_builds_its_filter() {
+    // Passes over a partition's order entries span several sweeps (at least 1000 entries a
+    // sweep), and the filter of decided ids they build answers for that partition once a
+    // pass completes; a repeat must be ignored at every point of that.
+    let mut driver = TestDriver::with_dedup_retention(PARTITIONS, 60_000);
+    driver.set_now_ms(1_700_000_000_000);
+    create(&mut driver, 1, 1_000_000, 1_000_000);
+    let ids: Vec<OrderId> = (1..=4_000).map(|i| i * 1_000_003 % 9_999_991 - 5_000_000).collect();
+    for (n, chunk) in ids.chunks(250).enumerate() {
+        for &id in chunk {
+            order(&mut driver, id, 1, 1);
+        }
+        // Every id so far again, among new ones: none is decided twice.
+        for &id in &ids[..(n + 1) * 250] {
+            order(&mut driver, id, 1, 1);
+        }
+        assert_eq!(driver.punctuate().unwrap(), 0);
+    }
+    for &id in &ids {
+        order(&mut driver, id, 1, 1);
+    }
+    assert_eq!(driver.decisions().len(), ids.len());
+    assert_eq!(balance(&driver, 1), Some(1_000_000 - ids.len() as i64));
+    // A new id is still decided.
+    order(&mut driver, 7, 1, 1);
+    assert_eq!(driver.decisions().len(), ids.len() + 1);
+}

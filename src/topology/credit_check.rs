@@ -5,6 +5,7 @@
 //! balance only falls by the amount of a `Completed` order.
 
 use super::codec::{decode, to_json, CreditInput, DeadLetterReason, InputTopic, RawRecord};
+use super::order_filter::DecidedOrders;
 use super::output::{Observation, OutputRecord, OutputTopic, Provenance, Routed};
 use super::partitioner::uid_key;
 use super::processor::{Context, ProcessError, Processor, Progress, RecordMeta};
@@ -12,6 +13,7 @@ use super::record::{
     ChangeCause, Decision, Order, OrderStatus, Uid, UserChange, NOTE_COMPLETED, NOTE_DECLINED, NOTE_UNKNOWN_USER,
 };
 use super::state::{self, OrderSeen, UserState, ORDER_PREFIX};
+use super::task_id::TaskId;
 use super::user_commands::apply_command;
 use std::collections::HashMap;
 
@@ -85,21 +87,25 @@ pub const DEFAULT_DEDUP_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Order entries a punctuation looks at, at least.
 const SWEEP_MIN: usize = 1000;
 
-/// The credit-check processor. All state that matters lives in the context's store; it
-/// keeps in memory only where each partition's sweep of old order entries got to.
+/// The credit-check processor. All state that matters lives in the context's store; what
+/// it keeps in memory per partition can be lost at any time.
 #[derive(Debug, Clone)]
 pub struct CreditCheck {
     /// How long an order id is remembered (and a repeat of it ignored), ms.
     dedup_retention_ms: i64,
-    /// Per partition: the last order key the sweep looked at, and the orders decided since
-    /// the last sweep (the next sweep looks at twice as many entries, so it keeps up).
-    sweeps: HashMap<u32, Sweep>,
+    partitions: HashMap<u32, PartitionMemory>,
 }
 
+/// What the processor remembers of one partition between records.
 #[derive(Debug, Clone, Default)]
-struct Sweep {
+struct PartitionMemory {
+    /// The last order key the sweep looked at (`None`: the next sweep starts a pass).
     after: Option<Vec<u8>>,
+    /// Orders decided since the last sweep (the next sweep looks at twice as many
+    /// entries, so it keeps up).
     decided: usize,
+    /// The order ids the store holds, as far as a completed pass knows them.
+    orders: DecidedOrders,
 }
 
 impl Default for CreditCheck {
@@ -112,7 +118,7 @@ impl CreditCheck {
     pub fn new(dedup_retention_ms: i64) -> Self {
         Self {
             dedup_retention_ms,
-            sweeps: HashMap::new(),
+            partitions: HashMap::new(),
         }
     }
 }
@@ -129,8 +135,9 @@ impl Processor for CreditCheck {
     ) -> Result<Progress, ProcessError> {
         match decode(raw, ctx.partition_count()) {
             Ok(CreditInput::Order(order)) => {
-                self.sweeps.entry(ctx.partition()).or_default().decided += 1;
-                decide_order(ctx, order).map(|()| Progress::Done)
+                let memory = self.partitions.entry(ctx.partition()).or_default();
+                memory.decided += 1;
+                decide_order(ctx, &mut memory.orders, order).map(|()| Progress::Done)
             }
             Ok(CreditInput::Command(command)) => apply_command(ctx, command),
             Err(rejection) => {
@@ -151,14 +158,19 @@ impl Processor for CreditCheck {
     /// entries of the partition's order keys (twice as many as orders were decided since
     /// the last call, at least [`SWEEP_MIN`]) and deletes the expired ones, so the store and
     /// the changelog (tombstones, which compaction then drops) stay bounded. An entry from
-    /// before entries carried their time is stamped with the current time once.
+    /// before entries carried their time is stamped with the current time once. A pass over
+    /// every entry also builds the filter of the order ids the store holds.
     fn punctuate(&mut self, ctx: &mut dyn Context<CreditOutput>) -> Result<usize, ProcessError> {
         let now = ctx.now_ms();
-        let sweep = self.sweeps.entry(ctx.partition()).or_default();
-        let limit = (sweep.decided * 2).max(SWEEP_MIN);
-        sweep.decided = 0;
-        let page = ctx.store().scan(ORDER_PREFIX, sweep.after.as_deref(), limit)?;
-        sweep.after = if page.len() < limit {
+        let memory = self.partitions.entry(ctx.partition()).or_default();
+        let limit = (memory.decided * 2).max(SWEEP_MIN);
+        memory.decided = 0;
+        if memory.after.is_none() {
+            memory.orders.pass_started();
+        }
+        let page = ctx.store().scan(ORDER_PREFIX, memory.after.as_deref(), limit)?;
+        let completed = page.len() < limit;
+        memory.after = if completed {
             None
         } else {
             page.last().map(|(key, _)| key.clone())
@@ -170,6 +182,7 @@ impl Processor for CreditCheck {
                 Some(at) if now.saturating_sub(at) > self.dedup_retention_ms => {
                     ctx.store().delete(&key)?;
                     expired += 1;
+                    continue;
                 }
                 Some(_) => {}
                 None => {
@@ -180,8 +193,20 @@ impl Processor for CreditCheck {
                     ctx.store().put(&key, state::encode_order_seen(&stamped))?;
                 }
             }
+            if let Some(order_id) = state::order_id_of_key(&key) {
+                memory.orders.kept(order_id);
+            }
+        }
+        if completed {
+            memory.orders.pass_completed();
         }
         Ok(expired)
+    }
+
+    /// The task's store may have changed behind the processor's back (restored, moved,
+    /// rolled back): what it remembered of the partition goes.
+    fn forget(&mut self, task: TaskId) {
+        self.partitions.remove(&task.partition);
     }
 }
 
@@ -201,9 +226,14 @@ pub(super) fn save_user(ctx: &mut dyn Context<CreditOutput>, uid: Uid, state: &U
     Ok(())
 }
 
-fn decide_order(ctx: &mut dyn Context<CreditOutput>, order: Order) -> Result<(), ProcessError> {
+fn decide_order(
+    ctx: &mut dyn Context<CreditOutput>,
+    decided: &mut DecidedOrders,
+    order: Order,
+) -> Result<(), ProcessError> {
     let seen_key = state::order_key(order.order_id);
-    if ctx.store().get(&seen_key)?.is_some() {
+    // Almost every order is new: the filter says so without reading the store.
+    if decided.may_hold(order.order_id) && ctx.store().get(&seen_key)?.is_some() {
         // A client retry or a replayed duplicate: it was decided once, and only once.
         return Ok(());
     }
@@ -240,6 +270,7 @@ fn decide_order(ctx: &mut dyn Context<CreditOutput>, order: Order) -> Result<(),
         decided_at_ms: Some(ctx.now_ms()),
     };
     ctx.store().put(&seen_key, state::encode_order_seen(&seen))?;
+    decided.decided(order.order_id);
     ctx.forward(CreditOutput::Decision(Decision {
         order_id: order.order_id,
         uid: order.uid,

@@ -11,7 +11,7 @@ use super::output::{OutputRecord, Routed};
 use super::processor::{Context, ProcessError, Processor, Progress, RecordMeta};
 use super::seed_bridge::SeedBridge;
 use super::store::KeyValueStore;
-use super::task_id::SubTopology;
+use super::task_id::{SubTopology, TaskId};
 
 pub struct CreditTopology {
     check: CreditCheck,
@@ -47,6 +47,13 @@ impl Processor for CreditTopology {
     /// with a store.
     fn punctuate(&mut self, ctx: &mut dyn Context<OutputRecord>) -> Result<usize, ProcessError> {
         self.check.punctuate(&mut Routing(ctx))
+    }
+
+    fn forget(&mut self, task: TaskId) {
+        match task.subtopology {
+            SubTopology::CreditCheck => self.check.forget(task),
+            SubTopology::SeedBridge => self.bridge.forget(task),
+        }
     }
 }
 

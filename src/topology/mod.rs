@@ -14,6 +14,7 @@ pub mod credit_check;
 pub mod credit_topology;
 pub mod definition;
 pub mod driver;
+pub mod order_filter;
 pub mod output;
 pub mod partition_group;
 pub mod partitioner;

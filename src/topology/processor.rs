@@ -4,6 +4,7 @@
 //! and under the test driver unchanged.
 
 use super::store::{KeyValueStore, StoreError};
+use super::task_id::TaskId;
 
 /// Where an input record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,5 +66,13 @@ pub trait Processor {
     fn punctuate(&mut self, ctx: &mut dyn Context<Self::Output>) -> Result<usize, ProcessError> {
         let _ = ctx;
         Ok(0)
+    }
+
+    /// Task `task` starts or stops running here. Its store may have changed without this
+    /// processor (restored from the changelog, moved from another thread or replica), so
+    /// anything the processor remembers of that partition in memory must go; all that
+    /// matters is in the store.
+    fn forget(&mut self, task: TaskId) {
+        let _ = task;
     }
 }

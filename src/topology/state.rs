@@ -73,6 +73,12 @@ pub fn order_key(order_id: OrderId) -> Vec<u8> {
     key
 }
 
+/// The order id of an [`order_key`]; `None` for any other key.
+pub fn order_id_of_key(key: &[u8]) -> Option<OrderId> {
+    let id = key.strip_prefix(ORDER_PREFIX)?;
+    Some(OrderId::from_be_bytes(id.try_into().ok()?))
+}
+
 /// Why a state value could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StateCodecError {
@@ -201,6 +207,8 @@ mod tests {
     fn user_keys_sort_by_prefix() {
         assert!(user_key(5).starts_with(USER_PREFIX));
         assert!(order_key(5).starts_with(ORDER_PREFIX));
+        assert_eq!(order_id_of_key(&order_key(-77)), Some(-77));
+        assert_eq!(order_id_of_key(&user_key(5)), None);
         assert_ne!(user_key(5), order_key(5));
     }
 }

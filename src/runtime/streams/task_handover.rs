@@ -136,8 +136,11 @@ where
         });
     }
 
+    /// Runs `task`; the processor forgets what it remembered of the partition, as it does
+    /// when a task stops (the store may have changed meanwhile).
     pub(super) fn start(&mut self, task: Task) {
         info!(task = %task.id, "task running");
+        self.processor.forget(task.id);
         metrics().active_tasks.with_label_values(&[&task.id.to_string()]).set(1);
         self.tasks.insert(task.id, task);
     }
@@ -146,6 +149,7 @@ where
     pub(super) fn stop(&mut self, id: TaskId) -> Option<Task> {
         self.unpositioned.remove(&id);
         let task = self.tasks.remove(&id)?;
+        self.processor.forget(id);
         let _ = metrics().active_tasks.remove_label_values(&[&id.to_string()]);
         Some(task)
     }
