@@ -6,9 +6,6 @@
 mod common;
 
 use common::*;
-use creditstream::topology::codec::to_json;
-use creditstream::topology::partitioner::{partition_for, uid_key};
-use creditstream::topology::record::{Decision, OrderStatus, NOTE_COMPLETED};
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,26 +14,7 @@ const PARTITIONS: u32 = 3;
 /// Decisions `from..to` as the processor writes them; each becomes two rows
 /// (Initialised, then its outcome).
 fn decisions(from: i64, to: i64) -> Vec<RawRecord> {
-    (from..to)
-        .map(|i| {
-            let decision = Decision {
-                order_id: i,
-                uid: i % 17,
-                amount: 1 + i % 9,
-                status: OrderStatus::Completed,
-                note: NOTE_COMPLETED.to_string(),
-                balance_after: Some(0),
-                order_timestamp_ms: 1_700_000_000_000 + i,
-                decided_at_ms: 1_700_000_000_000 + i,
-            };
-            let key = uid_key(decision.uid);
-            (
-                Some(partition_for(&key, PARTITIONS) as i32),
-                Some(key),
-                Some(to_json(&decision)),
-            )
-        })
-        .collect()
+    (from..to).map(|i| completed_decision_record(i, PARTITIONS)).collect()
 }
 
 fn sink(dir: &Path, name: &str, topology: &Path, mysql_url: &str, group: &str) -> Running {

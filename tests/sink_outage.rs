@@ -7,9 +7,6 @@ mod common;
 use common::*;
 use creditstream::app;
 use creditstream::shutdown;
-use creditstream::topology::codec::to_json;
-use creditstream::topology::partitioner::{partition_for, uid_key};
-use creditstream::topology::record::{Decision, OrderStatus, NOTE_COMPLETED};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -24,24 +21,8 @@ async fn the_sink_rides_out_a_database_outage() {
         "[sink]\nbatch_size = 200\nlinger_ms = 5\nretry_max_ms = 1000",
     );
     // Decisions as the processor writes them; each becomes two rows (Initialised, outcome).
-    let decisions = |from: i64, to: i64| -> Vec<RawRecord> {
-        (from..to)
-            .map(|i| {
-                let decision = Decision {
-                    order_id: i,
-                    uid: i % 17,
-                    amount: 1 + i % 9,
-                    status: OrderStatus::Completed,
-                    note: NOTE_COMPLETED.to_string(),
-                    balance_after: Some(0),
-                    order_timestamp_ms: 1_700_000_000_000 + i,
-                    decided_at_ms: 1_700_000_000_000 + i,
-                };
-                let key = uid_key(decision.uid);
-                (Some(partition_for(&key, 3) as i32), Some(key), Some(to_json(&decision)))
-            })
-            .collect()
-    };
+    let decisions =
+        |from: i64, to: i64| -> Vec<RawRecord> { (from..to).map(|i| completed_decision_record(i, 3)).collect() };
     let (trigger, _) = shutdown::channel();
     let stopper = trigger.clone();
     let (c, d) = (config.clone(), def.clone());

@@ -178,6 +178,31 @@ pub fn create_record(uid: i64, name: &str, lname: &str, credit: i64, partitions:
     (Some(partition), Some(key), Some(value))
 }
 
+/// A `Completed` decision for order `order_id` as the processor writes it (uid
+/// `order_id % 17`, an amount of 1 to 9): keyed by uid, on the uid's partition of
+/// `partitions`. The sink makes two rows of it (Initialised, then Completed).
+pub fn completed_decision_record(order_id: i64, partitions: u32) -> RawRecord {
+    use creditstream::topology::codec::to_json;
+    use creditstream::topology::partitioner::{partition_for, uid_key};
+    use creditstream::topology::record::{Decision, OrderStatus, NOTE_COMPLETED};
+    let decision = Decision {
+        order_id,
+        uid: order_id % 17,
+        amount: 1 + order_id % 9,
+        status: OrderStatus::Completed,
+        note: NOTE_COMPLETED.to_string(),
+        balance_after: Some(0),
+        order_timestamp_ms: 1_700_000_000_000 + order_id,
+        decided_at_ms: 1_700_000_000_000 + order_id,
+    };
+    let key = uid_key(decision.uid);
+    (
+        Some(partition_for(&key, partitions) as i32),
+        Some(key),
+        Some(to_json(&decision)),
+    )
+}
+
 /// Produces records and waits until all are acknowledged.
 pub fn produce(topic: &str, records: &[RawRecord]) {
     produce_through(&producer(), topic, records);
