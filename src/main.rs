@@ -13,7 +13,9 @@ use tracing::error;
 
 /// mimalloc instead of glibc's malloc: the per-record path allocates (keys, encoded
 /// values, librdkafka's copies), and glibc's free lists were ~17 % of the stream thread's
-/// samples; measured in docs/benchmarks.md ("Allocator").
+/// samples. The crate's `override` feature makes mimalloc the process's `malloc` too, so
+/// librdkafka and RocksDB (C and C++) allocate from it as well; both measured in
+/// docs/benchmarks.md ("Allocator", "mimalloc for the C and C++ libraries too").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
