@@ -17,7 +17,8 @@
 //!   [`uids`]: which user each order goes to; [`load`]: the load generator.
 //! - [`topics`]: each run's fresh topics, its input, their deletion.
 //! - [`outputs`]: records and bytes on every output topic, and the expected counts.
-//! - [`probe`]: the commit counters each system exports, read over HTTP.
+//! - [`probe`]: the commit counters each system exports, read over HTTP;
+//!   [`group_settle`]: waits for a replica's stream threads to share the partitions.
 //! - [`passthrough`]: the workload-matched pass-through processor (the limit).
 //! - [`ceiling`]: the HTTP ceiling route; [`ingest`]: the ingest against it with wrk.
 //! - [`sink`]: the MySQL sink against a plain INSERT loader.
@@ -38,6 +39,7 @@ pub mod decision_log;
 pub mod elastic;
 pub mod elastic_report;
 pub mod error;
+pub mod group_settle;
 pub mod ingest;
 pub mod latency;
 pub mod load;

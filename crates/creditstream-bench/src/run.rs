@@ -10,6 +10,7 @@
 //! topic's record count. A repetition that fails keeps its error and whatever it measured.
 
 use crate::children::{self, Children, Usage};
+use crate::group_settle;
 use crate::load::Loader;
 use crate::options::{BenchOptions, Cadence, System};
 use crate::outputs::{self, ExpectedCounts, TopicCount};
@@ -87,10 +88,13 @@ impl RunSpec {
         }
     }
 
-    /// A repetition of the stream-thread probe: creditstream alone with `threads` threads.
+    /// A repetition of the stream-thread probe: creditstream alone with `threads` threads,
+    /// the orders produced once the creates were consumed and its threads share the
+    /// partitions (so the window holds no start-up rebalance).
     pub fn stream_thread_probe(threads: u32, users: u64, orders: u64, repetition: u32, tag: String) -> Self {
         Self {
             stream_threads: Some(threads),
+            users_first: true,
             ..Self::creditstream_alone("stream thread probe", users, orders, repetition, tag)
         }
     }
@@ -355,6 +359,17 @@ fn measure_on(
     let begun = Instant::now();
     if spec.users_first {
         let orders = users_consumed(&started.probes, workload.users, &mut started.children, begun).and_then(|()| {
+            if let (System::Creditstream, Some(threads)) = (spec.system, spec.stream_threads) {
+                let members = (threads * spec.replicas) as usize;
+                group_settle::wait(
+                    &config.kafka,
+                    &def.application_id,
+                    members,
+                    &mut started.children,
+                    begun,
+                    RUN_TIMEOUT,
+                )?;
+            }
             loader
                 .produce(&def.inputs.orders, spec.orders as usize, None, |i| {
                     workload.order_record(i as u64, def.partitions)
