@@ -98,6 +98,26 @@ impl Children {
     pub fn any_exited(&mut self) -> bool {
         self.0.iter_mut().any(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
+
+    /// Asks `check` every 100 ms until it answers `Ok`; gives up with its last answer once
+    /// a child exited or `timeout` passed since `since`.
+    pub fn wait_until(
+        &mut self,
+        since: std::time::Instant,
+        timeout: std::time::Duration,
+        mut check: impl FnMut() -> Result<(), String>,
+    ) -> Result<(), String> {
+        loop {
+            let not_yet = match check() {
+                Ok(()) => return Ok(()),
+                Err(not_yet) => not_yet,
+            };
+            if self.any_exited() || since.elapsed() > timeout {
+                return Err(not_yet);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 impl Default for Children {
@@ -157,5 +177,27 @@ mod tests {
         assert!(cpu_seconds(pid).is_some_and(|s| s >= 0.0));
         assert!(peak_rss_mib(pid).is_some_and(|m| m > 0.0));
         assert!(affinity(pid).is_some_and(|a| !a.is_empty()));
+    }
+
+    #[test]
+    fn waits_until_the_check_passes_or_gives_its_last_answer() {
+        let mut children = Children::new();
+        let start = std::time::Instant::now();
+        let mut asked = 0;
+        let passed = children.wait_until(start, std::time::Duration::from_secs(10), || {
+            asked += 1;
+            if asked == 3 {
+                Ok(())
+            } else {
+                Err(format!("asked {asked}"))
+            }
+        });
+        assert_eq!((passed, asked), (Ok(()), 3));
+        let mut asked = 0;
+        let gave_up = children.wait_until(start, std::time::Duration::ZERO, || {
+            asked += 1;
+            Err(format!("asked {asked}"))
+        });
+        assert_eq!(gave_up, Err("asked 1".to_string()));
     }
 }

@@ -25,19 +25,19 @@ pub fn wait(
     let consumer: BaseConsumer = client::group_reader(kafka, &format!("{group}-bench-describe"))
         .create()
         .map_err(|e| format!("a client to describe {group}: {e}"))?;
-    loop {
-        let seen = match group_members::describe(&consumer, group, group_members::DESCRIBE_WAIT) {
+    children.wait_until(since, timeout, || {
+        match group_members::describe(&consumer, group, group_members::DESCRIBE_WAIT) {
             Ok(g)
                 if g.is_stable() && g.members.len() == members && g.members.iter().all(|m| !m.assigned.is_empty()) =>
             {
-                return Ok(());
+                Ok(())
             }
-            Ok(g) => format!("{} with {} members", g.state, g.members.len()),
-            Err(e) => e.to_string(),
-        };
-        if children.any_exited() || since.elapsed() > timeout {
-            return Err(format!("group {group} did not settle with {members} members ({seen})"));
+            Ok(g) => Err(format!(
+                "group {group} did not settle with {members} members ({} with {} members)",
+                g.state,
+                g.members.len()
+            )),
+            Err(e) => Err(format!("group {group} did not settle with {members} members ({e})")),
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
 }

@@ -190,16 +190,14 @@ fn wait_for(watcher: &watcher::Watcher, count: u64, children: &mut Children, sin
 
 /// Waits until creditstream's replicas consumed `users` user commands between them.
 fn users_consumed(probes: &[SocketAddr], users: u64, children: &mut Children, since: Instant) -> Result<(), String> {
-    loop {
+    children.wait_until(since, RUN_TIMEOUT, || {
         let consumed: f64 = probes.iter().filter_map(|&a| probe::users_consumed(a).ok()).sum();
         if consumed >= users as f64 {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(format!("the {users} creates were not consumed ({consumed} were)"))
         }
-        if children.any_exited() || since.elapsed() > RUN_TIMEOUT {
-            return Err(format!("the {users} creates were not consumed ({consumed} were)"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
 }
 
 /// The reasons a repetition's output is wrong, from what the watcher saw.
