@@ -18,7 +18,8 @@
 //! - [`topics`]: each run's fresh topics, its input, their deletion.
 //! - [`outputs`]: records and bytes on every output topic, and the expected counts.
 //! - [`probe`]: the commit counters each system exports, read over HTTP;
-//!   [`group_settle`]: waits for a replica's stream threads to share the partitions.
+//!   [`group_settle`]: waits for a replica's stream threads to share the partitions;
+//!   [`window`]: a throughput run's measured window, opened once the group settled.
 //! - [`passthrough`]: the workload-matched pass-through processor (the limit).
 //! - [`ceiling`]: the HTTP ceiling route; [`ingest`]: the ingest against it with wrk.
 //! - [`sink`]: the MySQL sink against a plain INSERT loader.
@@ -62,6 +63,7 @@ pub mod targets;
 pub mod topics;
 pub mod uids;
 pub mod watcher;
+pub mod window;
 pub mod workload;
 
 pub use error::BenchError;

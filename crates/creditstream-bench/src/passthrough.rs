@@ -29,6 +29,12 @@ use creditstream::topology::state::{self, OrderSeen, UserState};
 const USER_STATE_KEY: [u8; 9] = *b"u\xff\xff\xff\xff\xff\xff\xff\xff";
 const ORDER_SEEN_KEY: [u8; 9] = *b"o\xff\xff\xff\xff\xff\xff\xff\xff";
 
+/// The pass-through's application id (its consumer group and transactional ids) beside
+/// creditstream's `base`, so the two never share a group.
+pub fn application_id(base: &str) -> String {
+    format!("{base}-passthrough")
+}
+
 /// Values shaped like the credit check's, made once.
 #[derive(Debug, Clone)]
 pub struct Templates {
@@ -207,7 +213,7 @@ pub fn run(
     shutdown: Shutdown,
 ) -> Result<(), StreamsError> {
     let mut def = def.clone();
-    def.application_id = format!("{}-passthrough", def.application_id);
+    def.application_id = application_id(&def.application_id);
     cfg.run_seed_bridge = false;
     streams::run(kafka, cfg, def, || processor.clone(), shutdown)
 }

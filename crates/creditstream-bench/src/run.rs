@@ -1,7 +1,8 @@
 //! One throughput repetition of one system: fresh topics, the users and a backlog of
 //! orders produced before the system starts, then
-//! - throughput: orders decided per second from the first decision visible to the last
-//!   (group join and restore are not counted);
+//! - throughput: orders decided per second from the first decision visible once the
+//!   system's consumer group is stable with a member per stream thread, each given
+//!   partitions, to the last (group join, its rebalances and restore are not counted);
 //! - the commit cadence achieved over that window, from the system's commit counter;
 //! - CPU seconds (user + sys of every replica over the window) and peak RSS;
 //! - records and bytes on every output topic and the changelog;
@@ -9,8 +10,7 @@
 //! and the checks: each order decided once and as the [`Reference`] says, and every
 //! topic's record count. A repetition that fails keeps its error and whatever it measured.
 
-use crate::children::{self, Children, Usage};
-use crate::group_settle;
+use crate::children::{Children, Usage};
 use crate::load::Loader;
 use crate::options::{BenchOptions, Cadence, System};
 use crate::outputs::{self, ExpectedCounts, TopicCount};
@@ -18,6 +18,7 @@ use crate::probe;
 use crate::systems::{self, Launch};
 pub use crate::topics::{changelog_of, clean_up, prepare, produce_input};
 use crate::watcher::{self, WatchSpec, Watched};
+use crate::window::{self, Group, Missed};
 use crate::workload::{Reference, Workload};
 use creditstream::config::Config;
 use creditstream::topology::definition::{ProcessingGuarantee, TopologyDefinition};
@@ -158,34 +159,20 @@ pub struct RunResult {
     /// committing (the commit phases' seconds over the window; absent in older reports).
     #[serde(default)]
     pub commit_share: Option<f64>,
-}
-
-/// Sum of every replica's commit counter.
-fn commits(system: System, probes: &[SocketAddr]) -> Result<u64, String> {
-    probes.iter().map(|&addr| probe::commits(system, addr)).sum()
-}
-
-/// creditstream's phase histograms on its first replica; `None` for the other systems.
-fn phases(system: System, probes: &[SocketAddr]) -> Option<Vec<(&'static str, probe::PhaseTotals)>> {
-    (system == System::Creditstream)
-        .then(|| probes.first().and_then(|addr| probe::phases(*addr).ok()))
-        .flatten()
-}
-
-/// Waits for milestone `count` of the watcher; `None` if a replica exited or time ran out.
-fn wait_for(watcher: &watcher::Watcher, count: u64, children: &mut Children, since: Instant) -> Option<Instant> {
-    loop {
-        match watcher.reached.recv_timeout(Duration::from_millis(200)) {
-            Ok((n, at)) if n >= count => return Some(at),
-            Ok(_) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if children.any_exited() || since.elapsed() > RUN_TIMEOUT || watcher.handle.is_finished() {
-                    return None;
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
-        }
-    }
+    /// Whether the window began at the first decision made once the consumer group was
+    /// stable with every member given partitions (`false`: the backlog was decided before
+    /// that, so it began at the first decision; absent in older reports, whose windows
+    /// began at the first decision).
+    #[serde(default)]
+    pub settled_window: Option<bool>,
+    /// Seconds from the first decision to the window's start: how long the group took to
+    /// settle after it began deciding (absent in older reports).
+    #[serde(default)]
+    pub window_delay_s: Option<f64>,
+    /// Throughput over the older reports' window, from the first decision to the last, for
+    /// comparison with them (absent in older reports).
+    #[serde(default)]
+    pub throughput_from_first_per_s: Option<f64>,
 }
 
 /// Waits until creditstream's replicas consumed `users` user commands between them.
@@ -278,6 +265,9 @@ pub fn run_one(config: &Config, base: &TopologyDefinition, opts: &BenchOptions, 
         affinity: Vec::new(),
         commit_phases_ms: Vec::new(),
         commit_share: None,
+        settled_window: None,
+        window_delay_s: None,
+        throughput_from_first_per_s: None,
     };
     match measure(config, base, opts, spec, &workload, reference, &mut result) {
         Ok(()) => result.ok = true,
@@ -355,19 +345,10 @@ fn measure_on(
         }
     };
     let begun = Instant::now();
+    let group = Group::of(config, spec, def);
     if spec.users_first {
         let orders = users_consumed(&started.probes, workload.users, &mut started.children, begun).and_then(|()| {
-            if let (System::Creditstream, Some(threads)) = (spec.system, spec.stream_threads) {
-                let members = (threads * spec.replicas) as usize;
-                group_settle::wait(
-                    &config.kafka,
-                    &def.application_id,
-                    members,
-                    &mut started.children,
-                    begun,
-                    RUN_TIMEOUT,
-                )?;
-            }
+            group.settle(config, &mut started.children, begun)?;
             loader
                 .produce(&def.inputs.orders, spec.orders as usize, None, |i| {
                     workload.order_record(i as u64, def.partitions)
@@ -380,46 +361,40 @@ fn measure_on(
         }
     }
     drop(loader);
-    let window = wait_for(&watcher, 1, &mut started.children, begun).and_then(|first| {
-        let c0 = commits(spec.system, &started.probes);
-        let p0 = phases(spec.system, &started.probes);
-        let u0 = started.children.usage();
-        let m0 = children::machine_ticks();
-        let last = wait_for(&watcher, spec.orders, &mut started.children, begun)?;
-        let (c1, u1) = (commits(spec.system, &started.probes), started.children.usage());
-        result.machine_cores_busy = machine_cores_busy(m0, children::machine_ticks());
-        if let (Some(p0), Some(p1)) = (p0, phases(spec.system, &started.probes)) {
-            result.commit_phases_ms = probe::phase_means(&p0, &p1)
-                .into_iter()
-                .filter(|(name, _)| name.starts_with("commit:"))
-                .collect();
-            let seconds = probe::commit_seconds(&p0, &p1);
-            result.commit_share = Some(seconds / last.duration_since(first).as_secs_f64().max(1e-3));
-        }
-        Some((first, last, c0, u0, c1, u1))
-    });
+    let window = window::measure(config, spec, &group, &watcher, &mut started, begun);
     result.affinity = started.children.affinities();
     let exited = started.children.any_exited();
     let total = started.children.usage();
     watcher.stop();
     drop(started.children);
     let watched = watcher.finish();
-    let Some((first, last, c0, u0, c1, u1)) = window else {
-        return Err(if exited {
-            format!("a replica exited; see {}", dir.display())
-        } else {
-            verdict_of(&watched, spec.orders)
-                .err()
-                .unwrap_or_else(|| "the backlog was not decided in time".into())
-        });
+    let window = match window {
+        Ok(window) => window,
+        Err(Missed::Unsettled(how)) => return Err(how),
+        Err(Missed::NotDecided) => {
+            return Err(if exited {
+                format!("a replica exited; see {}", dir.display())
+            } else {
+                verdict_of(&watched, spec.orders)
+                    .err()
+                    .unwrap_or_else(|| "the backlog was not decided in time".into())
+            })
+        }
     };
-    let window_s = last.duration_since(first).as_secs_f64().max(1e-3);
-    let decided = spec.orders.saturating_sub(1) as f64;
+    let window_s = window.seconds();
+    let decided = spec.orders.saturating_sub(window.counted_from) as f64;
     let throughput = decided / window_s;
+    result.settled_window = Some(window.settled);
+    result.window_delay_s = Some(window.start.duration_since(window.first).as_secs_f64());
+    result.throughput_from_first_per_s = Some(spec.orders.saturating_sub(1) as f64 / window.seconds_from_first());
+    result.machine_cores_busy = window.machine_cores_busy;
+    result.commit_phases_ms = window.commit_phases_ms;
+    result.commit_share = window.commit_share;
+    let (u0, u1) = window.usage;
     result.window_s = Some(window_s);
     result.throughput_per_s = Some(throughput);
     record_usage(result, u0, u1, total, decided);
-    match (c0, c1) {
+    match window.commits {
         (Ok(c0), Ok(c1)) => {
             let commits = c1.saturating_sub(c0);
             let committers = spec.replicas
@@ -437,13 +412,6 @@ fn measure_on(
     result.decisions_digest = (spec.system != System::Passthrough).then(|| format!("{:016x}", watched.digest));
     verdict_of(&watched, spec.orders)?;
     count_outputs(config, spec, def, workload, completed, result)
-}
-
-/// Cores the whole machine kept busy between two looks at /proc/stat (every process).
-fn machine_cores_busy(from: Option<(u64, u64, usize)>, to: Option<(u64, u64, usize)>) -> Option<f64> {
-    let ((b0, t0, cores), (b1, t1, _)) = (from?, to?);
-    let all = t1.checked_sub(t0).filter(|t| *t > 0)?;
-    Some(b1.saturating_sub(b0) as f64 / all as f64 * cores as f64)
 }
 
 fn record_usage(result: &mut RunResult, u0: Option<Usage>, u1: Option<Usage>, total: Option<Usage>, orders: f64) {

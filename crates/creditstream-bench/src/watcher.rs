@@ -48,12 +48,16 @@ pub struct WatchSpec {
     pub keep_latency: bool,
 }
 
-/// A running watcher: milestones arrive on `reached` as (count, when).
+/// A running watcher: milestones, and the output asked for by [`Watcher::mark_next`],
+/// arrive on `reached` as (count, when).
 pub struct Watcher {
     pub handle: JoinHandle<Watched>,
     pub reached: mpsc::Receiver<(u64, Instant)>,
     stop: Arc<AtomicBool>,
     seen: Arc<AtomicU64>,
+    /// The count whose time is wanted next (0: none).
+    mark: Arc<AtomicU64>,
+    expected: u64,
 }
 
 impl Watcher {
@@ -65,6 +69,16 @@ impl Watcher {
     /// Outputs seen so far.
     pub fn seen(&self) -> u64 {
         self.seen.load(Ordering::Relaxed)
+    }
+
+    /// Asks for the count and time of the next output to become visible; returns the count
+    /// to wait for, or `None` when every expected output was seen already.
+    pub fn mark_next(&self) -> Option<u64> {
+        let next = self.seen() + 1;
+        (next <= self.expected).then(|| {
+            self.mark.store(next, Ordering::Relaxed);
+            next
+        })
     }
 
     /// Waits for the watcher to end and returns what it saw.
@@ -142,6 +156,9 @@ pub fn spawn(kafka: &KafkaConfig, spec: WatchSpec, milestones: Vec<u64>) -> Watc
     let stopped = stop.clone();
     let seen_count = Arc::new(AtomicU64::new(0));
     let progress = seen_count.clone();
+    let mark = Arc::new(AtomicU64::new(0));
+    let marked = mark.clone();
+    let expected = spec.expected;
     let kafka = kafka.clone();
     let handle = std::thread::spawn(move || {
         let mut watched = Watched::default();
@@ -160,7 +177,13 @@ pub fn spawn(kafka: &KafkaConfig, spec: WatchSpec, milestones: Vec<u64>) -> Watc
                 watched.note(&spec, &mut seen, value, now_ms());
                 watched.seen += 1;
                 progress.store(watched.seen, Ordering::Relaxed);
-                if milestones.contains(&watched.seen) {
+                let wanted = marked.load(Ordering::Relaxed);
+                // `>=`: the mark may be set after the output it named was seen.
+                let marked_now = wanted != 0 && watched.seen >= wanted;
+                if marked_now {
+                    marked.store(0, Ordering::Relaxed);
+                }
+                if marked_now || milestones.contains(&watched.seen) {
                     let _ = tx.send((watched.seen, Instant::now()));
                 }
             },
@@ -175,6 +198,8 @@ pub fn spawn(kafka: &KafkaConfig, spec: WatchSpec, milestones: Vec<u64>) -> Watc
         reached,
         stop,
         seen: seen_count,
+        mark,
+        expected,
     }
 }
 

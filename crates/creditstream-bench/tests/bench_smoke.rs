@@ -110,6 +110,8 @@ fn the_benchmark_runs_end_to_end_at_a_tiny_size() {
 
     // Interleaved: repetition i of every system before repetition i + 1 of any.
     let runs = report["runs"].as_array().expect("runs");
+    // Every window says whether it began once the group had settled.
+    assert!(runs.iter().all(|r| r["settled_window"].is_boolean()), "{runs:?}");
     let order: Vec<(String, String, u64)> = runs
         .iter()
         .map(|r| {
