@@ -75,6 +75,10 @@ struct RunArgs {
     /// The peer's JVM heap (-Xms and -Xmx), MiB.
     #[arg(long, default_value_t = 2048)]
     kafka_streams_heap_mb: u64,
+    /// The peer's producer linger.ms: 50 suits its throughput; Kafka's own default, 5 (also
+    /// creditstream's), suits at_least_once latency, where records wait out the linger.
+    #[arg(long, default_value_t = 50)]
+    kafka_streams_linger_ms: u64,
     /// Orders of each run of the peer's thread probe.
     #[arg(long, default_value_t = 200_000)]
     thread_probe_orders: u64,
@@ -228,6 +232,7 @@ fn options(args: RunArgs, skipped: &mut Vec<String>) -> Result<BenchOptions, Str
         classpath,
         threads,
         heap_mb: args.kafka_streams_heap_mb,
+        linger_ms: args.kafka_streams_linger_ms,
         probe_orders: args.thread_probe_orders,
     });
     if peer.is_none() && systems.contains(&System::KafkaStreams) {

@@ -73,6 +73,8 @@ pub struct PeerSetup {
     pub threads: PeerThreads,
     /// -Xms and -Xmx, MiB.
     pub heap_mb: u64,
+    /// The producer's linger.ms (`--kafka-streams-linger-ms`, default 50).
+    pub linger_ms: u64,
     /// Orders of each run of the thread probe.
     pub probe_orders: u64,
 }

@@ -27,8 +27,8 @@ pub const EVERY_100MS_INTERVAL_MS: u64 = 10;
 pub const EVERY_100MS_MAX_RECORDS: u64 = 1_000_000_000;
 /// The Kafka Streams peer's record cache (statestore.cache.max.bytes), MiB.
 pub const PEER_CACHE_MB: u64 = 64;
-/// The peer's producer linger.ms and batch.size, and its consumer's max.poll.records.
-pub const PEER_LINGER_MS: u64 = 50;
+/// The peer's producer batch.size and its consumer's max.poll.records (its linger.ms is
+/// `--kafka-streams-linger-ms`).
 pub const PEER_BATCH_BYTES: u64 = 256 * 1024;
 pub const PEER_MAX_POLL_RECORDS: u64 = 5000;
 
@@ -171,7 +171,7 @@ fn peer_command(
         .args(["--commit-interval-ms", &launch.peer_commit_interval_ms.to_string()])
         .args(["--threads", &launch.peer_threads.to_string()])
         .args(["--max-poll-records", &PEER_MAX_POLL_RECORDS.to_string()])
-        .args(["--linger-ms", &PEER_LINGER_MS.to_string()])
+        .args(["--linger-ms", &peer.linger_ms.to_string()])
         .args(["--batch-size", &PEER_BATCH_BYTES.to_string()])
         .args(["--cache-max-bytes", &(PEER_CACHE_MB << 20).to_string()])
         .args(["--block-cache-mb", &config.processor.block_cache_mb.to_string()])

@@ -183,7 +183,12 @@ pub fn spawn(kafka: &KafkaConfig, spec: WatchSpec, milestones: Vec<u64>) -> Watc
                 if marked_now {
                     marked.store(0, Ordering::Relaxed);
                 }
-                if marked_now || milestones.contains(&watched.seen) {
+                // One message each, so that a mark and a milestone on the same output both
+                // reach whoever waits for them.
+                if marked_now {
+                    let _ = tx.send((watched.seen, Instant::now()));
+                }
+                if milestones.contains(&watched.seen) {
                     let _ = tx.send((watched.seen, Instant::now()));
                 }
             },

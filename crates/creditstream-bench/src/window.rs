@@ -102,12 +102,15 @@ pub fn measure(
     let children = &mut started.children;
     let (_, first) = wait_for(watcher, 1, children, since).ok_or(Missed::NotDecided)?;
     group.settle(config, children, since).map_err(Missed::Unsettled)?;
-    let (counted_from, start, settled) = match watcher.mark_next() {
-        Some(next) => {
-            let (n, at) = wait_for(watcher, next, children, since).ok_or(Missed::NotDecided)?;
-            (n, at, true)
-        }
-        None => (1, first, false),
+    let marked = match watcher.mark_next() {
+        Some(next) => Some(wait_for(watcher, next, children, since).ok_or(Missed::NotDecided)?),
+        None => None,
+    };
+    // A window needs decisions after its start: when the backlog was (all but) decided
+    // before the group settled, it opens at the first decision instead.
+    let (counted_from, start, settled) = match marked {
+        Some((n, at)) if n < spec.orders => (n, at, true),
+        _ => (1, first, false),
     };
     let c0 = commits(spec.system, &started.probes);
     let p0 = phases(spec.system, &started.probes);
