@@ -177,15 +177,12 @@ pub fn spawn(kafka: &KafkaConfig, spec: WatchSpec, milestones: Vec<u64>) -> Watc
                 watched.note(&spec, &mut seen, value, now_ms());
                 watched.seen += 1;
                 progress.store(watched.seen, Ordering::Relaxed);
+                // `>=`: the mark may be set after the output it named was seen. A mark and
+                // a milestone on the same output send a message each, so that both reach
+                // whoever waits for them.
                 let wanted = marked.load(Ordering::Relaxed);
-                // `>=`: the mark may be set after the output it named was seen.
-                let marked_now = wanted != 0 && watched.seen >= wanted;
-                if marked_now {
+                if wanted != 0 && watched.seen >= wanted {
                     marked.store(0, Ordering::Relaxed);
-                }
-                // One message each, so that a mark and a milestone on the same output both
-                // reach whoever waits for them.
-                if marked_now {
                     let _ = tx.send((watched.seen, Instant::now()));
                 }
                 if milestones.contains(&watched.seen) {
